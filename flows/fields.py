@@ -1,0 +1,88 @@
+"""Match/set-field catalogue: every field the pipeline may use, its width and how to print it.
+
+Values are always plain ints inside a Flow (MACs and IPv4 addresses too), so that flows
+compare and hash canonically; this module converts at the edges (compilers, display).
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    name: str  # os-ken OXM name (OFPMatch keyword)
+    bits: int
+    kind: str = "int"  # int | mac | ipv4 | ipv6
+    ofctl: str = ""  # ovs-ofctl spelling, if different from name
+
+
+_FIELDS = [
+    Field("in_port", 32),
+    Field("metadata", 64),
+    Field("eth_dst", 48, "mac", "dl_dst"),
+    Field("eth_src", 48, "mac", "dl_src"),
+    Field("eth_type", 16, "int", "dl_type"),
+    Field("vlan_vid", 13 + 3, "int", "dl_vlan"),  # carries OFPVID_PRESENT (0x1000)
+    Field("vlan_pcp", 8),
+    Field("ip_proto", 8, "int", "nw_proto"),
+    Field("ip_dscp", 8),
+    Field("ipv4_src", 32, "ipv4", "nw_src"),
+    Field("ipv4_dst", 32, "ipv4", "nw_dst"),
+    Field("tcp_src", 16, "int", "tp_src"),
+    Field("tcp_dst", 16, "int", "tp_dst"),
+    Field("udp_src", 16, "int", "tp_src"),
+    Field("udp_dst", 16, "int", "tp_dst"),
+    Field("icmpv4_type", 8, "int", "icmp_type"),
+    Field("icmpv4_code", 8, "int", "icmp_code"),
+    Field("arp_op", 16),
+    Field("arp_spa", 32, "ipv4"),
+    Field("arp_tpa", 32, "ipv4"),
+    Field("arp_sha", 48, "mac"),
+    Field("arp_tha", 48, "mac"),
+    Field("ipv6_src", 128, "ipv6"),
+    Field("ipv6_dst", 128, "ipv6"),
+    Field("icmpv6_type", 8),
+    Field("icmpv6_code", 8),
+    Field("tunnel_id", 64, "int", "tun_id"),
+    Field("tun_ipv4_dst", 32, "ipv4", "tun_dst"),
+    Field("tun_ipv4_src", 32, "ipv4", "tun_src"),
+    Field("ct_state", 32),
+    Field("ct_zone", 16),
+    Field("ct_mark", 32),
+    Field("ct_label", 128),
+    Field("conj_id", 32),
+] + [Field(f"reg{i}", 32) for i in range(16)]
+
+FIELDS: dict[str, Field] = {f.name: f for f in _FIELDS}
+
+
+def mac(text: str) -> int:
+    """'fa:16:3e:00:00:01' → int."""
+    return int(text.replace(":", "").replace("-", ""), 16)
+
+
+def ipv4(text: str) -> int:
+    return int(ipaddress.IPv4Address(text))
+
+
+def ipv4_net(cidr: str) -> tuple[int, int]:
+    """'10.0.0.0/24' → (value, mask) for a masked match."""
+    net = ipaddress.IPv4Network(cidr, strict=False)
+    return int(net.network_address), int(net.netmask)
+
+
+def format_value(name: str, value: int) -> str:
+    kind = FIELDS[name].kind
+    if kind == "mac":
+        h = f"{value:012x}"
+        return ":".join(h[i:i + 2] for i in range(0, 12, 2))
+    if kind == "ipv4":
+        return str(ipaddress.IPv4Address(value))
+    if kind == "ipv6":
+        return str(ipaddress.IPv6Address(value))
+    return hex(value) if value > 9 else str(value)
+
+
+def full_mask(name: str) -> int:
+    return (1 << FIELDS[name].bits) - 1

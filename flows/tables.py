@@ -1,0 +1,136 @@
+"""The pipeline, declared once: table numbers, registers, cookie layout.
+
+Faucet's idea: the pipeline is data. Each table says what it is for and which tables it may
+jump to; `check_flow` enforces that at compile time, so a compiler bug is an exception in a
+unit test rather than a black hole on the switch. docs/pipeline.md documents the same map.
+
+Packet path (ingress from a VM, routed on the sending chassis like OVN/Dragonflow):
+
+  CLASSIFY → PORT_SEC → SERVICE → EGRESS_CT → EGRESS_SG → L3_* → L2_LOOKUP
+           → INGRESS_CT → INGRESS_SG → OUTPUT (local port, tunnel or uplink)
+
+Packets arriving on a tunnel or an uplink enter at L2_LOOKUP with the network already known.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+
+class T(IntEnum):
+    """Table numbers. Gaps leave room for stages without renumbering."""
+    CLASSIFY = 0        # in_port (+tun_id / vlan) → reg IN_PORT, metadata = network key
+    PORT_SEC = 10       # anti-spoofing: src MAC/IP/ARP of the sending port
+    SERVICE = 15        # punts: DHCP client requests, ARP requests for known addresses
+    EGRESS_CT = 20      # from-VM traffic through conntrack (zone of the sending port)
+    EGRESS_SG = 21      # security-group egress rules of the sending port
+    L3_GATEWAY = 30     # eth_dst is a router port MAC → route; else L2
+    L3_ROUTE = 31       # longest-prefix match of ipv4_dst → next hop, out router port
+    L3_NEIGHBOR = 32    # next hop → MAC; rewrite eth, dec_ttl, enter the next network
+    NAT_IN = 35         # floating-IP DNAT / SNAT reverse on the external side
+    NAT_OUT = 36        # floating-IP SNAT / router SNAT towards the external network
+    L2_LOOKUP = 40      # metadata + eth_dst → reg OUT_PORT; unknown/bcast → flood
+    L2_FLOOD = 41       # per-network replication list (local ports, tunnels, uplink)
+    L2_LEARN = 42       # MACs learned in the datapath (provider networks)
+    INGRESS_CT = 50     # to-VM traffic through conntrack (zone of the receiving port)
+    INGRESS_SG = 51     # security-group ingress rules of the receiving port
+    OUTPUT = 60         # reg OUT_PORT → local ofport / tunnel to its chassis / uplink
+    DROP = 99           # explicit, countable drops (debug aid)
+
+
+@dataclass(frozen=True, slots=True)
+class TableSpec:
+    table: T
+    purpose: str
+    next_tables: frozenset  # tables a flow here may goto/resubmit/ct(table=) into
+    miss: str  # "drop" | "next:<table>" — documented default; compilers emit it explicitly
+
+
+def _spec(t: T, purpose: str, nxt: tuple, miss: str = "drop") -> TableSpec:
+    return TableSpec(t, purpose, frozenset(nxt), miss)
+
+
+PIPELINE: dict[T, TableSpec] = {s.table: s for s in [
+    _spec(T.CLASSIFY, "identify port/network of an incoming packet",
+          (T.PORT_SEC, T.L2_LOOKUP, T.NAT_IN, T.L3_GATEWAY)),
+    _spec(T.PORT_SEC, "port security: allowed source MAC/IP/ARP", (T.SERVICE, T.DROP)),
+    _spec(T.SERVICE, "controller punts for ARP/DHCP", (T.EGRESS_CT,), "next:EGRESS_CT"),
+    _spec(T.EGRESS_CT, "conntrack for traffic a port sends", (T.EGRESS_SG,)),
+    _spec(T.EGRESS_SG, "security-group egress rules", (T.L3_GATEWAY, T.EGRESS_SG)),
+    _spec(T.L3_GATEWAY, "routed or switched?", (T.L3_ROUTE, T.L2_LOOKUP), "next:L2_LOOKUP"),
+    _spec(T.L3_ROUTE, "router LPM", (T.L3_NEIGHBOR, T.NAT_OUT)),
+    _spec(T.L3_NEIGHBOR, "next-hop MAC and network", (T.L2_LOOKUP, T.NAT_OUT)),
+    _spec(T.NAT_IN, "DNAT / un-SNAT from the external network", (T.L3_ROUTE, T.L2_LOOKUP, T.NAT_IN)),
+    _spec(T.NAT_OUT, "SNAT towards the external network", (T.L2_LOOKUP, T.NAT_OUT)),
+    _spec(T.L2_LOOKUP, "destination MAC → port", (T.INGRESS_CT, T.L2_FLOOD, T.L2_LEARN, T.OUTPUT)),
+    _spec(T.L2_FLOOD, "broadcast replication", (T.INGRESS_CT, T.OUTPUT, T.L2_FLOOD)),
+    _spec(T.L2_LEARN, "learned outside MACs", (T.OUTPUT, T.L2_FLOOD), "next:L2_FLOOD"),
+    _spec(T.INGRESS_CT, "conntrack for traffic a port receives", (T.INGRESS_SG,)),
+    _spec(T.INGRESS_SG, "security-group ingress rules", (T.OUTPUT, T.INGRESS_SG)),
+    _spec(T.OUTPUT, "deliver: local ofport, tunnel, uplink", ()),
+    _spec(T.DROP, "explicit drops", ()),
+]}
+
+
+class R:
+    """Registers (NXM_NX_REGn). One meaning each, for the packet's whole life in the pipeline."""
+    FLAGS = "reg0"      # bit flags, see F
+    NEXTHOP = "reg1"    # L3: next-hop IPv4 address
+    ROUTER = "reg2"     # L3: key of the router routing this packet
+    IN_PORT = "reg6"    # logical ingress port key (0 = tunnel/uplink)
+    OUT_PORT = "reg7"   # logical egress port key
+    ZONE = "reg13"      # conntrack zone of the port whose rules are evaluated
+    NETWORK = "metadata"  # logical network key (write_metadata)
+
+
+class F:
+    """Bits of R.FLAGS."""
+    FROM_TUNNEL = 1 << 0
+    FROM_UPLINK = 1 << 1
+    ROUTED = 1 << 2
+    NO_SECURITY = 1 << 3  # port_security disabled on the port being evaluated
+
+
+class Owner(IntEnum):
+    """Cookie high byte: what kind of object owns a flow."""
+    PIPELINE = 1   # chassis-wide base flows (table misses, defaults)
+    NETWORK = 2
+    PORT = 3
+    ROUTER = 4
+    SECGROUP = 5
+    FLOATINGIP = 6
+    CHASSIS = 7    # tunnels to other chassis
+    LEARNED = 8    # flows created by the datapath `learn` action (never reconciled)
+
+
+OWNER_SHIFT = 56
+KEY_MASK = (1 << OWNER_SHIFT) - 1
+
+
+def cookie(kind: Owner, key: int) -> int:
+    """Owner cookie: `ovs-ofctl dump-flows br-int cookie=<this>/-1` shows one object's flows."""
+    return (int(kind) << OWNER_SHIFT) | (key & KEY_MASK)
+
+
+def cookie_owner(value: int) -> tuple[Owner, int]:
+    return Owner(value >> OWNER_SHIFT), value & KEY_MASK
+
+
+class PipelineError(ValueError):
+    pass
+
+
+def check_flow(f) -> None:
+    """Raise PipelineError if `f` jumps to a table its own table does not declare."""
+    from flows.flow import CT, GotoTable, Resubmit  # local: avoid import cycle
+    spec = PIPELINE.get(T(f.table)) if f.table in T._value2member_map_ else None
+    if spec is None:
+        raise PipelineError(f"flow in undeclared table {f.table}: {f.ofctl()}")
+    for a in f.actions:
+        target = None
+        if isinstance(a, (GotoTable, Resubmit)):
+            target = a.table
+        elif isinstance(a, CT) and a.table is not None:
+            target = a.table
+        if target is not None and target not in spec.next_tables:
+            raise PipelineError(f"table {spec.table.name} may not jump to {target}: {f.ofctl()}")

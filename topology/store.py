@@ -1,0 +1,87 @@
+"""The store contract every backend (SQLite, etcd) fulfils, and the Change record of its feed.
+
+Why this shape: controllers consume *only* the change feed ("all changes after revision R"),
+so a backend is a linearisable log of whole-record puts/deletes. With etcd the revision is the
+etcd revision and the feed is a watch from it; with SQLite both come from one table.
+"""
+from __future__ import annotations
+
+import abc
+import contextlib
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+# Record kinds (Neutron resource names, singular, underscores).
+NETWORK = "network"
+SUBNET = "subnet"
+PORT = "port"
+ROUTER = "router"
+FLOATINGIP = "floatingip"
+SECURITY_GROUP = "security_group"
+SECURITY_GROUP_RULE = "security_group_rule"
+CHASSIS = "chassis"
+KINDS = (NETWORK, SUBNET, PORT, ROUTER, FLOATINGIP, SECURITY_GROUP, SECURITY_GROUP_RULE, CHASSIS)
+
+Record = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One committed write. `new is None` means deleted; `old is None` means created."""
+    revision: int
+    kind: str
+    id: str
+    old: Record | None
+    new: Record | None
+
+
+class Compacted(Exception):
+    """The feed no longer holds changes after the asked revision: re-read a snapshot."""
+
+
+class Txn(abc.ABC):
+    """A serialisable read-write transaction. Reads see the transaction's own writes."""
+
+    @abc.abstractmethod
+    def get(self, kind: str, rid: str) -> Record | None: ...
+
+    @abc.abstractmethod
+    def list(self, kind: str) -> list[Record]: ...
+
+    @abc.abstractmethod
+    def put(self, kind: str, record: Record) -> None:
+        """Create or replace a whole record (record['id'] is its key)."""
+
+    @abc.abstractmethod
+    def delete(self, kind: str, rid: str) -> None: ...
+
+
+class Store(abc.ABC):
+    @abc.abstractmethod
+    def revision(self) -> int:
+        """Revision of the last committed write (0 for an empty store)."""
+
+    @abc.abstractmethod
+    def snapshot(self) -> tuple[int, dict[str, dict[str, Record]]]:
+        """A consistent copy of everything: (revision, {kind: {id: record}})."""
+
+    @abc.abstractmethod
+    def get(self, kind: str, rid: str) -> Record | None: ...
+
+    @abc.abstractmethod
+    def list(self, kind: str) -> list[Record]: ...
+
+    @abc.abstractmethod
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Txn]:
+        """All writes inside commit atomically as one revision step per record, or not at all."""
+
+    @abc.abstractmethod
+    def changes(self, after: int, timeout: float | None = None) -> list[Change]:
+        """Changes with revision > after, oldest first; waits up to `timeout` s if there are none.
+
+        Raises Compacted if changes after `after` were discarded.
+        """
+
+    def close(self) -> None:
+        """Release files/connections."""
