@@ -1,0 +1,172 @@
+"""Our flow-mod bytes parse with os-ken's own parser into the flow os-ken would build."""
+from __future__ import annotations
+
+import pytest
+from os_ken.ofproto import nicira_ext
+from os_ken.ofproto import ofproto_v1_3 as ofp
+from os_ken.ofproto import ofproto_v1_3_parser as parser
+
+from controller import wire
+from flows.fields import ipv4, mac
+from flows.flow import (CT, NAT, Conjunction, Controller, CTClear, DecTtl, Flow, GotoTable, Learn,
+                        LearnSpec, Meter, Move, Output, PopVlan, PushVlan, Resubmit, SetField,
+                        WriteMetadata, make_match)
+
+
+class _DP:
+    ofproto = ofp
+    ofproto_parser = parser
+
+
+def _oskens(flow: Flow, xid: int):
+    """Build the same flow-mod with os-ken's classes (the reference)."""
+    match = parser.OFPMatch(**{n: (wire.user_value(n, v) if m is None else
+                                   (wire.user_value(n, v), wire.user_value(n, m)))
+                               for n, v, m in flow.match})
+    inst = []
+    applied = [wire.to_oskenaction(a) for a in flow.actions
+               if not isinstance(a, (Meter, WriteMetadata, GotoTable))]
+    for a in flow.actions:
+        if isinstance(a, Meter):
+            inst.append(parser.OFPInstructionMeter(a.meter_id))
+    if applied:
+        inst.append(parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, applied))
+    for a in flow.actions:
+        if isinstance(a, WriteMetadata):
+            inst.append(parser.OFPInstructionWriteMetadata(a.value, a.mask))
+    for a in flow.actions:
+        if isinstance(a, GotoTable):
+            inst.append(parser.OFPInstructionGotoTable(a.table))
+    msg = parser.OFPFlowMod(_DP(), cookie=flow.cookie, table_id=flow.table, command=ofp.OFPFC_ADD,
+                            idle_timeout=flow.idle_timeout, hard_timeout=flow.hard_timeout,
+                            priority=flow.priority, buffer_id=ofp.OFP_NO_BUFFER, out_port=ofp.OFPP_ANY,
+                            out_group=ofp.OFPG_ANY, match=match, instructions=inst)
+    msg.set_xid(xid)
+    msg.serialize()
+    return msg
+
+
+def _parse(buf: bytes):
+    version, mtype, length, xid = parser.ofproto_parser.header(buf)
+    return parser.ofproto_parser.msg(_DP(), version, mtype, length, xid, bytearray(buf))
+
+
+LEARN = Learn(table=42, priority=100, idle_timeout=300, cookie=8 << 56, specs=(
+    LearnSpec("match", dst="metadata", src="metadata", n_bits=64),
+    LearnSpec("match", dst="eth_dst", src="eth_src", n_bits=48),
+    LearnSpec("load", dst="reg7", value=3, n_bits=32),
+    LearnSpec("output", src="in_port", n_bits=16)))
+
+CASES = {
+    "output": (Output(3),),
+    "output_controller": (Output(0xFFFFFFFD),),
+    "set_field_reg": (SetField("reg6", 5),),
+    "set_field_mac": (SetField("eth_dst", mac("fa:16:3e:00:00:02")), Output(1)),
+    "set_field_tunnel": (SetField("tunnel_id", 100), SetField("tun_ipv4_dst", ipv4("192.168.1.2")), Output(6)),
+    "move": (Move("eth_src", "eth_dst", 48), Move("reg6", "reg7", 16, 0, 16)),
+    "vlan": (PushVlan(), SetField("vlan_vid", 0x1000 | 100), Output(4), PopVlan(), Output(5)),
+    "dec_ttl": (DecTtl(),),
+    "resubmit": (Resubmit(41), Output(2)),
+    "controller_userdata": (Controller(userdata=b"\x01\x02"),),
+    "controller_plain": (Controller(),),
+    "ct_zone_reg": (CT(zone_reg="reg13", table=21),),
+    "ct_commit_nat": (CT(commit=True, zone=5, nat=NAT("src", ipv4("1.1.1.1"), ipv4("1.1.1.9")),
+                         actions=(SetField("ct_mark", 1),)),),
+    "ct_nat_reverse": (CT(zone=5, table=21, nat=NAT()),),
+    "ct_clear": (CTClear(),),
+    "conjunction": (Conjunction(7, 1, 2),),
+    "learn": (LEARN, GotoTable(60)),
+    "meter": (Meter(2), Output(7)),
+    "metadata_goto": (SetField("reg6", 1), WriteMetadata(7), GotoTable(10)),
+    "metadata_masked": (WriteMetadata(7, 0xFFFF), GotoTable(10)),
+    "drop": (),
+}
+
+MATCHES = [
+    make_match(in_port=1),
+    make_match(metadata=7, eth_dst=(mac("01:00:00:00:00:00"), mac("01:00:00:00:00:00"))),
+    make_match(eth_type=0x800, ip_proto=6, tcp_dst=(0x50, 0xFFF0), reg6=(1, 0xFF)),
+    make_match(eth_type=0x806, arp_op=1, arp_tpa=ipv4("10.0.0.1")),
+    make_match(eth_type=0x800, ct_state=(0x21, 0x21), ct_zone=3, conj_id=9),
+    make_match(tunnel_id=100, tun_ipv4_dst=ipv4("10.0.0.9"), vlan_vid=(0x1000, 0x1000)),
+]
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_instructions_round_trip_through_oskens_parser(name):
+    f = Flow(20, 100, make_match(reg7=3), CASES[name], cookie=(3 << 56) | 5, idle_timeout=7, hard_timeout=9)
+    ours = wire.Encoder().flow_mod(f, 1234)
+    ref = _oskens(f, 1234)
+    parsed = _parse(ours)
+    assert isinstance(parsed, parser.OFPFlowMod)
+    assert parsed.to_jsondict() == _parse(bytes(ref.buf)).to_jsondict()
+    assert parsed.cookie == f.cookie and parsed.priority == 100 and parsed.table_id == 20
+
+
+@pytest.mark.parametrize("match", MATCHES, ids=range(len(MATCHES)))
+def test_match_round_trip(match):
+    f = Flow(0, 10, match, (Output(1),), cookie=1 << 56)
+    ours = wire.Encoder().flow_mod(f, 7)
+    parsed = _parse(ours)
+    ref = _parse(bytes(_oskens(f, 7).buf))
+    assert dict(parsed.match.items()) == dict(ref.match.items())
+    cmd, key, body = wire.parse_flow_mod(ours)
+    assert cmd == wire.OFPFC_ADD and key == f.key
+    assert body == wire.Encoder().body(f)
+
+
+def test_prerequisites_come_first_in_the_oxm_list():
+    f = Flow(0, 10, make_match(eth_type=0x806, arp_op=1), (), cookie=1)
+    ours = wire.Encoder().flow_mod(f, 1)
+    fields = [k for k, _ in _parse(ours).match.items()]
+    assert fields == ["eth_type", "arp_op"]
+
+
+def test_delete_strict_and_bundle_wrappers_parse():
+    enc = wire.Encoder()
+    f = Flow(40, 5, make_match(metadata=3), (Output(1),), cookie=2 << 56)
+    inner = enc.delete_strict(f.key, 99)
+    msg = _parse(inner)
+    assert msg.command == ofp.OFPFC_DELETE_STRICT and msg.priority == 5 and msg.table_id == 40
+    wrapped = wire.bundle_add(17, inner, 99)
+    ref_inner = parser.OFPFlowMod(_DP(), table_id=40, command=ofp.OFPFC_DELETE_STRICT, priority=5,
+                                  buffer_id=ofp.OFP_NO_BUFFER, out_port=ofp.OFPP_ANY,
+                                  out_group=ofp.OFPG_ANY, match=parser.OFPMatch(metadata=3))
+    ref = parser.ONFBundleAddMsg(_DP(), 17, wire.BUNDLE_ATOMIC | wire.BUNDLE_ORDERED, ref_inner, [])
+    ref.set_xid(99)
+    ref.serialize()
+    assert wrapped == bytes(ref.buf)  # os-ken only sends bundle-adds, so compare bytes
+    ctrl = _parse(wire.bundle_ctrl(17, wire.BUNDLE_COMMIT_REQUEST, 100))
+    assert isinstance(ctrl, parser.ONFBundleCtrlMsg) and ctrl.type == ofp.ONF_BCT_COMMIT_REQUEST
+    assert [c for c, _ in wire.flow_mods_in(wrapped + wire.barrier(5))] == [wire.OFPFC_DELETE_STRICT]
+
+
+def test_flow_stats_decoder_reads_an_oskens_encoded_entry():
+    f = Flow(21, 51, make_match(eth_type=0x800, ipv4_src=(ipv4("10.0.0.0"), 0xFFFFFF00)),
+             (CTClear(), Output(2), GotoTable(40)), cookie=(5 << 56) | 1, idle_timeout=3)
+    enc = wire.Encoder()
+    stats = parser.OFPFlowStats(table_id=f.table, duration_sec=12, duration_nsec=0, priority=f.priority,
+                                idle_timeout=3, hard_timeout=0, flags=0, cookie=f.cookie, packet_count=4,
+                                byte_count=400, match=_oskens(f, 1).match,
+                                instructions=_oskens(f, 1).instructions)
+    # os-ken has no serialiser for flow stats: build the entry from our pieces + its match/instructions
+    import struct
+    mbuf = bytearray()
+    stats.match.serialize(mbuf, 0)
+    ibuf = bytearray()
+    for i in stats.instructions:
+        i.serialize(ibuf, len(ibuf))
+    length = 48 + len(mbuf) + len(ibuf)
+    entry = struct.pack("!HBxIIHHHH4xQQQ", length, 21, 12, 0, 51, 3, 0, 0, f.cookie, 4, 400) + mbuf + ibuf
+    (got,) = list(wire.parse_flow_stats(entry))
+    assert got.key == f.key
+    assert got.body == enc.body(f)
+    assert got.duration_sec == 12 and got.packet_count == 4
+
+
+def test_parse_error():
+    import struct
+    buf = struct.pack("!BBHIHH", 4, 1, 12 + 4, 77, 3, 2) + b"abcd"
+    err = wire.parse_error(buf)
+    assert (err.xid, err.type, err.code, err.data) == (77, 3, 2, b"abcd")
+    assert "BAD_TABLE_ID" in err.describe()
