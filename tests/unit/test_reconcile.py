@@ -1,0 +1,173 @@
+"""Reconciler diff logic against a fake switch that applies our bundles and answers barriers."""
+from __future__ import annotations
+
+import logging
+import struct
+
+import pytest
+
+from controller import wire
+from controller.reconciler import Reconciler
+from flows.flow import Flow, GotoTable, Output, SetField, make_match
+from flows.tables import Owner, cookie
+
+
+class FakeSwitch:
+    """Applies ONF bundles atomically, answers barriers and flow-stats, rejects chosen keys."""
+
+    def __init__(self, rec: Reconciler) -> None:
+        self.rec = rec
+        self.table: dict[tuple, tuple] = {}
+        self.reject: set[tuple] = set()
+        self.sent: list[bytes] = []
+        self.enc = wire.Encoder()
+
+    def send(self, buf: bytes) -> bool:
+        self.sent.append(buf)
+        bundle: list = []
+        for mtype, xid, msg in wire.iter_messages(buf):
+            if mtype == wire.OFPT_EXPERIMENTER:
+                exp_type, = struct.unpack_from("!I", msg, 12)
+                if exp_type == wire.ONF_ET_BUNDLE_ADD_MESSAGE:
+                    cmd, key, body = wire.parse_flow_mod(wire.unwrap_bundle_add(msg))
+                    if key in self.reject:
+                        self.rec.on_error(wire.ErrorMsg(xid, 3, 2, msg[:64]))
+                    else:
+                        bundle.append((cmd, key, body))
+                else:
+                    kind, = struct.unpack_from("!H", msg, 20)
+                    if kind == wire.BUNDLE_COMMIT_REQUEST:
+                        for cmd, key, body in bundle:
+                            if cmd == wire.OFPFC_ADD:
+                                self.table[key] = body
+                            else:
+                                self.table.pop(key, None)
+            elif mtype == wire.OFPT_BARRIER_REQUEST:
+                self.rec.on_barrier(xid)
+            elif mtype == wire.OFPT_MULTIPART_REQUEST:
+                self.rec.on_flow_stats(xid, self.stats_body(), False)
+        return True
+
+    def stats_body(self) -> bytes:
+        out = b""
+        for (table, prio, match), (ck, idle, hard, instr) in self.table.items():
+            m = self.enc.match(match)
+            length = 48 + len(m) + len(instr)
+            out += struct.pack("!HBxIIHHHH4xQQQ", length, table, 5, 0, prio, idle, hard, 0, ck, 0, 0) + m + instr
+        return out
+
+    def last_mods(self) -> list[tuple[int, tuple, tuple]]:
+        return [wire.parse_flow_mod(m) for _, m in wire.flow_mods_in(self.sent[-1])]
+
+
+def port_flows(key: int, out: int) -> frozenset[Flow]:
+    ck = cookie(Owner.PORT, key)
+    return frozenset({
+        Flow(0, 100, make_match(in_port=out), (SetField("reg6", key), GotoTable(10)), ck),
+        Flow(60, 100, make_match(reg7=key), (Output(out),), ck),
+    })
+
+
+@pytest.fixture
+def rig():
+    rec = Reconciler("test-dp", timeout=2)
+    sw = FakeSwitch(rec)
+    rec.attach(sw.send)
+    return rec, sw
+
+
+def test_first_sync_installs_everything_then_nothing(rig):
+    rec, sw = rig
+    for k in range(1, 4):
+        rec.set_owner(cookie(Owner.PORT, k), port_flows(k, k))
+    assert rec.resync() == 6
+    assert len(sw.table) == 6
+    assert rec.flush() == 0
+    assert rec.resync() == 0  # reconnect with identical state: zero flow-mods
+
+
+def test_change_one_owner_touches_only_its_flows(rig):
+    rec, sw = rig
+    for k in range(1, 4):
+        rec.set_owner(cookie(Owner.PORT, k), port_flows(k, k))
+    rec.resync()
+    rec.set_owner(cookie(Owner.PORT, 2), port_flows(2, 9))
+    assert rec.flush() == 3
+    mods = sw.last_mods()
+    # in_port=2 → in_port=9 is a new key (delete + add); the output flow keeps its key (overwrite)
+    assert sorted(m[0] for m in mods) == [wire.OFPFC_ADD, wire.OFPFC_ADD, wire.OFPFC_DELETE_STRICT]
+    assert all(m[2][0] == cookie(Owner.PORT, 2) for m in mods if m[0] == wire.OFPFC_ADD)
+    assert [m[1][2] for m in mods if m[0] == wire.OFPFC_DELETE_STRICT] == [make_match(in_port=2)]
+    assert sw.table == {f.key: rec.encoder.body(f) for o in rec.owners() for f in rec.desired_flows(o)}
+
+
+def test_removed_owner_is_deleted_strictly(rig):
+    rec, sw = rig
+    rec.set_owner(cookie(Owner.PORT, 1), port_flows(1, 1))
+    rec.set_owner(cookie(Owner.PORT, 2), port_flows(2, 2))
+    rec.resync()
+    rec.set_owner(cookie(Owner.PORT, 2), ())
+    assert rec.flush() == 2
+    assert {m[0] for m in sw.last_mods()} == {wire.OFPFC_DELETE_STRICT}
+    assert len(sw.table) == 2
+
+
+def test_resync_deletes_unwanted_ours_keeps_learned_and_foreign(rig):
+    rec, sw = rig
+    enc = wire.Encoder()
+    stray = Flow(40, 7, make_match(metadata=99), (Output(3),), cookie(Owner.NETWORK, 99))
+    learned = Flow(42, 100, make_match(metadata=1, eth_dst=5), (Output(2),), cookie(Owner.LEARNED, 0))
+    foreign = Flow(0, 1, make_match(in_port=77), (), 0)
+    for f in (stray, learned, foreign):
+        sw.table[f.key] = enc.body(f)
+    rec.set_owner(cookie(Owner.PORT, 1), port_flows(1, 1))
+    assert rec.resync() == 3
+    assert stray.key not in sw.table and learned.key in sw.table and foreign.key in sw.table
+
+
+def test_changed_body_is_overwritten_with_add_including_cookie(rig):
+    rec, sw = rig
+    f = Flow(40, 5, make_match(metadata=1), (Output(1),), cookie(Owner.NETWORK, 1))
+    rec.set_owner(f.cookie, [f])
+    rec.resync()
+    g = Flow(40, 5, make_match(metadata=1), (Output(1),), cookie(Owner.NETWORK, 2))
+    rec.set_owner(f.cookie, [])
+    rec.set_owner(g.cookie, [g])
+    assert rec.flush() == 1
+    (cmd, key, body), = sw.last_mods()
+    assert cmd == wire.OFPFC_ADD and body[0] == g.cookie
+
+
+def test_key_claimed_by_two_owners_is_logged_and_resolved_deterministically(rig, caplog):
+    rec, sw = rig
+    a = Flow(40, 5, make_match(metadata=1), (Output(1),), cookie(Owner.PORT, 2))
+    b = Flow(40, 5, make_match(metadata=1), (Output(2),), cookie(Owner.PORT, 1))
+    with caplog.at_level(logging.ERROR):
+        rec.set_owner(a.cookie, [a])
+        rec.set_owner(b.cookie, [b])
+    assert "compile bug" in caplog.text
+    rec.resync()
+    assert sw.table[a.key][0] == b.cookie  # lowest owner wins
+    rec.set_owner(b.cookie, [])
+    rec.flush()
+    assert sw.table[a.key][0] == a.cookie  # the other claim takes over
+
+
+def test_rejected_flow_is_logged_with_owner_and_not_resent(rig, caplog):
+    rec, sw = rig
+    bad = Flow(10, 1, make_match(reg6=1), (GotoTable(5),), cookie(Owner.ROUTER, 4))
+    good = Flow(10, 2, make_match(reg6=2), (Output(1),), cookie(Owner.ROUTER, 4))
+    sw.reject.add(bad.key)
+    rec.set_owner(bad.cookie, [bad, good])
+    with caplog.at_level(logging.ERROR):
+        assert rec.resync() == 2
+    assert "router:4" in caplog.text and "goto_table:5" in caplog.text
+    assert good.key in sw.table and bad.key not in sw.table
+    assert rec.stats.errors == 1
+    assert rec.flush() == 0
+
+
+def test_nothing_sent_before_installed_state_is_known():
+    rec = Reconciler("dp")
+    rec.set_owner(1, port_flows(1, 1))
+    assert rec.flush() == 0
