@@ -1,0 +1,315 @@
+"""ARP/DHCP punt flows in table SERVICE, and the address index the ARP/DHCP apps answer from.
+
+Why these owners:
+- DHCP punt (`reg6=<port>, udp 68→67 → controller`) belongs to the port: it exists only on the
+  chassis where the port is local and only while the port has an address on a DHCP subnet.
+- ARP punts belong to the *network*: one flow per known IPv4 address in that network, on every
+  chassis that has a local port in it. Owning them by the network keeps one address = one flow
+  key even when several ports claim the same address (allowed address pairs), so owners never
+  collide on a key; recomputing a network is O(its addresses).
+
+Priorities inside SERVICE (miss → EGRESS_CT, emitted by the base pipeline):
+  300 DHCP client request from a local port              → controller "dhcp"
+  250 ARP request for an address with exactly one owner   → controller "arp"
+  240 ARP request for an address claimed by several ports → pass (normal L2: VIP failover)
+  220 ARP request inside an allowed-address-pair CIDR     → pass
+  100 any other ARP request on an overlay/local network   → drop (every address is known)
+Provider (flat/vlan) networks have no 100 drop: outside hosts answer for themselves.
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from flows.flow import Controller, Flow, GotoTable, flow
+from flows.tables import Owner, R, T, cookie, cookie_owner
+from topology.store import FLOATINGIP, NETWORK, PORT, ROUTER, SUBNET, Change
+
+LOG = logging.getLogger(__name__)
+
+USERDATA_ARP = b"arp"
+USERDATA_DHCP = b"dhcp"
+
+PRIO_DHCP = 300
+PRIO_ARP_KNOWN = 250
+PRIO_ARP_SHARED = 240
+PRIO_ARP_CIDR = 220
+PRIO_ARP_DROP = 100
+
+ETH_ARP = 0x0806
+ETH_IP = 0x0800
+ARP_REQUEST = 1
+
+OVERLAY_TYPES = frozenset({"vxlan", "gre", "geneve", "local"})
+DEVICE_DHCP = "network:dhcp"
+DEVICE_ROUTER_GW = "network:router_gateway"
+
+Record = dict[str, Any]
+
+
+# ------------------------------------------------------------------ address index
+# Reads the controller's TopologyView (topology/view.py): get, records, by_key,
+# ports_of_network, subnets_of_network, ports_of_device, revision.
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """Who holds an address: the MAC to answer with and the port (if any) that owns it."""
+    mac: str
+    port_id: str | None
+
+
+@dataclass
+class NetworkIndex:
+    """The addresses of one network; built from the view, read-only afterwards.
+
+    Packet-in handlers read it from other threads, so it is never mutated after build.
+    """
+    network: Record
+    known: dict[int, Answer] = field(default_factory=dict)   # unique owner → answer
+    shared: set[int] = field(default_factory=set)            # claimed by several MACs → pass
+    cidrs: set[tuple[int, int]] = field(default_factory=set)  # AAP CIDRs → pass
+    dhcp_port: Record | None = None
+
+    @property
+    def key(self) -> int:
+        return int(self.network.get("_key", 0))
+
+    @property
+    def is_overlay(self) -> bool:
+        return (self.network.get("provider:network_type") or "vxlan") in OVERLAY_TYPES
+
+
+def ip_int(text: str | None) -> int | None:
+    """IPv4 text → int, None for anything else (IPv6, garbage)."""
+    try:
+        return int(ipaddress.IPv4Address(text)) if text else None
+    except ValueError:
+        return None
+
+
+def _mac(text: str | None) -> str:
+    return (text or "").lower()
+
+
+def build_network_index(view, network: Record) -> NetworkIndex:
+    """O(ports of the network) (+ floating IPs for an external network)."""
+    ni = NetworkIndex(network)
+    claims: dict[int, set[tuple[str, str | None]]] = {}
+    for port in sorted(view.ports_of_network(network["id"]), key=lambda p: p["id"]):
+        if port.get("device_owner") == DEVICE_DHCP and ni.dhcp_port is None:
+            ni.dhcp_port = port
+        pmac = _mac(port.get("mac_address"))
+        for fip in port.get("fixed_ips") or ():
+            ip = ip_int(fip.get("ip_address"))
+            if ip is not None:
+                claims.setdefault(ip, set()).add((pmac, port["id"]))
+        for pair in port.get("allowed_address_pairs") or ():
+            try:
+                net = ipaddress.IPv4Network(pair.get("ip_address") or "", strict=False)
+            except ValueError:
+                continue  # IPv6 or garbage: nothing to answer over ARP
+            if net.prefixlen == 32:
+                mac = _mac(pair.get("mac_address")) or pmac
+                claims.setdefault(int(net.network_address), set()).add((mac, port["id"]))
+            else:
+                ni.cidrs.add((int(net.network_address), int(net.netmask)))
+    if network.get("router:external"):
+        _claim_floating_ips(view, network["id"], claims)
+    for ip, holders in claims.items():
+        if len({m for m, _ in holders}) == 1:
+            mac, pid = sorted(holders, key=lambda h: h[1] or "")[0]
+            ni.known[ip] = Answer(mac, pid)
+        else:
+            ni.shared.add(ip)
+    return ni
+
+
+def _claim_floating_ips(view, net_id: str, claims: dict) -> None:
+    """An associated floating IP is answered with its router's gateway port MAC."""
+    for fip in list(view.records(FLOATINGIP).values()):
+        if fip.get("floating_network_id") != net_id or not fip.get("router_id"):
+            continue
+        ip = ip_int(fip.get("floating_ip_address"))
+        gw = [p for p in view.ports_of_device(fip["router_id"])
+              if p.get("device_owner") == DEVICE_ROUTER_GW and p.get("network_id") == net_id]
+        if ip is not None and gw:
+            claims.setdefault(ip, set()).add((_mac(gw[0].get("mac_address")), None))
+
+
+def dhcp_subnet(view, port: Record) -> tuple[Record, str] | None:
+    """The port's first IPv4 fixed IP on a DHCP-enabled subnet: (subnet, ip)."""
+    for fip in port.get("fixed_ips") or ():
+        sn = view.get(SUBNET, fip.get("subnet_id"))
+        if sn is None or not sn.get("enable_dhcp", True) or int(sn.get("ip_version", 4)) != 4:
+            continue
+        if ip_int(fip.get("ip_address")) is not None:
+            return sn, fip["ip_address"]
+    return None
+
+
+def local_networks(view, ctx) -> set[str]:
+    """Networks with at least one port local to ctx's chassis (from the switch, not the store)."""
+    out = set()
+    for pid in ctx.local_ports:
+        port = view.get(PORT, pid)
+        if port is not None and view.get(NETWORK, port.get("network_id")) is not None:
+            out.add(port["network_id"])
+    return out
+
+
+class IndexCache:
+    """NetworkIndex per network, rebuilt lazily when the view's revision moves on.
+
+    Lazy and per network so that a burst of 1,000 port writes costs O(ports of the touched
+    network) per compile, not a rebuild of everything per change.
+    """
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[int, str], tuple[Any, NetworkIndex]] = {}
+
+    def invalidate(self) -> None:
+        self._cache = {}
+
+    def network(self, view, net_id: str | None) -> NetworkIndex | None:
+        net = view.get(NETWORK, net_id)
+        if net is None:
+            return None
+        token = (id(view), net["id"])
+        rev = getattr(view, "revision", None)
+        hit = self._cache.get(token)
+        if hit is not None and hit[0] == rev and hit[1].network is net:
+            return hit[1]
+        ni = build_network_index(view, net)
+        if len(self._cache) > 4096:
+            self._cache = {}
+        self._cache[token] = (rev, ni)
+        return ni
+
+    def network_by_key(self, view, key: int) -> NetworkIndex | None:
+        net = view.by_key(NETWORK, key)
+        return self.network(view, net["id"]) if net is not None else None
+
+    def answer(self, view, net_key: int, ip: str) -> Answer | None:
+        ni = self.network_by_key(view, net_key)
+        addr = ip_int(ip)
+        if ni is None or addr is None:
+            return None
+        return ni.known.get(addr)
+
+
+# ------------------------------------------------------------------ flows
+
+def dhcp_punt_flows(view, ctx, port: Record, meter_id: int = 0) -> list[Flow]:
+    """The DHCP punt of a local port with an address on a DHCP-enabled subnet."""
+    if port.get("id") not in ctx.local_ports or port.get("_key") is None:
+        return []
+    if dhcp_subnet(view, port) is None:
+        return []
+    key = int(port["_key"])
+    return [flow(T.SERVICE, PRIO_DHCP, cookie(Owner.PORT, key),
+                 [Controller(userdata=USERDATA_DHCP, meter_id=meter_id)],
+                 match={R.IN_PORT: key, "eth_type": ETH_IP, "ip_proto": 17,
+                        "udp_src": 68, "udp_dst": 67})]
+
+
+def arp_flows(ni: NetworkIndex, meter_id: int = 0) -> list[Flow]:
+    """All ARP flows of one network (to be installed where it has local ports)."""
+    ck = cookie(Owner.NETWORK, ni.key)
+    base = {R.NETWORK: ni.key, "eth_type": ETH_ARP, "arp_op": ARP_REQUEST}
+    punt = [Controller(userdata=USERDATA_ARP, meter_id=meter_id)]
+    out = [flow(T.SERVICE, PRIO_ARP_KNOWN, ck, punt, match={**base, "arp_tpa": ip})
+           for ip in sorted(ni.known)]
+    out += [flow(T.SERVICE, PRIO_ARP_SHARED, ck, [GotoTable(T.EGRESS_CT)], match={**base, "arp_tpa": ip})
+            for ip in sorted(ni.shared)]
+    out += [flow(T.SERVICE, PRIO_ARP_CIDR, ck, [GotoTable(T.EGRESS_CT)],
+                 match={**base, "arp_tpa": (net, mask)}) for net, mask in sorted(ni.cidrs)]
+    if ni.is_overlay:
+        out.append(flow(T.SERVICE, PRIO_ARP_DROP, ck, [], match=base))
+    return out
+
+
+def compile_owner(view, cache: IndexCache, ctx, owner: int, feature: str,
+                  meter_id: int = 0) -> list[Flow]:
+    """Flows of `owner` for one feature ("arp" or "dhcp") on ctx's chassis."""
+    try:
+        kind, key = cookie_owner(owner)
+    except ValueError:
+        return []
+    if feature == "dhcp" and kind == Owner.PORT:
+        port = view.by_key(PORT, key)
+        return dhcp_punt_flows(view, ctx, port, meter_id) if port else []
+    if feature == "arp" and kind == Owner.NETWORK:
+        net = view.by_key(NETWORK, key)
+        if net is None or net.get("admin_state_up") is False:
+            return []
+        if net["id"] not in local_networks(view, ctx):
+            return []
+        ni = cache.network(view, net["id"])
+        return arp_flows(ni, meter_id) if ni is not None else []
+    return []
+
+
+def owners_on_chassis(view, ctx, feature: str) -> list[int]:
+    out = []
+    if feature == "arp":
+        for net_id in local_networks(view, ctx):
+            net = view.get(NETWORK, net_id)
+            if net.get("_key") is not None:
+                out.append(cookie(Owner.NETWORK, int(net["_key"])))
+        return sorted(out)
+    for pid in ctx.local_ports:
+        port = view.get(PORT, pid)
+        if port is not None and port.get("_key") is not None and dhcp_subnet(view, port):
+            out.append(cookie(Owner.PORT, int(port["_key"])))
+    return sorted(out)
+
+
+def _net_cookie(view, net_id: str | None) -> list[int]:
+    net = view.get(NETWORK, net_id)
+    return [cookie(Owner.NETWORK, int(net["_key"]))] if net and net.get("_key") is not None else []
+
+
+def owners_changed(view, change: Change, feature: str) -> set[int]:
+    """Owners whose ARP or DHCP flows may differ after `change` (old and new state both)."""
+    recs = [r for r in (change.old, change.new) if r]
+    out: set[int] = set()
+    if change.kind == NETWORK:
+        for r in recs:
+            if feature == "arp" and r.get("_key") is not None:
+                out.add(cookie(Owner.NETWORK, int(r["_key"])))
+    elif change.kind == PORT:
+        for r in recs:
+            if feature == "dhcp" and r.get("_key") is not None:
+                out.add(cookie(Owner.PORT, int(r["_key"])))
+            if feature == "arp":  # its addresses, or (router gateway) its floating IPs' MAC
+                out.update(_net_cookie(view, r.get("network_id")))
+    elif change.kind == SUBNET:
+        for r in recs:
+            if feature == "dhcp":
+                out.update(cookie(Owner.PORT, int(p["_key"]))
+                           for p in view.ports_of_network(r.get("network_id"))
+                           if p.get("_key") is not None)
+            else:
+                out.update(_net_cookie(view, r.get("network_id")))
+    elif change.kind == FLOATINGIP and feature == "arp":
+        for r in recs:
+            out.update(_net_cookie(view, r.get("floating_network_id")))
+    elif change.kind == ROUTER and feature == "arp":
+        for r in recs:
+            gw = r.get("external_gateway_info") or {}
+            out.update(_net_cookie(view, gw.get("network_id")))
+    return out
+
+
+_HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+
+
+def hostname_for(port: Record, ip: str) -> str:
+    """Port name when it is a valid DNS label, else Neutron's `host-<ip with dashes>`."""
+    name = port.get("name") or ""
+    if _HOSTNAME.match(name):
+        return name
+    return "host-" + ip.replace(".", "-")
