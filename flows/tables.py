@@ -64,7 +64,9 @@ PIPELINE: dict[T, TableSpec] = {s.table: s for s in [
     _spec(T.NAT_OUT, "SNAT towards the external network", (T.L2_LOOKUP, T.NAT_OUT)),
     _spec(T.L2_LOOKUP, "destination MAC → port", (T.INGRESS_CT, T.L2_FLOOD, T.L2_LEARN, T.OUTPUT)),
     _spec(T.L2_FLOOD, "broadcast replication", (T.INGRESS_CT, T.OUTPUT, T.L2_FLOOD)),
-    _spec(T.L2_LEARN, "learned outside MACs", (T.OUTPUT, T.L2_FLOOD), "next:L2_FLOOD"),
+    # Entered by resubmit from L2_LOOKUP (provider networks): a learned hit loads
+    # R.OUT_PORT = UPLINK_PORT_KEY; a miss does nothing and the resubmitting flow then floods.
+    _spec(T.L2_LEARN, "learned outside MACs", (T.OUTPUT, T.L2_FLOOD), "drop"),
     _spec(T.INGRESS_CT, "conntrack for traffic a port receives", (T.INGRESS_SG,)),
     _spec(T.INGRESS_SG, "security-group ingress rules", (T.OUTPUT, T.INGRESS_SG)),
     _spec(T.OUTPUT, "deliver: local ofport, tunnel, uplink", ()),
@@ -81,6 +83,11 @@ class R:
     OUT_PORT = "reg7"   # logical egress port key
     ZONE = "reg13"      # conntrack zone of the port whose rules are evaluated
     NETWORK = "metadata"  # logical network key (write_metadata)
+
+
+# R.OUT_PORT value meaning "out of the network's uplink" (provider networks). Port keys come
+# from small bounded pools, so this never collides with a real port key.
+UPLINK_PORT_KEY = 0xFFFF_FFFE
 
 
 class F:

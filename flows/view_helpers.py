@@ -1,0 +1,107 @@
+"""Small, pure questions compilers ask about the topology view and a chassis.
+
+Why one module: "is this port local here", "where does a remote port live", "is this network
+present on this chassis" must be answered the same way by every compiler, or two apps would
+disagree about where a network exists and leave half-installed pipelines.
+
+Definitions used throughout flows/:
+- local port: its id is in ctx.local_ports (the switch says so; the store may lag behind);
+- network present on a chassis: at least one of its ports is local there;
+- remote port: not local, bound (binding:host_id) to another chassis record.
+"""
+from __future__ import annotations
+
+from flows.fields import mac
+from flows.tables import Owner, cookie
+from topology.store import Record
+
+OVERLAY_TYPES = ("vxlan", "gre", "geneve")
+PROVIDER_TYPES = ("flat", "vlan")
+
+
+def is_up(record: Record | None) -> bool:
+    """admin_state_up defaults to True, like Neutron."""
+    return record is not None and record.get("admin_state_up", True) is not False
+
+
+def network_type(net: Record) -> str:
+    return net.get("provider:network_type") or "local"
+
+
+def is_overlay(net: Record) -> bool:
+    return network_type(net) in OVERLAY_TYPES
+
+
+def is_provider(net: Record) -> bool:
+    return network_type(net) in PROVIDER_TYPES
+
+
+def segmentation_id(net: Record) -> int:
+    return int(net.get("provider:segmentation_id") or 0)
+
+
+def port_mac(port: Record) -> int | None:
+    text = port.get("mac_address")
+    try:
+        return mac(text) if text else None
+    except ValueError:
+        return None
+
+
+def port_cookie(port: Record) -> int:
+    return cookie(Owner.PORT, port["_key"])
+
+
+def network_cookie(net: Record) -> int:
+    return cookie(Owner.NETWORK, net["_key"])
+
+
+def is_local(ctx, port: Record) -> bool:
+    return port["id"] in ctx.local_ports
+
+
+def network_present(view, ctx, network_id: str) -> bool:
+    """True when a port of the network is plugged into this chassis; O(min(local, network ports))."""
+    local = ctx.local_ports
+    ids = view.port_ids_of_network(network_id)
+    if len(ids) <= len(local):
+        return any(pid in local for pid in ids)
+    for pid in local:
+        port = view.port(pid)
+        if port is not None and port.get("network_id") == network_id:
+            return True
+    return False
+
+
+def local_ports_of_network(view, ctx, network_id: str) -> list[tuple[Record, int]]:
+    """(port, ofport) of the network's ports plugged in here, sorted by key (deterministic)."""
+    local = ctx.local_ports
+    ids = view.port_ids_of_network(network_id)
+    if len(ids) <= len(local):
+        found = [(view.port(pid), local[pid]) for pid in ids if pid in local]
+    else:
+        found = [(view.port(pid), ofp) for pid, ofp in local.items()
+                 if (view.port(pid) or {}).get("network_id") == network_id]
+    return sorted(((p, o) for p, o in found if p is not None), key=lambda po: po[0]["_key"])
+
+
+def remote_chassis(view, ctx, port: Record) -> Record | None:
+    """The chassis record a non-local port is bound to, or None (unbound / bound here / unknown)."""
+    if is_local(ctx, port):
+        return None
+    host = port.get("binding:host_id") or ""
+    if not host or host == ctx.name:
+        return None
+    return view.chassis_by_name(host)
+
+
+def remote_tunnel_ips(view, ctx, network_id: str) -> list[str]:
+    """Tunnel IPs of the other chassis with ports of the network, sorted (head-end replication)."""
+    ips = set()
+    for host in view.hosts_of_network(network_id):
+        if host == ctx.name:
+            continue
+        ch = view.chassis_by_name(host)
+        if ch is not None and ch.get("tunnel_ip") and ch.get("tunnel_ip") != ctx.tunnel_ip:
+            ips.add(ch["tunnel_ip"])
+    return sorted(ips)
