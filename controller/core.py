@@ -1,0 +1,359 @@
+"""The controller's brain, free of os-ken plumbing: feed → view → compile → reconcile.
+
+Why one worker thread: the topology view is single-owner by design, compiles must see a
+consistent view, and coalescing is natural — the worker drains everything pending (feed changes,
+switch connects, port events), applies it all, then recomputes each dirty owner once per
+chassis and sends one bundle per datapath. Packet-in handling reads the view under the same
+lock, from its own thread (controller/dispatch.py), so a big resync never blocks the OpenFlow
+receive loop.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from os_ken.lib import hub
+
+from apps.base import ChassisContext
+from controller import wire
+from controller.reconciler import Reconciler, ReconcileError, XidSource, owner_label
+from controller.registry import (IFNAME_INDEX, DatapathEntry, Registry, SwitchPort, build_context,
+                                 dpid_name, port_ifnames)
+from flows.flow import Flow
+from topology.store import CHASSIS, PORT, Change, Compacted
+from topology.view import TopologyView
+
+LOG = logging.getLogger(__name__)
+
+ACTIVE, DOWN = "ACTIVE", "DOWN"
+
+
+class AppCompiler:
+    """Adapter to flows.compiler (H2); falls back to asking the apps directly if it is absent."""
+
+    def __init__(self, apps: list) -> None:
+        self.apps = list(apps)
+        self.flow_apps = [a for a in self.apps if hasattr(a, "compile")]
+        try:
+            from flows import compiler as mod  # noqa: WPS433 — optional until it lands
+        except ImportError:
+            mod = None
+        self._mod = mod
+
+    def owners_for_change(self, view, change: Change) -> set[int]:
+        if self._mod is not None:
+            return set(self._mod.owners_for_change(self.flow_apps, view, change))
+        out: set[int] = set()
+        for app in self.flow_apps:
+            out.update(app.owners_for_change(view, change))
+        return out
+
+    def compile_owner(self, view, ctx: ChassisContext, owner: int) -> frozenset[Flow]:
+        if self._mod is not None:
+            return frozenset(self._mod.compile_owner(self.flow_apps, view, ctx, owner))
+        flows: set[Flow] = set()
+        for app in self.flow_apps:
+            flows.update(app.compile(view, ctx, owner))
+        return frozenset(flows)
+
+    def compile_chassis(self, view, ctx: ChassisContext) -> dict[int, frozenset[Flow]]:
+        if self._mod is not None:
+            return dict(self._mod.compile_chassis(self.flow_apps, view, ctx))
+        owners: set[int] = set()
+        for app in self.flow_apps:
+            owners.update(app.owners_for_chassis(view, ctx))
+        return {o: self.compile_owner(view, ctx, o) for o in owners}
+
+
+@dataclass
+class _Item:
+    kind: str  # changes | connected | port | disconnected | resync | reset | stop
+    dpid: int = 0
+    payload: Any = None
+
+
+class Core:
+    def __init__(self, store, service, apps: list, settings, *, feed_timeout: float = 1.0) -> None:
+        self.store = store
+        self.service = service
+        self.settings = settings
+        self.compiler = AppCompiler(apps)
+        self.packet_apps = {bytes(a.userdata): a for a in apps if getattr(a, "userdata", None)}
+        self.encoder = wire.Encoder()
+        self.xids = XidSource()
+        self.registry = Registry(lambda dpid: Reconciler(dpid_name(dpid), self.encoder, xids=self.xids))
+        self.view_lock = threading.RLock()
+        self.view = TopologyView()
+        self.feed_timeout = feed_timeout
+        self._q = hub.Queue()
+        self._threads: list = []
+        self._stopping = False
+        self.ready = threading.Event()
+        self.batches = 0
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        rev, data = self.store.snapshot()
+        with self.view_lock:
+            self.view = TopologyView.from_snapshot(rev, data)
+            self.view.add_index(PORT, IFNAME_INDEX, port_ifnames)
+        self._rev = rev
+        LOG.info("topology loaded at revision %d", rev)
+        self._threads = [hub.spawn(self._feed_loop), hub.spawn(self._work_loop)]
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._q.put(_Item("stop"))
+        for e in self.registry.all():
+            e.reconciler.detach()
+
+    # ------------------------------------------------------------------ events (any thread)
+    def datapath_connected(self, datapath, dpid: int, ports: Iterable[SwitchPort]) -> None:
+        self._q.put(_Item("connected", dpid, (datapath, {p.name: p for p in ports})))
+
+    def port_status(self, dpid: int, reason: str, port: SwitchPort) -> None:
+        self._q.put(_Item("port", dpid, (reason, port)))
+
+    def datapath_disconnected(self, datapath, dpid: int) -> None:
+        self._q.put(_Item("disconnected", dpid, datapath))
+
+    def request_resync(self, dpid: int) -> None:
+        self._q.put(_Item("resync", dpid))
+
+    def attach_datapath(self, datapath, dpid: int) -> None:
+        """Called on the receive thread as soon as a datapath is known, so replies route at once."""
+        datapath.xid = random.randint(0, 0x7FFF0000)  # keep os-ken's xids out of our half (XidSource)
+        e = self.registry.entry(dpid)
+        e.reconciler.attach(datapath.send)
+
+    # replies (receive thread) — cheap, never block
+    def on_error(self, dpid: int, err: wire.ErrorMsg) -> None:
+        e = self.registry.get(dpid)
+        if e is None or not e.reconciler.on_error(err):
+            LOG.error("switch %s sent error %s for xid %#x (not a flow-mod of ours)",
+                      dpid_name(dpid), err.describe(), err.xid)
+
+    def on_barrier(self, dpid: int, xid: int) -> None:
+        e = self.registry.get(dpid)
+        if e is not None:
+            e.reconciler.on_barrier(xid)
+
+    def on_flow_stats(self, dpid: int, xid: int, body: bytes, more: bool) -> None:
+        e = self.registry.get(dpid)
+        if e is not None:
+            e.reconciler.on_flow_stats(xid, body, more)
+
+    # ------------------------------------------------------------------ feed
+    def _feed_loop(self) -> None:
+        while not self._stopping:
+            try:
+                changes = self.store.changes(after=self._rev, timeout=self.feed_timeout)
+            except Compacted:
+                LOG.warning("change feed compacted after %d; reloading the snapshot", self._rev)
+                self._q.put(_Item("reset"))
+                hub.sleep(self.feed_timeout)
+                continue
+            except Exception:  # noqa: BLE001 — a store hiccup must not end the feed
+                LOG.exception("change feed read failed after revision %d; retrying", self._rev)
+                hub.sleep(1.0)
+                continue
+            if changes:
+                self._rev = changes[-1].revision
+                self._q.put(_Item("changes", payload=changes))
+
+    # ------------------------------------------------------------------ worker
+    def _work_loop(self) -> None:
+        first = True
+        while True:
+            items = [self._q.get()]
+            while True:
+                try:
+                    items.append(self._q.get(block=False))
+                except hub.QueueEmpty:
+                    break
+            if any(i.kind == "stop" for i in items):
+                return
+            try:
+                self._process(items)
+            except Exception:  # noqa: BLE001 — the loop must survive anything a batch throws
+                LOG.exception("controller batch of %d items failed", len(items))
+            self.batches += 1
+            if first:
+                first = False
+            if self._q.empty():
+                self.ready.set()
+
+    def _process(self, items: list[_Item]) -> None:
+        dirty: set[int] = set()
+        rebuild_ctx = False
+        for it in items:
+            if it.kind == "changes":
+                with self.view_lock:
+                    for ch in it.payload:
+                        self.view.apply(ch)
+                        if ch.kind in (CHASSIS, PORT):
+                            rebuild_ctx = True
+                        try:
+                            dirty |= self.compiler.owners_for_change(self.view, ch)
+                        except Exception:  # noqa: BLE001
+                            LOG.exception("owners_for_change failed for %s %s rev %d; full recompute",
+                                          ch.kind, ch.id, ch.revision)
+                            for e in self.registry.all():
+                                e.needs_full = True
+            elif it.kind == "reset":
+                rev, data = self.store.snapshot()
+                with self.view_lock:
+                    self.view = TopologyView.from_snapshot(rev, data)
+                    self.view.add_index(PORT, IFNAME_INDEX, port_ifnames)
+                self._rev = rev
+                for e in self.registry.all():
+                    e.needs_full = True
+                rebuild_ctx = True
+            elif it.kind == "connected":
+                datapath, ports = it.payload
+                e = self.registry.entry(it.dpid)
+                e.datapath, e.ports = datapath, ports
+                e.reconciler.attach(datapath.send)
+                e.needs_resync = e.needs_full = True
+                e.ctx = None
+                self._ensure_chassis(e)
+                rebuild_ctx = True
+            elif it.kind == "port":
+                e = self.registry.get(it.dpid)
+                if e is None or not e.connected:
+                    continue
+                reason, sp = it.payload
+                if reason == "delete":
+                    e.ports.pop(sp.name, None)
+                else:
+                    e.ports[sp.name] = sp
+                rebuild_ctx = True
+            elif it.kind == "disconnected":
+                e = self.registry.get(it.dpid)
+                if e is not None and e.datapath is it.payload:
+                    LOG.info("datapath %s (%s) disconnected", dpid_name(it.dpid), e.chassis)
+                    e.datapath = None
+                    e.reconciler.detach()
+            elif it.kind == "resync":
+                e = self.registry.get(it.dpid)
+                if e is not None:
+                    e.needs_resync = True
+        for e in self.registry.connected():
+            if rebuild_ctx or e.ctx is None:
+                self._refresh_context(e)
+            self._converge(e, dirty)
+
+    # ------------------------------------------------------------------ chassis and binding
+    def _ensure_chassis(self, e: DatapathEntry) -> None:
+        with self.view_lock:
+            rec = self.view.chassis_by_datapath(e.dpid)
+        if rec is not None:
+            e.chassis = rec.get("name")
+            return
+        if not getattr(self.settings, "auto_register_chassis", True):
+            LOG.warning("datapath %s has no chassis record and auto-registration is off; no flows",
+                        dpid_name(e.dpid))
+            e.chassis = None
+            return
+        name = dpid_name(e.dpid)
+        try:
+            rec = self.service.register_chassis(name, dpid_name(e.dpid))
+        except Exception:  # noqa: BLE001
+            LOG.exception("could not register chassis %s", name)
+            return
+        e.chassis = (rec or {}).get("name", name) if isinstance(rec, dict) else name
+        LOG.info("registered datapath %s as chassis %s", dpid_name(e.dpid), e.chassis)
+
+    def _refresh_context(self, e: DatapathEntry) -> None:
+        with self.view_lock:
+            rec = self.view.chassis_by_datapath(e.dpid)
+            if rec is not None:
+                e.chassis = rec.get("name")
+            if e.chassis is None:
+                return
+            ctx, up = build_context(e.chassis, e.dpid, rec, e.ports,
+                                    lambda n: list(self.view.find_ids(IFNAME_INDEX, n)))
+        old = e.ctx
+        if ctx != old:
+            e.ctx = ctx
+            e.needs_full = True
+            LOG.info("chassis %s: %d local ports, uplinks %s, tunnels %s", ctx.name, len(ctx.local_ports),
+                     ctx.uplinks, ctx.tunnel_ports)
+        self._update_bindings(e, up, old)
+
+    def _update_bindings(self, e: DatapathEntry, up: dict[str, bool], old: ChassisContext | None) -> None:
+        previous = set(old.local_ports) if old is not None else set()
+        for pid, link in up.items():
+            self._bind(pid, e.chassis, ACTIVE if link else DOWN)
+        for pid in previous - set(up):
+            self._bind(pid, e.chassis, DOWN)
+
+    def _bind(self, port_id: str, host: str, status: str) -> None:
+        with self.view_lock:
+            port = self.view.port(port_id)
+        if port is None:
+            return
+        if port.get("binding:host_id") == host and port.get("status") == status:
+            return
+        try:
+            self.service.set_port_binding(port_id, host, status)
+        except Exception:  # noqa: BLE001 — e.g. port deleted meanwhile
+            LOG.warning("could not set binding of port %s to %s/%s", port_id, host, status, exc_info=True)
+
+    # ------------------------------------------------------------------ compile + reconcile
+    def _converge(self, e: DatapathEntry, dirty: set[int]) -> None:
+        if e.ctx is None:
+            return
+        rec = e.reconciler
+        t0 = time.monotonic()
+        with self.view_lock:
+            if e.needs_full:
+                try:
+                    wanted = self.compiler.compile_chassis(self.view, e.ctx)
+                except Exception:  # noqa: BLE001
+                    LOG.exception("full compile for chassis %s failed; keeping previous flows", e.ctx.name)
+                    wanted = None
+                if wanted is not None:
+                    for owner in rec.owners() - set(wanted):
+                        rec.set_owner(owner, ())
+                    for owner, flows in wanted.items():
+                        rec.set_owner(owner, flows)
+                    e.needs_full = False
+            else:
+                for owner in dirty:
+                    try:
+                        flows = self.compiler.compile_owner(self.view, e.ctx, owner)
+                    except Exception:  # noqa: BLE001
+                        LOG.exception("compile of owner %s on chassis %s failed; keeping its flows",
+                                      owner_label(owner), e.ctx.name)
+                        continue
+                    rec.set_owner(owner, flows)
+        t1 = time.monotonic()
+        try:
+            if e.needs_resync or not rec.installed_known:
+                sent = rec.resync()
+                e.needs_resync = False
+            else:
+                sent = rec.flush()
+        except ReconcileError as exc:
+            LOG.error("reconcile of %s failed: %s; will resync", e.ctx.name, exc)
+            e.needs_resync = True
+            return
+        if sent or e.needs_full:
+            LOG.info("chassis %s: compile %.3fs, %d flow-mods in %.3fs", e.ctx.name, t1 - t0, sent,
+                     time.monotonic() - t1)
+
+    # ------------------------------------------------------------------ inspection
+    def stats(self) -> dict:
+        out = {}
+        for e in self.registry.all():
+            out[dpid_name(e.dpid)] = dict(e.reconciler.stats.as_dict(), chassis=e.chassis,
+                                          connected=e.connected, packet_ins=e.packet_ins,
+                                          packet_in_errors=e.packet_in_errors, packet_outs=e.packet_outs,
+                                          desired_flows=len(e.reconciler.desired_flows()))
+        return {"datapaths": out, "revision": getattr(self, "_rev", 0), "batches": self.batches,
+                "idle": self._q.empty()}

@@ -1,0 +1,205 @@
+"""Flow inspection: API routes (mounted into the Neutron API) and `tenantflow flows`.
+
+Why through the API: the desired state lives in the running controller, so the CLI asks it
+rather than recomputing; `--diff` makes the controller read the switch's flows afresh and
+compare them with what it wants, which is how drift or a rejected flow is spotted.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from flows.tables import OWNER_SHIFT, Owner, cookie
+
+LOG = logging.getLogger(__name__)
+
+OWNER_KINDS = {  # CLI/API owner type → (cookie kind, store kind)
+    "pipeline": (Owner.PIPELINE, None),
+    "network": (Owner.NETWORK, "network"),
+    "port": (Owner.PORT, "port"),
+    "router": (Owner.ROUTER, "router"),
+    "sg": (Owner.SECGROUP, "security_group"),
+    "security_group": (Owner.SECGROUP, "security_group"),
+    "floatingip": (Owner.FLOATINGIP, "floatingip"),
+    "chassis": (Owner.CHASSIS, "chassis"),
+}
+_STORE_KIND = {Owner.NETWORK: "network", Owner.PORT: "port", Owner.ROUTER: "router",
+               Owner.SECGROUP: "security_group", Owner.FLOATINGIP: "floatingip", Owner.CHASSIS: "chassis"}
+
+
+def describe_owner(view, ck: int) -> dict:
+    kind_num, key = ck >> OWNER_SHIFT, ck & ((1 << OWNER_SHIFT) - 1)
+    try:
+        kind = Owner(kind_num)
+    except ValueError:
+        return {"type": f"kind{kind_num}", "key": key, "cookie": f"{ck:#x}"}
+    out = {"type": kind.name.lower(), "key": key, "cookie": f"{ck:#x}"}
+    skind = _STORE_KIND.get(kind)
+    if skind is not None and view is not None:
+        try:
+            rec = view.by_key(skind, key)
+        except (KeyError, AttributeError):
+            rec = None
+        if rec is not None:
+            out["id"] = rec.get("id")
+            out["name"] = rec.get("name")
+    return out
+
+
+def _installed_text(key: tuple, body: tuple) -> str:
+    from flows.flow import Flow
+    table, priority, match = key
+    ck, idle, hard, instr = body
+    text = Flow(table, priority, match, (), ck, idle, hard).ofctl()
+    return text.rsplit(" actions=", 1)[0] + f" instructions={instr.hex() or 'drop'}"
+
+
+class _Error(Exception):
+    def __init__(self, status: int, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.kind, self.message = status, kind, message
+
+
+def flows_report(core, chassis: str, owner_type: str | None = None, owner_id: str | None = None,
+                 diff: bool = False) -> dict:
+    entry = core.registry.by_chassis(chassis)
+    if entry is None:
+        raise _Error(404, "ChassisNotFound", f"no connected chassis named {chassis!r}")
+    rec = entry.reconciler
+    owner = None
+    if owner_type:
+        if owner_type not in OWNER_KINDS:
+            raise _Error(400, "BadRequest", f"owner_type must be one of {sorted(OWNER_KINDS)}")
+        kind, skind = OWNER_KINDS[owner_type]
+        if skind is None:
+            owner = cookie(kind, int(owner_id or 0))
+        else:
+            with core.view_lock:
+                obj = core.view.get(skind, owner_id) if owner_id else None
+            if obj is None or "_key" not in obj:
+                raise _Error(404, "NotFound", f"{owner_type} {owner_id} not found")
+            owner = cookie(kind, int(obj["_key"]))
+    flows = rec.desired_flows(owner)
+    with core.view_lock:
+        owners = {f.cookie: describe_owner(core.view, f.cookie) for f in flows}
+    out = {"chassis": chassis, "datapath_id": f"{entry.dpid:016x}", "connected": entry.connected,
+           "flows": [{"flow": f.ofctl(), "owner": owners[f.cookie]} for f in flows]}
+    if diff:
+        if not entry.connected:
+            raise _Error(409, "Conflict", f"chassis {chassis} is not connected")
+        installed = rec.read_installed()
+        want = {f.key: f for f in (flows if owner is not None else rec.desired_flows())}
+        missing, changed, extra = [], [], []
+        for key, f in want.items():
+            have = installed.get(key)
+            if have is None:
+                missing.append(f.ofctl())
+            elif have != rec.encoder.body(f):
+                changed.append({"desired": f.ofctl(), "installed": _installed_text(key, have)})
+        for key, body in installed.items():
+            if key in want:
+                continue
+            if owner is not None and body[0] != owner:
+                continue
+            if (body[0] >> OWNER_SHIFT) == Owner.LEARNED:
+                continue
+            extra.append(_installed_text(key, body))
+        out["diff"] = {"missing": missing, "changed": changed, "extra": sorted(extra),
+                       "in_sync": not (missing or changed or extra)}
+    return out
+
+
+class FlowsResource:
+    def __init__(self, core) -> None:
+        self.core = core
+
+    def on_get(self, req, resp) -> None:
+        import falcon
+        chassis = req.get_param("chassis")
+        try:
+            if not chassis:
+                raise _Error(400, "BadRequest", "chassis is required")
+            body = flows_report(self.core, chassis, req.get_param("owner_type"), req.get_param("owner_id"),
+                                req.get_param_as_bool("diff") or False)
+        except _Error as exc:
+            resp.status = falcon.code_to_http_status(exc.status)
+            resp.media = {"NeutronError": {"type": exc.kind, "message": exc.message, "detail": ""}}
+            return
+        except Exception as exc:  # noqa: BLE001 — e.g. switch did not answer the flow-stats read
+            LOG.exception("flows report for %s failed", chassis)
+            resp.status = falcon.HTTP_503
+            resp.media = {"NeutronError": {"type": "ServiceUnavailable", "message": str(exc), "detail": ""}}
+            return
+        resp.media = body
+
+
+class StatsResource:
+    def __init__(self, core, dispatcher=None) -> None:
+        self.core = core
+        self.dispatcher = dispatcher
+
+    def on_get(self, req, resp) -> None:
+        out = self.core.stats()
+        d = self.dispatcher
+        if d is not None:
+            out["dispatch"] = {"handled": d.handled, "errors": d.errors, "dropped": d.dropped,
+                               "unknown": d.unknown}
+        resp.media = out
+
+
+def routes(core, dispatcher=None) -> list[tuple[str, object]]:
+    return [("/v2.0/tenantflow/flows", FlowsResource(core)),
+            ("/v2.0/tenantflow/stats", StatsResource(core, dispatcher))]
+
+
+# ------------------------------------------------------------------------------------ CLI
+
+def main(argv: list[str] | None = None) -> int:
+    import requests
+    p = argparse.ArgumentParser(prog="tenantflow flows", description="desired flows of a chassis, with owners")
+    p.add_argument("--chassis", required=True)
+    p.add_argument("--owner", nargs=2, metavar=("TYPE", "ID"),
+                   help="port|network|router|sg|floatingip|chassis and the object's id")
+    p.add_argument("--diff", action="store_true", help="compare with the flows installed on the switch")
+    p.add_argument("--url", default="http://127.0.0.1:9696")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    params = {"chassis": args.chassis}
+    if args.owner:
+        params["owner_type"], params["owner_id"] = args.owner
+    if args.diff:
+        params["diff"] = "true"
+    try:
+        r = requests.get(args.url.rstrip("/") + "/v2.0/tenantflow/flows", params=params, timeout=60)
+    except requests.RequestException as exc:
+        print(f"tenantflow flows: cannot reach {args.url}: {exc}", file=sys.stderr)
+        return 1
+    if r.status_code != 200:
+        try:
+            msg = r.json()["NeutronError"]["message"]
+        except (ValueError, KeyError, TypeError):
+            msg = r.text
+        print(f"tenantflow flows: {r.status_code}: {msg}", file=sys.stderr)
+        return 1
+    body = r.json()
+    if args.json:
+        print(json.dumps(body, indent=2))
+        return 0
+    if not args.diff:
+        for item in body["flows"]:
+            o = item["owner"]
+            label = " ".join(str(x) for x in (o["type"], o.get("id") or o.get("key"), o.get("name") or "") if x)
+            print(f"{item['flow']}  # {label}")
+        return 0
+    d = body["diff"]
+    for f in d["missing"]:
+        print(f"+ {f}")
+    for c in d["changed"]:
+        print(f"~ {c['desired']}\n    installed: {c['installed']}")
+    for f in d["extra"]:
+        print(f"- {f}")
+    print("in sync" if d["in_sync"] else
+          f"{len(d['missing'])} missing, {len(d['changed'])} changed, {len(d['extra'])} extra")
+    return 0 if d["in_sync"] else 3

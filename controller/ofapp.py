@@ -1,0 +1,104 @@
+"""The os-ken application: OpenFlow events → Core. Plumbing only; no decisions here.
+
+Handlers run on the datapath's receive thread, so each one only decodes and hands over
+(queues, events); all real work happens on the core's worker and the dispatcher's thread.
+Flow-stats replies are kept as raw bytes (os-ken would build an object per flow — seconds for a
+big table) and decoded by controller/wire.py.
+"""
+from __future__ import annotations
+
+import logging
+
+from os_ken.base import app_manager
+from os_ken.controller import ofp_event
+from os_ken.controller.handler import DEAD_DISPATCHER, MAIN_DISPATCHER, CONFIG_DISPATCHER, set_ev_cls
+from os_ken.ofproto import nicira_ext
+from os_ken.ofproto import ofproto_v1_3 as ofp
+from os_ken.ofproto import ofproto_v1_3_parser as parser
+
+from controller import wire
+from controller.dispatch import RawPacketIn, decode_packet_in, decode_packet_in2
+from controller.registry import SwitchPort
+
+LOG = logging.getLogger(__name__)
+
+
+def _raw_flow_stats_body(cls, buf, msg_len, offset):
+    return bytes(buf[offset:msg_len])
+
+
+# Keep OFPMP_FLOW reply bodies raw for wire.parse_flow_stats (see module docstring).
+parser.OFPFlowStatsReply.parser_stats_body = classmethod(_raw_flow_stats_body)
+
+
+def switch_port(desc) -> SwitchPort:
+    up = not (desc.state & ofp.OFPPS_LINK_DOWN) and not (desc.config & ofp.OFPPC_PORT_DOWN)
+    name = desc.name.decode("utf-8", "replace") if isinstance(desc.name, bytes) else str(desc.name)
+    return SwitchPort(name.rstrip("\0"), desc.port_no, up)
+
+
+class TenantflowApp(app_manager.OSKenApp):
+    OFP_VERSIONS = [ofp.OFP_VERSION]
+    core = None        # set by controller.serve before the app is instantiated
+    dispatcher = None
+
+    @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
+    def _features(self, ev):
+        dp = ev.msg.datapath
+        # Whole packets to the controller (no switch buffering), and NXT_PACKET_IN2 so that
+        # controller(userdata=…) reaches us.
+        dp.send_msg(parser.OFPSetConfig(dp, ofp.OFPC_FRAG_NORMAL, 0xFFFF))
+        dp.send_msg(parser.NXTSetPacketInFormatMsg(dp, nicira_ext.NXPIF_NXT_PACKET_IN2))
+        self.core.attach_datapath(dp, ev.msg.datapath_id)
+
+    @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
+    def _state(self, ev):
+        dp = ev.datapath
+        if dp.id is None:
+            return
+        if ev.state == MAIN_DISPATCHER:
+            ports = [switch_port(p) for p in (dp.ports or {}).values()]
+            LOG.info("datapath %016x connected from %s with %d ports", dp.id, dp.address, len(ports))
+            self.core.datapath_connected(dp, dp.id, ports)
+        elif ev.state == DEAD_DISPATCHER:
+            self.core.datapath_disconnected(dp, dp.id)
+
+    @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
+    def _port_status(self, ev):
+        msg = ev.msg
+        reason = {ofp.OFPPR_ADD: "add", ofp.OFPPR_DELETE: "delete"}.get(msg.reason, "modify")
+        self.core.port_status(msg.datapath.id, reason, switch_port(msg.desc))
+
+    @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
+    def _error(self, ev):
+        msg = ev.msg
+        if msg.datapath.id is None:
+            LOG.error("error from a datapath in handshake: type %s code %s", msg.type, msg.code)
+            return
+        self.core.on_error(msg.datapath.id, wire.parse_error(bytes(msg.buf)))
+
+    @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
+    def _barrier(self, ev):
+        self.core.on_barrier(ev.msg.datapath.id, ev.msg.xid)
+
+    @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
+    def _flow_stats(self, ev):
+        msg = ev.msg
+        more = bool(msg.flags & ofp.OFPMPF_REPLY_MORE)
+        self.core.on_flow_stats(msg.datapath.id, msg.xid, msg.body, more)
+
+    @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
+    def _packet_in(self, ev):
+        self._submit(ev.msg, decode_packet_in)
+
+    @set_ev_cls(ofp_event.EventNXTPacketIn2, MAIN_DISPATCHER)
+    def _packet_in2(self, ev):
+        self._submit(ev.msg, decode_packet_in2)
+
+    def _submit(self, msg, decode) -> None:
+        try:
+            table, cookie, match, data, userdata = decode(msg)
+        except (ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
+            LOG.warning("undecodable packet-in from %s: %s", msg.datapath.id, exc)
+            return
+        self.dispatcher.submit(RawPacketIn(msg.datapath.id, msg.datapath, table, cookie, match, data, userdata))

@@ -1,0 +1,130 @@
+"""Connected datapaths and what the switch tells us about them (ports), mapped onto the topology.
+
+Why separate from the os-ken app: binding a switch port to a topology port, an uplink or a
+tunnel is a pure function of (OVS port names, chassis record, topology view), so it is unit
+tested without a switch, and the core rebuilds a chassis' ChassisContext whenever either side
+changes.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from apps.base import ChassisContext
+from controller.reconciler import Reconciler
+
+LOG = logging.getLogger(__name__)
+
+# Tunnel ports `tenantflow node init` creates (flow-based: remote_ip=flow, key=flow).
+TUNNEL_PORTS = {"tf-vxlan": "vxlan", "tf-gre": "gre", "tf-geneve": "geneve"}
+IFNAME_INDEX = "tf.port.ifname"
+OFPP_MAX = 0xFFFFFF00  # ofports above this are reserved (LOCAL etc.)
+
+
+def port_ifnames(port: dict) -> list[str]:
+    """OVS interface names that carry this topology port: tap+id[:11] (Nova) or binding:profile."""
+    names = []
+    rid = port.get("id") or ""
+    if rid:
+        names.append("tap" + rid[:11])
+    profile = port.get("binding:profile") or {}
+    if isinstance(profile, dict) and profile.get("interface_name"):
+        names.append(str(profile["interface_name"]))
+    return names
+
+
+@dataclass
+class SwitchPort:
+    name: str
+    ofport: int
+    up: bool
+
+
+@dataclass
+class DatapathEntry:
+    dpid: int
+    reconciler: Reconciler
+    datapath: Any = None                     # os-ken Datapath while connected
+    ports: dict[str, SwitchPort] = field(default_factory=dict)
+    chassis: str | None = None
+    ctx: ChassisContext | None = None
+    needs_resync: bool = False
+    needs_full: bool = True
+    packet_ins: int = 0
+    packet_in_errors: int = 0
+    packet_outs: int = 0
+
+    @property
+    def connected(self) -> bool:
+        return self.datapath is not None
+
+
+def dpid_name(dpid: int) -> str:
+    """Name of an auto-registered chassis: the datapath id in ovs-ofctl's 16-hex-digit spelling."""
+    return f"{dpid:016x}"
+
+
+def build_context(name: str, dpid: int, chassis: dict | None, ports: dict[str, SwitchPort],
+                  find_port: Callable[[str], list[str]]) -> tuple[ChassisContext, dict[str, bool]]:
+    """ChassisContext for a chassis + {topology port id: link up} of its local ports.
+
+    `find_port(ifname)` returns topology port ids whose interface name is `ifname`.
+    """
+    local: dict[str, int] = {}
+    up: dict[str, bool] = {}
+    tunnels: dict[str, int] = {}
+    uplinks: dict[str, int] = {}
+    mappings = (chassis or {}).get("bridge_mappings") or {}
+    if isinstance(mappings, list):  # tolerate ["physnet:port", …]
+        mappings = dict(m.split(":", 1) for m in mappings if ":" in m)
+    by_portname = {v: k for k, v in mappings.items()}
+    for sp in ports.values():
+        if sp.ofport <= 0 or sp.ofport >= OFPP_MAX:
+            continue
+        if sp.name in TUNNEL_PORTS:
+            tunnels[TUNNEL_PORTS[sp.name]] = sp.ofport
+            continue
+        if sp.name in by_portname:
+            uplinks[by_portname[sp.name]] = sp.ofport
+            continue
+        ids = find_port(sp.name)
+        if len(ids) > 1:
+            LOG.error("interface %s on %s matches several topology ports %s; binding none", sp.name, name,
+                      sorted(ids))
+            continue
+        for pid in ids:
+            local[pid] = sp.ofport
+            up[pid] = sp.up
+    ctx = ChassisContext(name=name, datapath_id=dpid, local_ports=local, uplinks=uplinks,
+                         tunnel_ports=tunnels, tunnel_ip=(chassis or {}).get("tunnel_ip"))
+    return ctx, up
+
+
+class Registry:
+    """dpid → DatapathEntry. Entries (and their reconcilers' desired state) outlive connections."""
+
+    def __init__(self, make_reconciler: Callable[[int], Reconciler]) -> None:
+        self._entries: dict[int, DatapathEntry] = {}
+        self._make = make_reconciler
+
+    def entry(self, dpid: int) -> DatapathEntry:
+        e = self._entries.get(dpid)
+        if e is None:
+            e = self._entries[dpid] = DatapathEntry(dpid, self._make(dpid))
+        return e
+
+    def get(self, dpid: int) -> DatapathEntry | None:
+        return self._entries.get(dpid)
+
+    def by_chassis(self, name: str) -> DatapathEntry | None:
+        for e in self._entries.values():
+            if e.chassis == name:
+                return e
+        return None
+
+    def all(self) -> list[DatapathEntry]:
+        return list(self._entries.values())
+
+    def connected(self) -> list[DatapathEntry]:
+        return [e for e in self._entries.values() if e.connected]
