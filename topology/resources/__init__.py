@@ -1,0 +1,1 @@
+"""One module per resource: create/update/delete with Neutron's semantics, inside a WriteTx."""

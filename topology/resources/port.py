@@ -1,0 +1,194 @@
+"""Ports: MAC and fixed-IP allocation, security groups, port security, address pairs, binding."""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import netaddr
+
+from topology import errors
+from topology.context import Context, check_owner, project_for
+from topology.ipam import ip_in_subnet
+from topology.resources import common, secgroup
+from topology.store import FLOATINGIP, NETWORK, PORT, SECURITY_GROUP, SUBNET, Record
+from topology.writetx import WriteTx, base_fields
+
+
+class AddressPairAndPortSecurityRequired(errors.Conflict):
+    message = "Port Security must be enabled in order to have allowed address pairs on a port."
+
+
+def allocate_fixed_ips(tx: WriteTx, net: Record, requested: list[dict] | None,
+                       existing: list[dict] | None = None) -> list[dict]:
+    """Neutron's rules: none requested → one address per IP version from the first subnet with room;
+    otherwise each entry names a subnet and/or an address on this network."""
+    subnets = tx.subnets_of(net["id"])
+    if requested is None:
+        out = []
+        for version in (4, 6):
+            group = [s for s in subnets if s["ip_version"] == version]
+            if not group:
+                continue
+            for subnet in group:
+                ip = tx.alloc_ip(subnet)
+                if ip is not None:
+                    out.append({"subnet_id": subnet["id"], "ip_address": ip})
+                    break
+            else:
+                raise errors.IpAddressGenerationFailure(net_id=net["id"])
+        return out
+    held = {(f["subnet_id"], f["ip_address"]) for f in existing or []}
+    out, seen = [], set()
+    for entry in requested:
+        sid, ip = entry.get("subnet_id"), entry.get("ip_address")
+        if sid is not None:
+            subnet = tx.get(SUBNET, sid)
+            if subnet is None or subnet["network_id"] != net["id"]:
+                raise errors.InvalidInput(error_message=f"Failed to create port on network {net['id']}, "
+                                                        f"because fixed_ips included invalid subnet {sid}")
+        elif ip is not None:
+            addr = netaddr.IPAddress(ip)
+            subnet = next((s for s in subnets if addr in netaddr.IPNetwork(s["cidr"])), None)
+            if subnet is None:
+                raise errors.InvalidIpForNetwork(ip_address=ip)
+        else:
+            raise errors.InvalidInput(error_message="each fixed_ips entry needs a subnet_id or an ip_address")
+        if ip is not None:
+            if not ip_in_subnet(subnet["cidr"], ip):
+                raise errors.InvalidIpForSubnet(ip_address=ip)
+            if (subnet["id"], ip) in seen:
+                raise errors.InvalidInput(error_message=f"duplicate IP address {ip} in fixed_ips")
+            if (subnet["id"], ip) not in held:
+                tx.claim_ip(subnet, ip)
+        else:
+            reuse = next((h for h in held if h[0] == subnet["id"] and h not in seen), None)
+            ip = reuse[1] if reuse else tx.alloc_ip(subnet)
+            if ip is None:
+                raise errors.IpAddressGenerationFailure(net_id=net["id"])
+        seen.add((subnet["id"], ip))
+        out.append({"subnet_id": subnet["id"], "ip_address": ip})
+    return out
+
+
+def _binding(host: str) -> dict[str, Any]:
+    return {"binding:host_id": host,
+            "binding:vif_type": "ovs" if host else "unbound",
+            "binding:vif_details": {"port_filter": True, "ovs_hybrid_plug": False} if host else {}}
+
+
+def make_port(tx: WriteTx, net: Record, project: str, body: dict[str, Any],
+              fixed_ips: list[dict], mac: str | None = None) -> Record:
+    """Build and insert a port record (shared by the API path and service ports)."""
+    mac = mac or tx.new_mac(net["id"])
+    rec = base_fields(body, project, tx)
+    common.check_new_id(tx, PORT, rec)
+    rec.update({
+        "name": body.get("name", ""),
+        "network_id": net["id"],
+        "admin_state_up": body.get("admin_state_up", True),
+        "mac_address": mac,
+        "fixed_ips": fixed_ips,
+        "device_id": body.get("device_id", ""),
+        "device_owner": body.get("device_owner", ""),
+        "status": body.get("status", "DOWN"),
+        "security_groups": body.get("security_groups", []),
+        "port_security_enabled": body.get("port_security_enabled", False),
+        "allowed_address_pairs": body.get("allowed_address_pairs", []),
+        "binding:profile": body.get("binding:profile", {}),
+        "binding:vnic_type": body.get("binding:vnic_type", "normal"),
+        "extra_dhcp_opts": body.get("extra_dhcp_opts", []),
+        **_binding(body.get("binding:host_id", "")),
+    })
+    return tx.insert(PORT, rec)
+
+
+def make_service_port(tx: WriteTx, net: Record, project: str, device_owner: str, device_id: str,
+                      fixed_ips: list[dict]) -> Record:
+    """DHCP, router and floating-IP ports: no security groups, no port security, always ACTIVE."""
+    return make_port(tx, net, project, {"device_owner": device_owner, "device_id": device_id,
+                                        "status": "ACTIVE", "port_security_enabled": False}, fixed_ips)
+
+
+def _check_security_groups(tx: WriteTx, ids: list[str], project: str, ctx: Context) -> None:
+    for sg_id in ids:
+        sg = tx.get(SECURITY_GROUP, sg_id)
+        if sg is None or (sg["project_id"] != project and not ctx.is_admin):
+            raise errors.SecurityGroupNotFound(id=sg_id)
+
+
+def _pairs(pairs: list[dict], mac: str) -> list[dict]:
+    return [{"ip_address": p["ip_address"], "mac_address": p.get("mac_address") or mac} for p in pairs]
+
+
+def _check_security(pse: bool, sgs: list[str], pairs: list[dict]) -> None:
+    if not pse and sgs:
+        raise errors.PortSecurityAndIPRequiredForSecurityGroups()
+    if not pse and pairs:
+        raise AddressPairAndPortSecurityRequired()
+
+
+def create(tx: WriteTx, body: dict[str, Any], ctx: Context) -> Record:
+    common.check_admin_attrs(PORT, body, ctx, "create")
+    net = common.get_visible(tx, NETWORK, body["network_id"], ctx)
+    project = project_for(body, ctx)
+    mac = body.get("mac_address")
+    if mac is not None and mac in tx.macs(net["id"]):
+        raise errors.MacAddressInUse(net_id=net["id"], mac=mac)
+    fixed_ips = allocate_fixed_ips(tx, net, body.get("fixed_ips"))
+    owner = body.get("device_owner", "")
+    pse = body.get("port_security_enabled", net["port_security_enabled"])
+    sgs = body.get("security_groups")
+    if sgs is None:
+        sgs = [secgroup.ensure_default(tx, project)] if pse and not owner.startswith("network:") else []
+    else:
+        _check_security_groups(tx, sgs, project, ctx)
+    pairs = body.get("allowed_address_pairs", [])
+    _check_security(pse, sgs, pairs)
+    mac = mac or tx.new_mac(net["id"])
+    fields = dict(body, security_groups=sgs, port_security_enabled=pse, allowed_address_pairs=_pairs(pairs, mac))
+    return make_port(tx, net, project, fields, fixed_ips, mac)
+
+
+def update(tx: WriteTx, old: Record, body: dict[str, Any], ctx: Context) -> Record:
+    check_owner(PORT, old, ctx, "update")
+    common.check_admin_attrs(PORT, body, ctx, "update")
+    net = tx.get(NETWORK, old["network_id"])
+    new = copy.deepcopy(old)
+    for name in ("name", "admin_state_up", "device_id", "device_owner", "description", "binding:profile",
+                 "binding:vnic_type", "extra_dhcp_opts"):
+        if name in body:
+            new[name] = body[name]
+    if "mac_address" in body and body["mac_address"] != old["mac_address"]:
+        if body["mac_address"] in tx.macs(old["network_id"]):
+            raise errors.MacAddressInUse(net_id=old["network_id"], mac=body["mac_address"])
+        new["mac_address"] = body["mac_address"]
+    if "fixed_ips" in body:
+        new["fixed_ips"] = allocate_fixed_ips(tx, net, body["fixed_ips"], existing=old["fixed_ips"])
+    if "port_security_enabled" in body:
+        new["port_security_enabled"] = body["port_security_enabled"]
+    if "security_groups" in body:
+        _check_security_groups(tx, body["security_groups"], old["project_id"], ctx)
+        new["security_groups"] = body["security_groups"]
+    if "allowed_address_pairs" in body:
+        new["allowed_address_pairs"] = _pairs(body["allowed_address_pairs"], new["mac_address"])
+    _check_security(new["port_security_enabled"], new["security_groups"], new["allowed_address_pairs"])
+    if "binding:host_id" in body:
+        new.update(_binding(body["binding:host_id"]))
+    if new == old:
+        return old
+    return tx.replace(PORT, old, new)
+
+
+def disassociate_floatingips(tx: WriteTx, port_id: str) -> None:
+    for fip in tx.list(FLOATINGIP):
+        if fip.get("port_id") == port_id:
+            new = dict(fip, port_id=None, fixed_ip_address=None, router_id=None, status="DOWN")
+            tx.replace(FLOATINGIP, fip, new)
+
+
+def delete(tx: WriteTx, old: Record, ctx: Context, internal: bool = False) -> None:
+    check_owner(PORT, old, ctx, "delete")
+    if not internal and old["device_owner"] in common.SERVICE_OWNERS:
+        raise errors.RouterPortInUse(port_id=old["id"], device_owner=old["device_owner"])
+    disassociate_floatingips(tx, old["id"])
+    tx.remove(PORT, old)

@@ -1,0 +1,282 @@
+"""The business layer used by the API and the controller: Neutron semantics over a Store.
+
+Why one class: every write (API request, port binding from the controller, chassis registration)
+goes through the same validation and runs as ONE store transaction, so a failed request raises
+(→ rollback) and leaves the store exactly as it was, and every successful one is one step of the
+change feed. Reads return Neutron-shaped dicts without the hidden `_`-prefixed fields.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+from typing import Any, Callable, Iterator
+
+from topology import errors
+from topology.context import Context, visible
+from topology.resources import chassis as chassis_res
+from topology.resources import common, floatingip, network, port, router, secgroup, subnet
+from topology.settings import Settings
+from topology.store import (CHASSIS, FLOATINGIP, KINDS, NETWORK, PORT, ROUTER, SECURITY_GROUP,
+                            SECURITY_GROUP_RULE, SUBNET, Record, Store)
+from topology.validate import prepare
+from topology.writetx import WriteTx
+
+LOG = logging.getLogger(__name__)
+
+Handler = Callable[..., Any]
+HANDLERS: dict[str, tuple[Handler, Handler | None, Handler]] = {
+    NETWORK: (network.create, network.update, network.delete),
+    SUBNET: (subnet.create, subnet.update, subnet.delete),
+    PORT: (port.create, port.update, port.delete),
+    ROUTER: (router.create, router.update, router.delete),
+    FLOATINGIP: (floatingip.create, floatingip.update, floatingip.delete),
+    SECURITY_GROUP: (secgroup.create, secgroup.update, secgroup.delete),
+    SECURITY_GROUP_RULE: (secgroup.create_rule, None, secgroup.delete_rule),
+    CHASSIS: (chassis_res.create, chassis_res.update, chassis_res.delete),
+}
+PORT_STATUSES = ("ACTIVE", "DOWN", "BUILD", "ERROR")
+
+
+def public(rec: Record) -> Record:
+    """The API view of a record: hidden `_` fields removed."""
+    return {k: v for k, v in rec.items() if not k.startswith("_")}
+
+
+def _eq(value: Any, wanted: str) -> bool:
+    if isinstance(value, bool):
+        low = wanted.lower()
+        return low in ("true", "1", "false", "0") and (low in ("true", "1")) == value
+    if value is None:
+        return wanted in ("", "None", "null")
+    if isinstance(value, int):
+        try:
+            return int(wanted, 0) == value
+        except ValueError:
+            return False
+    if isinstance(value, list):
+        return wanted in value
+    if isinstance(value, dict):
+        return False
+    return str(value) == wanted
+
+
+def _fixed_ip_match(fixed_ips: list[dict], wanted: str) -> bool:
+    key, _, val = wanted.partition("=")
+    if key == "ip_address_substr":
+        return any(val in f["ip_address"] for f in fixed_ips)
+    if key in ("ip_address", "subnet_id"):
+        return any(f[key] == val for f in fixed_ips)
+    return False
+
+
+def matches(rec: Record, filters: dict[str, list[str]]) -> bool:
+    """Neutron list filters: every attribute must match one of its values (repeated = OR)."""
+    for name, wanted in filters.items():
+        if name == "fixed_ips" and "fixed_ips" in rec:
+            if not all(_fixed_ip_match(rec["fixed_ips"], w) for w in wanted):
+                return False
+            continue
+        if name not in rec:
+            continue  # unknown filters are ignored, as Neutron without filter validation does
+        if not any(_eq(rec[name], w) for w in wanted):
+            return False
+    return True
+
+
+def select_fields(rec: Record, fields: list[str] | None) -> Record:
+    if not fields:
+        return rec
+    return {k: rec[k] for k in fields if k in rec}
+
+
+class Service:
+    def __init__(self, store: Store, settings: Settings | None = None) -> None:
+        self.store = store
+        self.settings = settings or Settings()
+
+    # ---- contexts -------------------------------------------------------------------------
+    def admin_context(self) -> Context:
+        return Context(self.settings.default_project_id, True)
+
+    def context(self, project_id: str | None = None, roles: list[str] | None = None) -> Context:
+        """No project → admin in the default project (noauth); otherwise admin iff 'admin' in roles."""
+        if not project_id:
+            return self.admin_context()
+        return Context(project_id, "admin" in (roles or []))
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[WriteTx]:
+        with self.store.transaction() as txn:
+            yield WriteTx(txn, self.settings)
+
+    # ---- presentation -----------------------------------------------------------------------
+    def _present(self, kind: str, rec: Record, subnets_by_net: dict[str, list[str]] | None,
+                 rules_by_sg: dict[str, list[Record]] | None) -> Record:
+        out = public(rec)
+        if kind == NETWORK:
+            out["subnets"] = list((subnets_by_net or {}).get(rec["id"], []))
+        elif kind == SECURITY_GROUP:
+            out["security_group_rules"] = [public(r) for r in (rules_by_sg or {}).get(rec["id"], [])]
+        return out
+
+    @staticmethod
+    def _indexes(kind: str, subnets: list[Record], rules: list[Record]
+                 ) -> tuple[dict[str, list[str]], dict[str, list[Record]]]:
+        by_net: dict[str, list[str]] = {}
+        by_sg: dict[str, list[Record]] = {}
+        if kind == NETWORK:
+            for s in sorted(subnets, key=lambda r: r.get("_seq", 0)):
+                by_net.setdefault(s["network_id"], []).append(s["id"])
+        if kind == SECURITY_GROUP:
+            for r in sorted(rules, key=lambda r: r.get("_seq", 0)):
+                by_sg.setdefault(r["security_group_id"], []).append(r)
+        return by_net, by_sg
+
+    def _present_tx(self, kind: str, recs: list[Record], tx: WriteTx) -> list[Record]:
+        subnets = tx.list(SUBNET) if kind == NETWORK else []
+        rules = tx.list(SECURITY_GROUP_RULE) if kind == SECURITY_GROUP else []
+        by_net, by_sg = self._indexes(kind, subnets, rules)
+        return [self._present(kind, copy.deepcopy(r), by_net, by_sg) for r in recs]
+
+    # ---- generic CRUD -------------------------------------------------------------------------
+    def create(self, kind: str, body: Any, ctx: Context | None = None) -> Record:
+        return self.create_bulk(kind, [body], ctx)[0]
+
+    def create_bulk(self, kind: str, bodies: list[Any], ctx: Context | None = None) -> list[Record]:
+        """All objects in ONE transaction: all are created or none."""
+        ctx = ctx or self.admin_context()
+        prepared = [prepare(kind, b, update=False) for b in bodies]
+        with self._write() as tx:
+            created = [HANDLERS[kind][0](tx, b, ctx) for b in prepared]
+            return self._present_tx(kind, created, tx)
+
+    def update(self, kind: str, rid: str, body: Any, ctx: Context | None = None) -> Record:
+        ctx = ctx or self.admin_context()
+        handler = HANDLERS[kind][1]
+        if handler is None:
+            raise errors.MethodNotAllowed(f"{kind} objects cannot be updated.")
+        changes = prepare(kind, body, update=True)
+        with self._write() as tx:
+            old = common.get_visible(tx, kind, rid, ctx)
+            new = handler(tx, old, changes, ctx)
+            return self._present_tx(kind, [new], tx)[0]
+
+    def delete(self, kind: str, rid: str, ctx: Context | None = None) -> None:
+        ctx = ctx or self.admin_context()
+        with self._write() as tx:
+            old = common.get_visible(tx, kind, rid, ctx)
+            HANDLERS[kind][2](tx, old, ctx)
+
+    def get(self, kind: str, rid: str, ctx: Context | None = None, fields: list[str] | None = None) -> Record:
+        ctx = ctx or self.admin_context()
+        rec = self.store.get(kind, rid)
+        if rec is None or not visible(kind, rec, ctx, self.store.get):
+            raise common.NOT_FOUND[kind](id=rid)
+        subnets = self.store.list(SUBNET) if kind == NETWORK else []
+        rules = self.store.list(SECURITY_GROUP_RULE) if kind == SECURITY_GROUP else []
+        by_net, by_sg = self._indexes(kind, subnets, rules)
+        return select_fields(self._present(kind, rec, by_net, by_sg), fields)
+
+    def list(self, kind: str, ctx: Context | None = None, filters: dict[str, list[str]] | None = None,
+             fields: list[str] | None = None) -> list[Record]:
+        ctx = ctx or self.admin_context()
+        if kind == SECURITY_GROUP:
+            self._ensure_default_sg(ctx.project_id)
+        records = sorted(self.store.list(kind), key=lambda r: (r.get("_seq", 0), r["id"]))
+        networks: dict[str, Record] = {}
+        if not ctx.is_admin and kind in (SUBNET, PORT):
+            networks = {n["id"]: n for n in self.store.list(NETWORK)}
+        lookup = (lambda k, i: networks.get(i) if k == NETWORK else self.store.get(k, i))
+        subnets = self.store.list(SUBNET) if kind == NETWORK else []
+        rules = self.store.list(SECURITY_GROUP_RULE) if kind == SECURITY_GROUP else []
+        by_net, by_sg = self._indexes(kind, subnets, rules)
+        out = []
+        for rec in records:
+            if not visible(kind, rec, ctx, lookup):
+                continue
+            shown = self._present(kind, rec, by_net, by_sg)
+            if filters and not matches(shown, filters):
+                continue
+            out.append(select_fields(shown, fields))
+        return out
+
+    def _ensure_default_sg(self, project_id: str) -> None:
+        """Neutron creates a project's default group on first use, listing included."""
+        if any(sg["name"] == "default" and sg["project_id"] == project_id
+               for sg in self.store.list(SECURITY_GROUP)):
+            return
+        with self._write() as tx:
+            secgroup.ensure_default(tx, project_id)
+
+    # ---- routers -----------------------------------------------------------------------------
+    def add_router_interface(self, router_id: str, body: Any, ctx: Context | None = None) -> dict[str, Any]:
+        ctx = ctx or self.admin_context()
+        with self._write() as tx:
+            rtr = common.get_visible(tx, ROUTER, router_id, ctx)
+            return router.add_interface(tx, rtr, body, ctx)
+
+    def remove_router_interface(self, router_id: str, body: Any, ctx: Context | None = None) -> dict[str, Any]:
+        ctx = ctx or self.admin_context()
+        with self._write() as tx:
+            rtr = common.get_visible(tx, ROUTER, router_id, ctx)
+            return router.remove_interface(tx, rtr, body, ctx)
+
+    # ---- convenience wrappers (tests, demo scripts) --------------------------------------------
+    def create_network(self, body: Any, ctx: Context | None = None) -> Record:
+        return self.create(NETWORK, body, ctx)
+
+    def create_subnet(self, body: Any, ctx: Context | None = None) -> Record:
+        return self.create(SUBNET, body, ctx)
+
+    def create_port(self, body: Any, ctx: Context | None = None) -> Record:
+        return self.create(PORT, body, ctx)
+
+    def create_router(self, body: Any, ctx: Context | None = None) -> Record:
+        return self.create(ROUTER, body, ctx)
+
+    # ---- internal API for the controller --------------------------------------------------------
+    def set_port_binding(self, port_id: str, host: str | None, status: str) -> Record:
+        """Record where a port is plugged and whether it is up. No write (no feed noise) if unchanged.
+
+        Returns the raw record (hidden fields included)."""
+        if status not in PORT_STATUSES:
+            raise errors.InvalidInput(error_message=f"status must be one of {PORT_STATUSES}")
+        host = host or ""
+        current = self.store.get(PORT, port_id)
+        if current is None:
+            raise errors.PortNotFound(id=port_id)
+        if current["binding:host_id"] == host and current["status"] == status:
+            return current
+        with self._write() as tx:
+            old = tx.get(PORT, port_id)
+            if old is None:
+                raise errors.PortNotFound(id=port_id)
+            new = copy.deepcopy(old)
+            new.update({"status": status, "binding:host_id": host,
+                        "binding:vif_type": "ovs" if host else "unbound",
+                        "binding:vif_details": {"port_filter": True, "ovs_hybrid_plug": False} if host else {}})
+            if new == old:
+                return old
+            return copy.deepcopy(tx.replace(PORT, old, new))
+
+    def register_chassis(self, name: str, datapath_id: int | None, tunnel_ip: str | None = None,
+                         bridge_mappings: dict[str, str] | None = None) -> Record:
+        """Idempotent upsert by name (no write when nothing changes). Returns the raw record."""
+        current = next((c for c in self.store.list(CHASSIS) if c["name"] == name), None)
+        if current is not None and (datapath_id is None or current["datapath_id"] == datapath_id) \
+                and (tunnel_ip is None or current["tunnel_ip"] == tunnel_ip) \
+                and (bridge_mappings is None or current["bridge_mappings"] == bridge_mappings):
+            return current
+        with self._write() as tx:
+            return copy.deepcopy(chassis_res.register(tx, name, datapath_id, tunnel_ip, bridge_mappings))
+
+    def find_chassis_by_dpid(self, dpid: int) -> Record | None:
+        """The raw chassis record whose datapath_id is `dpid`, or None."""
+        return next((c for c in self.store.list(CHASSIS) if c["datapath_id"] == dpid), None)
+
+    def find_chassis_by_name(self, name: str) -> Record | None:
+        return next((c for c in self.store.list(CHASSIS) if c["name"] == name), None)
+
+
+__all__ = ["Service", "Context", "public", "matches", "KINDS"]

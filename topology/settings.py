@@ -1,0 +1,35 @@
+"""Service-wide settings (ranges, MTU overheads, defaults) as one plain dataclass.
+
+Why a dataclass: `tenantflow serve` fills it from oslo.config, tests build it directly, and the
+business layer never reads global configuration.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DEFAULT_PROJECT_ID = "b1f2d8a6e6a54a48a6c2c4f1f0d0a001"
+
+
+@dataclass
+class Settings:
+    vni_range: tuple[int, int] = (1, 65535)
+    gre_range: tuple[int, int] = (1, 65535)
+    geneve_range: tuple[int, int] = (1, 65535)
+    vlan_ranges: dict[str, tuple[int, int]] = field(default_factory=lambda: {"physnet1": (100, 199)})
+    # Physical networks known for flat/vlan (vlan_ranges' keys are always known too).
+    physnets: tuple[str, ...] = ("physnet1",)
+    tenant_network_type: str = "vxlan"
+    default_mtu: int = 1500
+    overlay_overhead: dict[str, int] = field(default_factory=lambda: {"vxlan": 50, "gre": 42, "geneve": 50})
+    default_project_id: str = DEFAULT_PROJECT_ID
+    dns_domain: str = "openstacklocal"
+    dhcp_lease_time: int = 86400
+    api_token: str | None = None
+    auto_register_chassis: bool = True
+    base_mac: str = "fa:16:3e:00:00:00"
+
+    def known_physnets(self) -> set[str]:
+        return set(self.physnets) | set(self.vlan_ranges)
+
+    def mtu_for(self, network_type: str) -> int:
+        return self.default_mtu - self.overlay_overhead.get(network_type, 0)
