@@ -1,0 +1,140 @@
+"""Port security (anti-spoofing) in T.PORT_SEC: a port may only send from its own addresses.
+
+Why here and not in the security groups: spoofing must be stopped before anything trusts the
+source address — the ARP/DHCP punts in T.SERVICE and the remote-group matches of other ports
+both rely on "ipv4_src is really that port".
+
+Per secured port (owner = the port's cookie), priority high → low:
+  P_DHCP_CLIENT  DHCP client requests (udp 68→67) from the port's MAC, any source IP (0.0.0.0 too)
+  P_ALLOW        eth_src + IPv4 source, and ARP with arp_sha + arp_spa, for every allowed
+                 (MAC, IP-or-CIDR) pair: fixed IPs with the port MAC, allowed_address_pairs with
+                 their own MAC or the port's; IPv6 likewise (plus link-local and ::) if the port
+                 has IPv6 fixed IPs
+  P_PORT_DROP    reg6=key → drop: everything else the port sends
+Chassis-wide (owner = SECURITY_BASE cookie), above P_ALLOW: DHCP server replies (udp 67→68) and
+IPv6 router advertisements from any VM port are dropped.
+A port with port security off (or a trusted `network:*` port) instead gets one P_BYPASS flow
+that jumps over the chassis-wide drops; the security-group tables have its bypass too.
+"""
+from __future__ import annotations
+
+import ipaddress
+from typing import Any, Iterable
+
+from flows.fields import mac as mac_int
+from flows.flow import Flow, GotoTable, flow
+from flows.tables import R, T, Owner, cookie
+
+Record = dict[str, Any]
+
+ETH_IP = 0x0800
+ETH_ARP = 0x0806
+ETH_IPV6 = 0x86DD
+PROTO_UDP = 17
+PROTO_ICMPV6 = 58
+ICMPV6_RA = 134
+
+P_BYPASS = 300
+P_GLOBAL_DROP = 200
+P_DHCP_CLIENT = 150
+P_ALLOW = 100
+P_PORT_DROP = 10
+
+# Cookie key (under Owner.PIPELINE) of the chassis-wide security flows (this module's and the
+# security groups' base flows). Chosen away from 0, which the base pipeline uses.
+SECURITY_BASE_KEY = 0x5EC
+SECURITY_BASE = cookie(Owner.PIPELINE, SECURITY_BASE_KEY)
+
+TRUSTED_OWNER_PREFIX = "network:"
+
+
+def port_cookie(port: Record) -> int:
+    return cookie(Owner.PORT, int(port["_key"]))
+
+
+def is_secured(port: Record) -> bool:
+    """Port security applies: enabled (the default) and not an infrastructure port (Neutron skips those)."""
+    if (port.get("device_owner") or "").startswith(TRUSTED_OWNER_PREFIX):
+        return False
+    return port.get("port_security_enabled", True) is not False
+
+
+def base_flows() -> list[Flow]:
+    """Chassis-wide PORT_SEC drops: a VM never acts as DHCP server or IPv6 router."""
+    ck = SECURITY_BASE
+    return [
+        flow(T.PORT_SEC, P_GLOBAL_DROP, ck, [],
+             match=dict(eth_type=ETH_IP, ip_proto=PROTO_UDP, udp_src=67, udp_dst=68)),
+        flow(T.PORT_SEC, P_GLOBAL_DROP, ck, [],
+             match=dict(eth_type=ETH_IPV6, ip_proto=PROTO_ICMPV6, icmpv6_type=ICMPV6_RA)),
+    ]
+
+
+def allowed_pairs(port: Record) -> list[tuple[int, ipaddress.IPv4Network | ipaddress.IPv6Network]]:
+    """(MAC, network) pairs the port may send from: fixed IPs + allowed address pairs."""
+    own = mac_int(port["mac_address"])
+    pairs: list[tuple[int, Any]] = []
+    for fip in port.get("fixed_ips") or []:
+        pairs.append((own, ipaddress.ip_network(fip["ip_address"], strict=False)))
+    for aap in port.get("allowed_address_pairs") or []:
+        pair_mac = mac_int(aap["mac_address"]) if aap.get("mac_address") else own
+        pairs.append((pair_mac, ipaddress.ip_network(aap["ip_address"], strict=False)))
+    return pairs
+
+
+def _masked(field: str, net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> dict:
+    """Match on `net` in `field`; a /0 matches anything, so it adds no field at all."""
+    if net.prefixlen == 0:
+        return {}
+    return {field: (int(net.network_address), int(net.netmask))}
+
+
+def link_local(mac_value: int) -> ipaddress.IPv6Network:
+    """EUI-64 link-local address of a MAC (what the VM's kernel configures)."""
+    b = mac_value.to_bytes(6, "big")
+    eui = bytes([b[0] ^ 0x02]) + b[1:3] + b"\xff\xfe" + b[3:]
+    return ipaddress.IPv6Network((int.from_bytes(b"\xfe\x80" + b"\x00" * 6 + eui, "big"), 128))
+
+
+def bypass_flows(port: Record) -> list[Flow]:
+    """Port security off: jump over the chassis-wide drops (the SG tables add their own bypass)."""
+    return [flow(T.PORT_SEC, P_BYPASS, port_cookie(port), [GotoTable(T.SERVICE)],
+                 match={R.IN_PORT: int(port["_key"])})]
+
+
+def port_flows(port: Record) -> list[Flow]:
+    """PORT_SEC flows of one local port (owner: the port)."""
+    if not is_secured(port):
+        return bypass_flows(port)
+    key, ck = int(port["_key"]), port_cookie(port)
+    own = mac_int(port["mac_address"])
+    go = [GotoTable(T.SERVICE)]
+    out: set[Flow] = {
+        flow(T.PORT_SEC, P_DHCP_CLIENT, ck, go,
+             match={R.IN_PORT: key, "eth_src": own, "eth_type": ETH_IP, "ip_proto": PROTO_UDP,
+                    "udp_src": 68, "udp_dst": 67}),
+        flow(T.PORT_SEC, P_PORT_DROP, ck, [], match={R.IN_PORT: key}),
+    }
+    pairs = allowed_pairs(port)
+    v6_macs = {m for m, net in pairs if net.version == 6}
+    for m in v6_macs:  # link-local and the unspecified address (DAD) for IPv6-enabled ports
+        pairs.append((m, link_local(m)))
+        pairs.append((m, ipaddress.IPv6Network("::/128")))
+    for m, net in pairs:
+        base = {R.IN_PORT: key, "eth_src": m}
+        if net.version == 4:
+            out.add(flow(T.PORT_SEC, P_ALLOW, ck, go,
+                         match={**base, "eth_type": ETH_IP, **_masked("ipv4_src", net)}))
+            out.add(flow(T.PORT_SEC, P_ALLOW, ck, go,
+                         match={**base, "eth_type": ETH_ARP, "arp_sha": m, **_masked("arp_spa", net)}))
+        else:
+            out.add(flow(T.PORT_SEC, P_ALLOW, ck, go,
+                         match={**base, "eth_type": ETH_IPV6, **_masked("ipv6_src", net)}))
+    return sorted(out, key=lambda f: (f.table, -f.priority, f.match))
+
+
+def flows_for_ports(ports: Iterable[Record]) -> list[Flow]:
+    out: list[Flow] = []
+    for p in ports:
+        out.extend(port_flows(p))
+    return out

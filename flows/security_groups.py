@@ -1,0 +1,415 @@
+"""Stateful security groups with conntrack (Neutron OVS-firewall / OVN ACL semantics).
+
+Pipeline (both directions alike; egress = what a VM sends, keyed on reg6 = sending port,
+ingress = what a VM receives, keyed on reg7 = receiving port):
+
+  EGRESS_CT / INGRESS_CT  (chassis-wide) ip/ipv6 → ct(zone = port key taken straight from
+                          reg6/reg7, table = *_SG). IPv6 neighbour discovery skips conntrack.
+  EGRESS_SG / INGRESS_SG  priority high → low:
+    P_BYPASS    (port)    port security off: reg=key → next table (no filtering)
+    P_UNTRACKED (base)    -trk ARP / IPv6 ND → next
+    P_INVALID   (base)    +inv → drop
+    P_REPLY     (base)    +est+rpl or +rel with ct_mark=0 → next  (stateful replies, ICMP errors)
+    P_REPLY_BLOCKED(base) +rpl / +rel otherwise (ct_mark=1: blocked) → drop
+    P_GROUP + g (group g) the group's rules as conjunctive matches; a completed conjunction
+                          → ct(commit, exec(ct_mark=0)) → next. New *and* established
+                          original-direction packets are evaluated, every packet.
+    P_EST_BLOCK (base)    +est, original direction, no rule matched any more →
+                          ct(commit, exec(ct_mark=1)), drop. This is what makes deleting a rule
+                          (or a group from a port) cut running connections: their next packet
+                          marks the connection blocked, and the replies then drop at
+                          P_REPLY_BLOCKED. Re-adding the rule re-opens it (commit sets mark 0).
+    P_DEFAULT   (base)    anything else → drop (default deny, incl. non-IP other than ARP/ND)
+
+Conjunctions, so flows grow O(members + rules), never O(members × rules). For group g (key g)
+and direction d, conj ids are (g << 16) | r, all at priority P_GROUP + g:
+  r = 0   "plain" rules (no remote group):   clause 1 = port ∈ g   (reg6/reg7 = key, one flow
+          per local member, owned by that PORT), clause 2 = the rules' matches (protocol, masked
+          port ranges, icmp type/code, remote_ip_prefix) — owned by g.
+  r = rg  rules of g with remote_group_id rg: clause 1 as above, clause 2 = those rules'
+          protocol/port matches, clause 3 = one flow per IP of each member of rg (src for
+          ingress, dst for egress) — owned by g too, so every flow at priority P_GROUP + g has a
+          single owner and identical matches from different groups never share a flow key.
+A port in several groups gets one membership flow per group (the union: any group's
+conjunction completing allows the packet). Identical matches inside a group are one flow with
+several conjunction actions; overlapping port ranges are merged before masking.
+
+Zones: one per port, zone = the port's _key (store pool, bounded and reused), read from
+reg6/reg7 by the ct action itself — no per-port zone-loading flow. Replies of a connection
+from A to B are tracked in A's zone on A's side and in B's zone on B's side, so the two ends
+of a same-chassis connection never share an entry. ct_mark (whole) belongs to this module:
+0 = allowed, 1 = blocked.
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, Iterable, Protocol
+
+from flows.flow import CT, Conjunction, Flow, GotoTable, SetField, flow, make_match
+from flows.port_security import (ETH_ARP, ETH_IP, ETH_IPV6, PROTO_ICMPV6, SECURITY_BASE,
+                                 is_secured, port_cookie)
+from flows.portrange import ranges_to_masks
+from flows.tables import R, T, Owner, cookie
+
+log = logging.getLogger(__name__)
+
+Record = dict[str, Any]
+
+EGRESS = "egress"
+INGRESS = "ingress"
+DIRECTIONS = (EGRESS, INGRESS)
+
+# ct_state bits (OVS CS_*)
+CS_NEW, CS_EST, CS_REL, CS_RPL, CS_INV, CS_TRK = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
+CT_MARK_BLOCKED = 1
+
+P_BYPASS = 65000
+P_UNTRACKED = 64000
+P_INVALID = 63000
+P_REPLY = 62000
+P_REPLY_BLOCKED = 61000
+P_GROUP = 2000          # + group key
+MAX_GROUP_KEY = 58999   # so that P_GROUP + key stays below P_REPLY_BLOCKED
+P_EST_BLOCK = 1000
+P_DEFAULT = 1
+MAX_KEY_16 = 0xFFFF     # zones and conj-id halves are 16 bits
+
+ND_TYPES = (135, 136)   # neighbour solicitation / advertisement
+PROTO_TCP, PROTO_UDP, PROTO_ICMP = 6, 17, 1
+
+PROTOCOL_NUMBERS = {
+    "ah": 51, "dccp": 33, "egp": 8, "esp": 50, "gre": 47, "icmp": 1, "icmpv6": 58, "igmp": 2,
+    "ipip": 4, "ipv6-encap": 41, "ipv6-frag": 44, "ipv6-icmp": 58, "ipv6-nonxt": 59,
+    "ipv6-opts": 60, "ipv6-route": 43, "ospf": 89, "pgm": 113, "rsvp": 46, "sctp": 132,
+    "tcp": 6, "udp": 17, "udplite": 136, "vrrp": 112,
+}
+PORT_FIELDS = {PROTO_TCP: "tcp_dst", PROTO_UDP: "udp_dst"}
+
+
+@dataclass(frozen=True, slots=True)
+class Dir:
+    """The per-direction facts: which table, which register holds the port, where to go next."""
+    name: str
+    ct_table: T
+    sg_table: T
+    port_reg: str
+    next_table: T
+    remote_side: str  # "src" (ingress: who sends to us) | "dst" (egress: whom we send to)
+
+
+DIRS = {
+    EGRESS: Dir(EGRESS, T.EGRESS_CT, T.EGRESS_SG, R.IN_PORT, T.L3_GATEWAY, "dst"),
+    INGRESS: Dir(INGRESS, T.INGRESS_CT, T.INGRESS_SG, R.OUT_PORT, T.OUTPUT, "src"),
+}
+
+
+class GroupIndex(Protocol):
+    """What the compiler reads from the topology (apps adapt the TopologyView to this)."""
+
+    def group(self, gid: str) -> Record | None: ...
+
+    def rules(self, gid: str) -> list[Record]: ...
+
+    def members(self, gid: str) -> list[Record]: ...
+
+
+def ct_state(plus: int = 0, minus: int = 0) -> tuple[int, int]:
+    """Masked ct_state match: ct_state(CS_TRK | CS_EST, CS_RPL) is "+trk+est-rpl"."""
+    return plus, plus | minus
+
+
+def group_cookie(group: Record) -> int:
+    return cookie(Owner.SECGROUP, int(group["_key"]))
+
+
+def group_priority(group_key: int) -> int:
+    if not 0 < group_key <= MAX_GROUP_KEY:
+        raise ValueError(f"security group key {group_key} outside 1..{MAX_GROUP_KEY}")
+    return P_GROUP + group_key
+
+
+def conj_id(group_key: int, remote_key: int = 0) -> int:
+    if group_key > MAX_KEY_16 or remote_key > MAX_KEY_16:
+        raise ValueError(f"keys {group_key}/{remote_key} exceed 16 bits")
+    return (group_key << 16) | remote_key
+
+
+def _allow(d: Dir) -> tuple:
+    return (CT(commit=True, zone_reg=d.port_reg, actions=(SetField("ct_mark", 0),)),
+            GotoTable(d.next_table))
+
+
+# --------------------------------------------------------------------------- base flows
+
+def base_flows() -> list[Flow]:
+    """Chassis-wide conntrack and verdict flows of both directions (owner SECURITY_BASE)."""
+    ck = SECURITY_BASE
+    out: list[Flow] = []
+    for d in DIRS.values():
+        for eth in (ETH_IP, ETH_IPV6):
+            out.append(flow(d.ct_table, 100, ck, [CT(zone_reg=d.port_reg, table=d.sg_table)],
+                            match=dict(eth_type=eth)))
+        for t in ND_TYPES:  # conntrack does not track ND; let it through untracked
+            out.append(flow(d.ct_table, 110, ck, [GotoTable(d.sg_table)],
+                            match=dict(eth_type=ETH_IPV6, ip_proto=PROTO_ICMPV6, icmpv6_type=t)))
+            out.append(flow(d.sg_table, P_UNTRACKED, ck, [GotoTable(d.next_table)],
+                            match=dict(ct_state=ct_state(0, CS_TRK), eth_type=ETH_IPV6,
+                                       ip_proto=PROTO_ICMPV6, icmpv6_type=t)))
+        nxt = [GotoTable(d.next_table)]
+        out += [
+            flow(d.sg_table, P_UNTRACKED, ck, nxt, match=dict(ct_state=ct_state(0, CS_TRK), eth_type=ETH_ARP)),
+            flow(d.sg_table, P_INVALID, ck, [], match=dict(ct_state=ct_state(CS_TRK | CS_INV))),
+            flow(d.sg_table, P_REPLY, ck, nxt,
+                 match=dict(ct_state=ct_state(CS_TRK | CS_EST | CS_RPL, CS_INV), ct_mark=0)),
+            flow(d.sg_table, P_REPLY, ck, nxt,
+                 match=dict(ct_state=ct_state(CS_TRK | CS_REL, CS_INV), ct_mark=0)),
+            flow(d.sg_table, P_REPLY_BLOCKED, ck, [], match=dict(ct_state=ct_state(CS_TRK | CS_RPL))),
+            flow(d.sg_table, P_REPLY_BLOCKED, ck, [], match=dict(ct_state=ct_state(CS_TRK | CS_REL))),
+            flow(d.sg_table, P_DEFAULT, ck, []),
+        ]
+        for eth in (ETH_IP, ETH_IPV6):
+            block = CT(commit=True, zone_reg=d.port_reg, actions=(SetField("ct_mark", CT_MARK_BLOCKED),))
+            out.append(flow(d.sg_table, P_EST_BLOCK, ck, [block],
+                            match=dict(ct_state=ct_state(CS_TRK | CS_EST, CS_RPL | CS_INV), eth_type=eth)))
+    return out
+
+
+# --------------------------------------------------------------------------- rules
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """A security-group rule reduced to what decides its flows."""
+    direction: str
+    eth: int                     # ETH_IP | ETH_IPV6
+    proto: int | None            # None = any protocol
+    ports: tuple[int, int] | None  # tcp/udp destination range; None = all
+    icmp: tuple[int | None, int | None]  # (type, code); None = any
+    prefix: ipaddress.IPv4Network | ipaddress.IPv6Network | None
+    remote_group: str | None
+
+
+def parse_protocol(value: Any, eth: int) -> int | None:
+    """Neutron protocol (name, number as int or string, None/'any') → IP protocol number."""
+    if value is None or value == "" or str(value).lower() == "any":
+        return None
+    text = str(value).lower()
+    number = int(text) if text.isdigit() else PROTOCOL_NUMBERS.get(text)
+    if number is None or not 0 <= number <= 255:
+        raise ValueError(f"unknown protocol {value!r}")
+    if eth == ETH_IPV6 and number == PROTO_ICMP:
+        number = PROTO_ICMPV6  # Neutron: 'icmp' in an IPv6 rule means ICMPv6
+    return number
+
+
+def parse_rule(rec: Record) -> Rule | None:
+    """Record → Rule; None (logged) for a rule this datapath cannot express exactly (fail closed)."""
+    try:
+        eth = ETH_IPV6 if (rec.get("ethertype") or "IPv4") == "IPv6" else ETH_IP
+        proto = parse_protocol(rec.get("protocol"), eth)
+        lo, hi = rec.get("port_range_min"), rec.get("port_range_max")
+        ports: tuple[int, int] | None = None
+        icmp: tuple[int | None, int | None] = (None, None)
+        if proto in (PROTO_ICMP, PROTO_ICMPV6):
+            icmp = (None if lo is None else int(lo), None if hi is None else int(hi))
+            if icmp[0] is None:
+                icmp = (None, None)  # a code without a type means nothing (Neutron rejects it)
+        elif lo is not None or hi is not None:
+            if proto not in PORT_FIELDS:
+                log.warning("rule %s: port range on protocol %s not expressible; rule ignored",
+                            rec.get("id"), proto)
+                return None
+            lo = int(lo if lo is not None else hi)
+            hi = int(hi if hi is not None else lo)
+            if lo > hi:
+                raise ValueError(f"port range {lo}-{hi} is empty")
+            ports = None if (lo, hi) == (0, 0xFFFF) else (lo, hi)
+        prefix = None
+        if rec.get("remote_ip_prefix"):
+            prefix = ipaddress.ip_network(rec["remote_ip_prefix"], strict=False)
+            if (prefix.version == 6) != (eth == ETH_IPV6):
+                log.warning("rule %s: prefix %s does not match ethertype; rule ignored", rec.get("id"), prefix)
+                return None
+            if prefix.prefixlen == 0:
+                prefix = None
+        return Rule(rec["direction"], eth, proto, ports, icmp, prefix, rec.get("remote_group_id") or None)
+    except (KeyError, ValueError, TypeError) as exc:
+        log.warning("rule %s ignored: %s", rec.get("id"), exc)
+        return None
+
+
+def _proto_matches(rules: list[Rule]) -> list[dict]:
+    """Protocol/port/icmp matches covering exactly the union of `rules` (same eth/remote), deduped."""
+    if any(r.proto is None for r in rules):
+        return [{}]
+    out: list[dict] = []
+    by_proto: dict[int, list[Rule]] = defaultdict(list)
+    for r in rules:
+        by_proto[r.proto].append(r)
+    for proto, rs in sorted(by_proto.items()):
+        if proto in PORT_FIELDS:
+            if any(r.ports is None for r in rs):
+                out.append({"ip_proto": proto})
+                continue
+            for value, mask in ranges_to_masks(r.ports for r in rs):
+                m: dict = {"ip_proto": proto}
+                if mask:
+                    m[PORT_FIELDS[proto]] = (value, mask)
+                out.append(m)
+        elif proto in (PROTO_ICMP, PROTO_ICMPV6):
+            icmps = {r.icmp for r in rs}
+            if (None, None) in icmps:
+                out.append({"ip_proto": proto})
+                continue
+            whole_types = {t for t, c in icmps if c is None}
+            tf, cf = ("icmpv4_type", "icmpv4_code") if proto == PROTO_ICMP else ("icmpv6_type", "icmpv6_code")
+            for t, c in sorted(icmps, key=lambda tc: (tc[0], -1 if tc[1] is None else tc[1])):
+                if c is not None and t in whole_types:
+                    continue
+                m = {"ip_proto": proto, tf: t}
+                if c is not None:
+                    m[cf] = c
+                out.append(m)
+        else:
+            out.append({"ip_proto": proto})
+    return out
+
+
+def _ip_field(eth: int, side: str) -> str:
+    return ("ipv4_" if eth == ETH_IP else "ipv6_") + side
+
+
+def _net_match(eth: int, side: str, net) -> dict:
+    if net is None or net.prefixlen == 0:
+        return {}
+    return {_ip_field(eth, side): (int(net.network_address), int(net.netmask))}
+
+
+def member_networks(port: Record) -> list:
+    """Addresses a remote-group member is known by: fixed IPs and allowed address pairs."""
+    nets = [ipaddress.ip_network(f["ip_address"], strict=False) for f in port.get("fixed_ips") or []]
+    for aap in port.get("allowed_address_pairs") or []:
+        try:
+            nets.append(ipaddress.ip_network(aap["ip_address"], strict=False))
+        except (KeyError, ValueError):
+            log.warning("port %s: bad allowed address pair %r", port.get("id"), aap)
+    return nets
+
+
+def group_rules(idx: GroupIndex, gid: str) -> list[Rule]:
+    return [r for r in (parse_rule(rec) for rec in idx.rules(gid)) if r is not None]
+
+
+def remote_keys(idx: GroupIndex, rules: Iterable[Rule], direction: str) -> set[int]:
+    """Conj-id low halves used by `rules` in `direction`: 0 for plain rules, remote group keys."""
+    keys: set[int] = set()
+    for r in rules:
+        if r.direction != direction:
+            continue
+        if r.remote_group is None:
+            keys.add(0)
+        else:
+            rg = idx.group(r.remote_group)
+            if rg is not None:
+                keys.add(int(rg["_key"]))
+    return keys
+
+
+class _FlowSet:
+    """Collects (table, priority, match) → actions, merging conjunction actions of equal matches."""
+
+    def __init__(self, ck: int) -> None:
+        self.ck = ck
+        self.acts: dict[tuple, set] = defaultdict(set)
+        self.plain: dict[tuple, tuple] = {}
+
+    def conj(self, table: int, prio: int, match: dict, c: Conjunction) -> None:
+        self.acts[(table, prio, make_match(**match))].add(c)
+
+    def add(self, table: int, prio: int, match: dict, actions: tuple) -> None:
+        self.plain[(table, prio, make_match(**match))] = actions
+
+    def flows(self) -> list[Flow]:
+        out = [Flow(t, p, m, tuple(sorted(a, key=lambda c: (c.conj_id, c.clause))), self.ck)
+               for (t, p, m), a in self.acts.items()]
+        out += [Flow(t, p, m, a, self.ck) for (t, p, m), a in self.plain.items()]
+        return sorted(out, key=lambda f: (f.table, -f.priority, f.match))
+
+
+def group_flows(idx: GroupIndex, gid: str) -> list[Flow]:
+    """Rules of group `gid` as conjunction clauses 2/3 plus the conj_id verdict flows (owner: the group).
+
+    Emitted on a chassis where the group has a local secured member; membership (clause 1)
+    comes from port_flows of those members.
+    """
+    group = idx.group(gid)
+    if group is None:
+        return []
+    gkey = int(group["_key"])
+    prio = group_priority(gkey)
+    fs = _FlowSet(group_cookie(group))
+    rules = group_rules(idx, gid)
+    for d in DIRS.values():
+        buckets: dict[tuple, list[Rule]] = defaultdict(list)
+        for r in rules:
+            if r.direction == d.name:
+                buckets[(r.eth, r.prefix, r.remote_group)].append(r)
+        verdict_eths: dict[int, set[int]] = defaultdict(set)  # conj id → eth types
+        member_cache: dict[str, list] = {}
+        for (eth, prefix, rgid), rs in sorted(buckets.items(), key=lambda kv: repr(kv[0])):
+            if rgid is None:
+                rkey, n = 0, 2
+            else:
+                rg = idx.group(rgid)
+                if rg is None:
+                    continue
+                rkey, n = int(rg["_key"]), 3
+            cid = conj_id(gkey, rkey)
+            verdict_eths[cid].add(eth)
+            for pm in _proto_matches(rs):
+                match = {"eth_type": eth, **pm, **_net_match(eth, d.remote_side, prefix)}
+                fs.conj(d.sg_table, prio, match, Conjunction(cid, 2, n))
+            if rgid is not None:
+                if rgid not in member_cache:
+                    member_cache[rgid] = [net for p in idx.members(rgid) for net in member_networks(p)]
+                want = 6 if eth == ETH_IPV6 else 4
+                for net in member_cache[rgid]:
+                    if net.version == want:
+                        fs.conj(d.sg_table, prio, {"eth_type": eth, **_net_match(eth, d.remote_side, net)},
+                                Conjunction(cid, 3, 3))
+        for cid, eths in verdict_eths.items():
+            for eth in eths:
+                fs.add(d.sg_table, prio, {"conj_id": cid, "eth_type": eth}, _allow(d))
+    return fs.flows()
+
+
+def port_flows(idx: GroupIndex, port: Record) -> list[Flow]:
+    """A local port's SG flows (owner: the port): bypass when unsecured, else group membership."""
+    key, ck = int(port["_key"]), port_cookie(port)
+    if key > MAX_KEY_16:
+        log.error("port %s key %d exceeds the conntrack zone range; its traffic is dropped", port.get("id"), key)
+        return []
+    if not is_secured(port):
+        return [flow(d.sg_table, P_BYPASS, ck, [GotoTable(d.next_table)], match={d.port_reg: key})
+                for d in DIRS.values()]
+    out: list[Flow] = []
+    for gid in dict.fromkeys(port.get("security_groups") or []):
+        group = idx.group(gid)
+        if group is None:
+            continue
+        gkey = int(group["_key"])
+        rules = group_rules(idx, gid)
+        for d in DIRS.values():
+            rkeys = remote_keys(idx, rules, d.name)
+            if not rkeys:
+                continue
+            acts = tuple(Conjunction(conj_id(gkey, r), 1, 2 if r == 0 else 3) for r in sorted(rkeys))
+            out.append(flow(d.sg_table, group_priority(gkey), ck, acts, match={d.port_reg: key}))
+    return out
+
+
+def referenced_groups(idx: GroupIndex, gid: str) -> set[str]:
+    """Remote groups the rules of `gid` refer to."""
+    return {r.remote_group for r in group_rules(idx, gid) if r.remote_group}
