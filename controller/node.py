@@ -1,0 +1,203 @@
+"""`tenantflow node init`: make this node's integration bridge and register it as a chassis.
+
+Idempotent by construction: every setting is read first and written only when it differs, so
+a second run changes nothing (no OVSDB transaction, no bridge reconfiguration, no controller
+reconnect). It talks to whatever OVS `ovs-vsctl` reaches by default (OVS_RUNDIR selects one).
+The datapath id is derived from the chassis name, so re-creating a bridge keeps its identity.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import sys
+
+LOG = logging.getLogger(__name__)
+
+TUNNEL_TYPES = {"vxlan": "tf-vxlan", "gre": "tf-gre", "geneve": "tf-geneve"}
+
+
+class NodeError(RuntimeError):
+    pass
+
+
+def datapath_id_for(name: str) -> str:
+    """16 hex digits, stable per chassis name; 48 significant bits (reads like a MAC)."""
+    digest = hashlib.sha256(name.encode()).digest()
+    value = int.from_bytes(digest[:6], "big") | 1  # never zero
+    return f"{value:016x}"
+
+
+def default_datapath_type() -> str:
+    return "system" if os.path.isdir("/sys/module/openvswitch") else "netdev"
+
+
+def vsctl(*args: str) -> str:
+    cmd = ["ovs-vsctl", "--timeout=10", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise NodeError(f"{' '.join(cmd)}: {proc.stderr.strip()}")
+    return proc.stdout.strip()
+
+
+def _get(table: str, record: str, column: str) -> str | None:
+    try:
+        return vsctl("--if-exists", "get", table, record, column)
+    except NodeError:
+        return None
+
+
+def _unquote(value: str | None) -> str | None:
+    if value is None:
+        return None
+    return value.strip('"')
+
+
+def ensure_bridge(bridge: str, dp_type: str, dpid: str, controllers: list[str], changes: list[str]) -> None:
+    if not _bridge_exists(bridge):
+        vsctl("--may-exist", "add-br", bridge, "--", "set", "bridge", bridge, f"datapath_type={dp_type}",
+              "fail_mode=secure", "protocols=OpenFlow13", f"other-config:datapath-id={dpid}")
+        changes.append(f"created bridge {bridge}")
+    wanted = {"datapath_type": dp_type, "fail_mode": "secure", "protocols": '["OpenFlow13"]'}
+    sets = []
+    for col, val in wanted.items():
+        have = _get("bridge", bridge, col)
+        if col == "protocols":
+            if have != val and have != "[OpenFlow13]":
+                sets.append("protocols=OpenFlow13")
+        elif _unquote(have) != val:
+            sets.append(f"{col}={val}")
+    if _unquote(_get("bridge", bridge, "other-config:datapath-id")) != dpid:
+        sets.append(f"other-config:datapath-id={dpid}")
+    if sets:
+        vsctl("set", "bridge", bridge, *sets)
+        changes.append(f"bridge {bridge}: {' '.join(sets)}")
+    have_ctl = sorted(vsctl("get-controller", bridge).split())
+    if controllers and have_ctl != sorted(controllers):
+        vsctl("set-controller", bridge, *controllers)
+        changes.append(f"bridge {bridge}: controllers {' '.join(controllers)}")
+
+
+def _bridge_exists(bridge: str) -> bool:
+    proc = subprocess.run(["ovs-vsctl", "--timeout=10", "br-exists", bridge], capture_output=True)
+    return proc.returncode == 0
+
+
+def _port_bridge(port: str) -> str | None:
+    proc = subprocess.run(["ovs-vsctl", "--timeout=10", "port-to-br", port], capture_output=True, text=True)
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def ensure_tunnel(bridge: str, kind: str, local_ip: str, changes: list[str]) -> None:
+    name = TUNNEL_TYPES[kind]
+    wanted = {"type": kind, "options:remote_ip": "flow", "options:key": "flow", "options:local_ip": local_ip}
+    if _port_bridge(name) != bridge:
+        vsctl("--may-exist", "add-port", bridge, name, "--", "set", "interface", name,
+              *[f"{k}={v}" for k, v in wanted.items()])
+        changes.append(f"added tunnel port {name}")
+        return
+    sets = [f"{k}={v}" for k, v in wanted.items() if _unquote(_get("interface", name, k)) != v]
+    if sets:
+        vsctl("set", "interface", name, *sets)
+        changes.append(f"tunnel {name}: {' '.join(sets)}")
+
+
+def ensure_uplink(bridge: str, port: str, changes: list[str]) -> None:
+    current = _port_bridge(port)
+    if current == bridge:
+        return
+    if current is not None:
+        LOG.warning("uplink %s is on bridge %s, not %s; leaving it", port, current, bridge)
+        return
+    if not os.path.exists(f"/sys/class/net/{port}"):
+        LOG.warning("uplink interface %s does not exist yet; add it later with ovs-vsctl add-port %s %s",
+                    port, bridge, port)
+        return
+    vsctl("--may-exist", "add-port", bridge, port)
+    changes.append(f"added uplink {port}")
+
+
+def register(url: str, name: str, dpid: str, tunnel_ip: str | None, mappings: dict[str, str],
+             token: str | None, changes: list[str]) -> dict:
+    import requests
+    base = url.rstrip("/")
+    if base.endswith("/v2.0"):
+        base = base[:-5]
+    headers = {"X-Auth-Token": token} if token else {}
+    body = {"name": name, "datapath_id": dpid, "tunnel_ip": tunnel_ip, "bridge_mappings": mappings}
+    r = requests.get(f"{base}/v2.0/chassis", params={"name": name}, headers=headers, timeout=30)
+    r.raise_for_status()
+    found = [c for c in r.json().get("chassis", []) if c.get("name") == name]
+    if not found:
+        r = requests.post(f"{base}/v2.0/chassis", json={"chassis": body}, headers=headers, timeout=30)
+        if r.status_code >= 400:
+            raise NodeError(f"registering chassis {name}: {r.status_code} {r.text}")
+        changes.append(f"registered chassis {name}")
+        return r.json().get("chassis", {})
+    cur = found[0]
+    diff = {k: v for k, v in body.items() if _norm(cur.get(k)) != _norm(v)}
+    if not diff:
+        return cur
+    r = requests.put(f"{base}/v2.0/chassis/{cur['id']}", json={"chassis": diff}, headers=headers, timeout=30)
+    if r.status_code >= 400:
+        raise NodeError(f"updating chassis {name}: {r.status_code} {r.text}")
+    changes.append(f"updated chassis {name}: {sorted(diff)}")
+    return r.json().get("chassis", {})
+
+
+def _norm(v):
+    if isinstance(v, str) and v.lower().startswith("0x"):
+        return v[2:].rjust(16, "0").lower()
+    return v or None if not isinstance(v, (int, bool)) else v
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="tenantflow node")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    init = sub.add_parser("init", help="create/configure the integration bridge and register the chassis")
+    init.add_argument("--name", required=True, help="chassis name")
+    init.add_argument("--bridge", default="br-int")
+    init.add_argument("--controller", action="append", default=[], help="tcp:HOST:PORT (repeatable)")
+    init.add_argument("--url", help="API URL, e.g. http://127.0.0.1:9696 (omit to skip registration)")
+    init.add_argument("--api-token", default=os.environ.get("TENANTFLOW_API_TOKEN"))
+    init.add_argument("--tunnel-ip")
+    init.add_argument("--tunnel-type", action="append", choices=sorted(TUNNEL_TYPES),
+                      help="tunnel ports to create with --tunnel-ip (default: all)")
+    init.add_argument("--bridge-mapping", action="append", default=[], help="PHYSNET:PORT (repeatable)")
+    init.add_argument("--datapath-type", choices=("auto", "netdev", "system"), default="auto")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    mappings: dict[str, str] = {}
+    for m in args.bridge_mapping:
+        physnet, sep, port = m.partition(":")
+        if not sep or not physnet or not port:
+            p.error(f"--bridge-mapping must be PHYSNET:PORT, got {m!r}")
+        mappings[physnet] = port
+    dp_type = default_datapath_type() if args.datapath_type == "auto" else args.datapath_type
+    dpid = datapath_id_for(args.name)
+    changes: list[str] = []
+    try:
+        ensure_bridge(args.bridge, dp_type, dpid, args.controller, changes)
+        if args.tunnel_ip:
+            for kind in args.tunnel_type or sorted(TUNNEL_TYPES):
+                ensure_tunnel(args.bridge, kind, args.tunnel_ip, changes)
+        for port in mappings.values():
+            ensure_uplink(args.bridge, port, changes)
+        if args.url:
+            register(args.url, args.name, dpid, args.tunnel_ip, mappings, args.api_token, changes)
+    except (NodeError, OSError) as exc:
+        print(f"tenantflow node init: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 — requests errors etc.: one clear line
+        print(f"tenantflow node init: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"chassis": args.name, "bridge": args.bridge, "datapath_id": dpid,
+                      "datapath_type": dp_type, "changes": changes}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
