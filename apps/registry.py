@@ -7,6 +7,7 @@ APPS: list[str] = [
     "apps.pipeline:PipelineApp",
     "apps.l2:L2App",
     "apps.tunnels:TunnelApp",
+    "apps.arp:ArpApp", "apps.dhcp:DhcpApp",
 ]
 
 
