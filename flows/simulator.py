@@ -15,7 +15,7 @@ API
     res.outputs   list[Emitted(port, packet)]  packet = full state at that output (regs too)
     res.punts     list[Punt(table, cookie, userdata, packet)]  Controller actions
     res.learned   list[Flow]  installed by `learn` during this run (also kept in sim)
-    res.trace     list[Step(table, flow|None, depth)]  None = table miss
+    res.trace     list[Step(table, flow|None, depth, packet)]  None = table miss
     res.ports()   sorted output ports;  res.outputs_to(port) → list[Emitted]
     sim.add(flow) / sim.remove(flow) / sim.flows()
 
@@ -142,6 +142,7 @@ class Step:
     table: int
     flow: Flow | None
     depth: int
+    packet: dict[str, int]  # state when the table was looked up
 
 
 @dataclass
@@ -400,7 +401,7 @@ class Simulator:
             if run.steps > self.max_steps:
                 raise SimulationLimit(f"more than {self.max_steps} steps\n{run.result.dump_trace()}")
             f = self.lookup(table, state)
-            run.result.trace.append(Step(table, f, depth))
+            run.result.trace.append(Step(table, f, depth, dict(state)))
             if f is None:
                 return
             goto = self._execute(run, state, f, depth)
