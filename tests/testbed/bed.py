@@ -432,7 +432,6 @@ class Bed:
             if ln.startswith(self.prefix):
                 netns.del_link(ln, None)
         if keep_workdir or os.environ.get("TF_KEEP_BED"):
-            (self.workdir / "owner.json").unlink(missing_ok=True)
             log.info("bed %s closed; files kept in %s", self.prefix, self.workdir)
         else:
             shutil.rmtree(self.workdir, ignore_errors=True)

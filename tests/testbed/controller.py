@@ -36,10 +36,12 @@ def tenantflow_bin() -> str:
 
 
 def serve_implemented() -> bool:
-    """Whether `tenantflow serve` exists yet (controller work lands in parallel)."""
+    """Whether `tenantflow serve` exists yet: controller.serve and the CLI entry point
+    (topology.cli) are both importable (controller work lands in parallel)."""
+    import importlib.util
     try:
-        import importlib.util
-        return importlib.util.find_spec("controller.serve") is not None
+        return all(importlib.util.find_spec(m) is not None
+                   for m in ("controller.serve", "topology.cli"))
     except (ImportError, ValueError):
         return False
 
