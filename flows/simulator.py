@@ -295,7 +295,7 @@ def matches(flow: Flow, pkt: Mapping[str, int]) -> bool:
     return True
 
 
-@dataclass
+@dataclass(frozen=True)
 class _LoadBits:
     """Internal action of learned flows: write `value` into dst[ofs .. ofs+n_bits-1]."""
     dst: str
