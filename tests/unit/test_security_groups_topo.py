@@ -47,7 +47,8 @@ class SecTopo(Topo):
 
     def vm(self, net: dict, n: int, groups=(), host: str = "c1", **fields) -> dict:
         p = self.port(net, f"fa:16:3e:00:00:{n:02x}", f"10.0.0.{n}", host=host)
-        return self.update("port", p["id"], security_groups=[g["id"] for g in groups], **fields)
+        fields.setdefault("security_groups", [g["id"] for g in groups])
+        return self.update("port", p["id"], **fields)
 
 
 def flows_of(topo: Topo, local: dict[str, int], name: str = "c1") -> dict:
