@@ -12,7 +12,7 @@ from typing import Iterable
 
 from apps.base import ChassisContext, PacketIn, PacketOut
 from apps.packets import parse_arp, build_arp_reply
-from apps.ratelimit import TokenBuckets
+from apps.ratelimit import TokenBuckets, env_float
 from flows import services
 from flows.flow import Flow
 from flows.tables import R
@@ -29,10 +29,12 @@ class ArpApp:
     name = "arp"
     userdata = services.USERDATA_ARP
 
-    def __init__(self, rate: float = 50.0, burst: float = 100.0, meter_id: int = 0,
+    def __init__(self, rate: float | None = None, burst: float | None = None, meter_id: int = 0,
                  cache: services.IndexCache | None = None) -> None:
         self.meter_id = meter_id
         self.cache = cache or services.IndexCache()
+        rate = rate if rate is not None else env_float("TENANTFLOW_ARP_RATE", 50.0)
+        burst = burst if burst is not None else env_float("TENANTFLOW_ARP_BURST", max(100.0, 2 * rate))
         self.limit = TokenBuckets(rate, burst)
         self.stats: collections.Counter[str] = collections.Counter()
 

@@ -15,7 +15,7 @@ from typing import Iterable
 
 from apps import packets as P
 from apps.base import ChassisContext, PacketIn, PacketOut
-from apps.ratelimit import TokenBuckets
+from apps.ratelimit import TokenBuckets, env_float
 from flows import services
 from flows.flow import Flow
 from flows.tables import R
@@ -82,12 +82,14 @@ class DhcpApp:
     userdata = services.USERDATA_DHCP
 
     def __init__(self, dns_domain: str | None = None, lease_time: int | None = None,
-                 rate: float = 10.0, burst: float = 20.0, meter_id: int = 0,
+                 rate: float | None = None, burst: float | None = None, meter_id: int = 0,
                  cache: services.IndexCache | None = None) -> None:
         self.dns_domain = dns_domain
         self.lease_time = lease_time
         self.meter_id = meter_id
         self.cache = cache or services.IndexCache()
+        rate = rate if rate is not None else env_float("TENANTFLOW_DHCP_RATE", 10.0)
+        burst = burst if burst is not None else env_float("TENANTFLOW_DHCP_BURST", max(20.0, 2 * rate))
         self.limit = TokenBuckets(rate, burst)
         self.stats: collections.Counter[str] = collections.Counter()
 
