@@ -35,7 +35,9 @@ current action list untracked; a copy goes through conntrack and, if `table` is 
 re-injected at that table with ct_state / ct_zone / ct_mark / ct_label set (registers and
 metadata kept). The model:
   * connection key = (eth_type, ip_proto, ipv4_src, ipv4_dst, l4 src, l4 dst); l4 ports come
-    from tcp_*/udp_*; for ICMP both are 0, so an echo reply is the reverse of its request;
+    from tcp_*/udp_*; for ICMP they are (icmpv4_type, paired type) — echo request (8, 0), reply
+    (0, 8) — so a reply is the reverse of its request and a request back is a new connection
+    (icmpv4_type defaults to 8 when absent; ICMP errors are "related" only via add_related);
   * no IP header → +trk+inv;
   * no committed entry in the zone → +trk+new; committed, same direction → +trk+est;
     reverse direction → +trk+est+rpl; `Conntrack.related` (override, or seed via
@@ -180,6 +182,9 @@ class CtEntry:
     nat_ip: int = 0       # the address it was replaced with
 
 
+_ICMP_PAIR = {8: 0, 0: 8, 13: 14, 14: 13, 15: 16, 16: 15, 17: 18, 18: 17}
+
+
 def conn_key(pkt: Mapping[str, int]) -> ConnKey | None:
     """(eth_type, proto, src, dst, sport, dport) or None when the packet has no IPv4 header."""
     if pkt.get("eth_type") != 0x0800 or "ipv4_src" not in pkt or "ipv4_dst" not in pkt:
@@ -189,6 +194,11 @@ def conn_key(pkt: Mapping[str, int]) -> ConnKey | None:
         sport, dport = pkt.get("tcp_src", 0), pkt.get("tcp_dst", 0)
     elif proto == 17:
         sport, dport = pkt.get("udp_src", 0), pkt.get("udp_dst", 0)
+    elif proto == 1:
+        # (type, its pair): an echo reply (0, 8) is the reverse of its request (8, 0), while a
+        # request in the other direction is a new connection, as in OVS.
+        itype = pkt.get("icmpv4_type", 8)
+        sport, dport = itype, _ICMP_PAIR.get(itype, 0)
     else:
         sport = dport = 0
     return (0x0800, proto, pkt["ipv4_src"], pkt["ipv4_dst"], sport, dport)

@@ -209,3 +209,16 @@ def test_learn_installs_flow():
     assert out.ports() == [7]
     assert out.outputs[0].packet["reg7"] == 0xFFFFFFFE and out.outputs[0].packet["reg5"] == 7 << 8
     assert sim.run(packet(eth_dst="52:54:00:00:00:01", metadata=4), 9).ports() == []
+
+
+def test_icmp_echo_reply_is_reverse_but_request_back_is_new():
+    ct = Conntrack()
+    sim = Simulator([flow(0, 1, 1, [CT(commit=True, zone=1, table=10)]),
+                     flow(10, 1, 1, [Output(4)])], conntrack=ct)
+    req = packet(eth_type=0x0800, ip_proto=1, ipv4_src="10.0.0.1", ipv4_dst="10.0.0.2", icmpv4_type=8)
+    sim.run(req, 1)
+    lookup = Simulator([flow(0, 1, 1, [CT(zone=1, table=10)]), flow(10, 1, 1, [Output(4)])], conntrack=ct)
+    reply = packet(eth_type=0x0800, ip_proto=1, ipv4_src="10.0.0.2", ipv4_dst="10.0.0.1", icmpv4_type=0)
+    back = packet(eth_type=0x0800, ip_proto=1, ipv4_src="10.0.0.2", ipv4_dst="10.0.0.1", icmpv4_type=8)
+    assert lookup.run(reply, 1).outputs[0].packet["ct_state"] == TRK_EST | CtState.RPL
+    assert lookup.run(back, 1).outputs[0].packet["ct_state"] == TRK_NEW
