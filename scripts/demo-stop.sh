@@ -1,0 +1,37 @@
+#!/bin/bash
+# Tear the `make demo` set-up down: controller, VM namespaces, their veths and ports on br-int,
+# br-int itself if the demo made it, Open vSwitch if the demo started it. Idempotent.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+DIR=${TF_DEMO_DIR:-$(pwd)/run/demo}
+BR=br-int
+if [ ! -f "$DIR/state" ]; then
+    echo "demo-stop: no demo state in $DIR (nothing to stop)"
+    exit 0
+fi
+get()  { grep "^$1=" "$DIR/state" | cut -d= -f2-; }
+
+pid=$(get pid | tail -n1)
+if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid"
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+    echo "demo-stop: controller (pid $pid) stopped"
+fi
+for tap in $(get tap); do
+    ovs-vsctl --timeout=5 --if-exists del-port "$BR" "$tap" 2>/dev/null
+    ip link del "$tap" 2>/dev/null
+done
+for ns in $(get ns); do
+    ip netns del "$ns" 2>/dev/null
+    rm -rf "/etc/netns/$ns"
+done
+echo "demo-stop: VM namespaces removed"
+if [ -z "$(get bridge_existed)" ]; then
+    ovs-vsctl --timeout=5 --if-exists del-br "$BR" && echo "demo-stop: $BR removed"
+fi
+if [ -n "$(get ovs_started)" ]; then
+    scripts/ovs-stop
+fi
+rm -f "$DIR/state" "$DIR/tenantflow.pid"
+echo "demo-stop: done (log kept: $DIR/tenantflow.log)"
