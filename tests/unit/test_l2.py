@@ -170,6 +170,14 @@ def test_incremental_equals_full_for_every_change():
     t.update("port", p2["id"], **{"binding:host_id": ""}); step(c1)
     t.update("port", p2["id"], **{"binding:host_id": "c2", "mac_address": MAC_C}); step(c1)
     t.delete("port", p2["id"]); step(c1)
+    vnet = t.network("v", "vlan", seg=100, physnet="physnet1"); step(c1)
+    v1 = t.port(vnet, "fa:16:3e:00:01:01", "10.1.0.3", "c1"); step(c1)
+    c1 = ctx("c1", {p1["id"]: 1, v1["id"]: 2}, "192.0.2.1")
+    t.port(vnet, "fa:16:3e:00:01:02", "10.1.0.4", "c2"); step(c1)
+    t.update("network", vnet["id"], **{"provider:segmentation_id": 101}); step(c1)
+    t.update("port", v1["id"], admin_state_up=False); step(c1)
+    t.update("network", vnet["id"], admin_state_up=False); step(c1)
+    t.delete("port", p1["id"]); step(c1)
 
 
 def test_owner_cookie_check_rejects_foreign_cookie(two_tenants):
