@@ -1,0 +1,130 @@
+"""Packet-ins answered per second: ARP and DHCP through a real OVS bridge and `tenantflow serve`.
+
+What it measures: a VM namespace offers ARP requests (for a known address) or DHCP DISCOVERs at
+a fixed rate for a few seconds on one port; answers (ARP replies / OFFERs) coming back to the VM
+are counted. The apps' per-port token buckets are lifted (environment) for the capacity runs, and
+one run keeps the default limits to show what a single flooding port can get.
+
+Run inside a dedicated netns (make bench does): scripts/netns-run tf-bench -- .venv/bin/python
+bench/bench_packet_in.py [--quick]. Prints a table and one JSON line. Not a test: no asserts.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.testbed import Bed  # noqa: E402
+
+# Runs inside the VM: offer KIND frames at RATE/s for SECS, count answers. Bounded by count and time.
+PROBE = r"""
+import json, select, socket, struct, sys, threading, time
+from scapy.all import ARP, BOOTP, DHCP, IP, UDP, Ether
+kind, mac, ip, target, rate, secs = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5]), float(sys.argv[6])
+if kind == "arp":
+    frame = bytearray(bytes(Ether(src=mac, dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, hwsrc=mac, psrc=ip, pdst=target)))
+else:
+    chaddr = bytes.fromhex(mac.replace(":", "")) + b"\0" * 10
+    frame = bytearray(bytes(Ether(src=mac, dst="ff:ff:ff:ff:ff:ff") / IP(src="0.0.0.0", dst="255.255.255.255")
+                            / UDP(sport=68, dport=67, chksum=0) / BOOTP(chaddr=chaddr, xid=1)
+                            / DHCP(options=[("message-type", "discover"), "end"])))
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+s.bind(("eth0", 0))
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+got = [0]
+stop = threading.Event()
+def rx():
+    while not stop.is_set():
+        r, _, _ = select.select([s], [], [], 0.1)
+        if not r:
+            continue
+        data, addr = s.recvfrom(2048)
+        if addr[2] == socket.PACKET_OUTGOING:
+            continue
+        if kind == "arp" and data[12:14] == b"\x08\x06" and data[20:22] == b"\x00\x02":
+            got[0] += 1
+        elif kind == "dhcp" and data[12:14] == b"\x08\x00" and data[23] == 17 and data[34:38] == b"\x00\x43\x00\x44":
+            got[0] += 1
+t = threading.Thread(target=rx, daemon=True)
+t.start()
+n = int(rate * secs)
+t0 = time.monotonic()
+for i in range(n):
+    if kind == "dhcp":
+        struct.pack_into("!I", frame, 46, i)
+    s.send(frame)
+    delay = t0 + (i + 1) / rate - time.monotonic()
+    if delay > 0:
+        time.sleep(delay)
+sent_for = time.monotonic() - t0
+time.sleep(1.0)
+stop.set()
+t.join(2)
+print(json.dumps({"sent": n, "sent_for": round(sent_for, 3), "answered": got[0]}))
+"""
+
+
+def probe(bed: Bed, vm, kind: str, target: str, rate: float, secs: float) -> dict:
+    script = bed.workdir / "h5-probe.py"
+    script.write_text(PROBE)
+    res = vm.run([sys.executable, str(script), kind, vm.mac, vm.ip or "0.0.0.0", target, str(rate), str(secs)],
+                 check=False, timeout=secs + 30)
+    if res.returncode != 0:
+        return {"error": res.stderr[-500:]}
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    out["offered_pps"] = rate
+    out["answered_pps"] = round(out["answered"] / max(out["sent_for"], 1e-6), 1)
+    return out
+
+
+def run_bed(label: str, env: dict[str, str], plan: list[tuple[str, float]], secs: float) -> list[dict]:
+    rows = []
+    with Bed(label) as bed:
+        bed.start_controller(env=env)
+        ch = bed.add_chassis("c1")
+        if not ch.wait_connected(30):
+            raise SystemExit("chassis did not connect:\n" + bed.diagnostics())
+        net, _ = bed.api.network_with_subnet("benchnet", "10.60.0.0/24")
+        p1, p2 = bed.api.port(net), bed.api.port(net)
+        vm = bed.add_vm(ch, p1)
+        target = p2["fixed_ips"][0]["ip_address"]
+        warm = probe(bed, vm, "arp", target, 5, 1.0)  # flows in place?
+        for _ in range(10):
+            if warm.get("answered"):
+                break
+            time.sleep(1)
+            warm = probe(bed, vm, "arp", target, 5, 1.0)
+        for kind, rate in plan:
+            row = probe(bed, vm, kind, target, rate, secs)
+            row.update(kind=kind, limits="default" if not env else "lifted")
+            rows.append(row)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="shorter runs, fewer rates")
+    args = ap.parse_args()
+    secs = 2.0 if args.quick else 5.0
+    rates = [500, 2000, 5000] if args.quick else [500, 1000, 2000, 4000, 8000]
+    lifted = {"TENANTFLOW_ARP_RATE": "1000000", "TENANTFLOW_DHCP_RATE": "1000000"}
+    rows = run_bed("bench-packet-in", lifted, [(k, r) for k in ("arp", "dhcp") for r in rates], secs)
+    rows += run_bed("bench-packet-in-limited", {}, [("arp", 2000), ("dhcp", 2000)], secs)
+    print(f"{'kind':5} {'limits':8} {'offered/s':>10} {'answered/s':>11} {'answered':>9} {'sent':>7}")
+    for r in rows:
+        if "error" in r:
+            print(f"{r['kind']:5} {r['limits']:8} error: {r['error']}")
+            continue
+        print(f"{r['kind']:5} {r['limits']:8} {r['offered_pps']:>10.0f} {r['answered_pps']:>11.1f} "
+              f"{r['answered']:>9} {r['sent']:>7}")
+    best = {k: max((r.get("answered_pps", 0) for r in rows if r["kind"] == k and r["limits"] == "lifted"),
+                   default=0) for k in ("arp", "dhcp")}
+    print(json.dumps({"bench": "packet_in", "max_answered_pps": best, "rows": rows}))
+
+
+if __name__ == "__main__":
+    main()
