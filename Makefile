@@ -68,7 +68,7 @@ bench: setup ovs
 	  scripts/netns-run $(BENCH_NETNS) -- $(PY) $$f --quick || rc=1; done; exit $$rc
 
 lab: setup ovs
-	@$(PY) labs/mininet_two_tenants.py
+	@/usr/bin/python3 labs/mininet_two_tenants.py
 
 cleanup-testbeds:
 	@scripts/cleanup-testbeds
