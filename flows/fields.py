@@ -13,17 +13,17 @@ from dataclasses import dataclass
 class Field:
     name: str  # os-ken OXM name (OFPMatch keyword)
     bits: int
-    kind: str = "int"  # int | mac | ipv4 | ipv6
+    kind: str = "int"  # int (printed hex) | dec | mac | ipv4 | ipv6
     ofctl: str = ""  # ovs-ofctl spelling, if different from name
 
 
 _FIELDS = [
-    Field("in_port", 32),
+    Field("in_port", 32, "dec"),
     Field("metadata", 64),
     Field("eth_dst", 48, "mac", "dl_dst"),
     Field("eth_src", 48, "mac", "dl_src"),
     Field("eth_type", 16, "int", "dl_type"),
-    Field("vlan_vid", 13 + 3, "int", "dl_vlan"),  # carries OFPVID_PRESENT (0x1000)
+    Field("vlan_vid", 13, "int", "vlan_vid"),  # OXM value carries OFPVID_PRESENT (0x1000)
     Field("vlan_pcp", 8),
     Field("ip_proto", 8, "int", "nw_proto"),
     Field("ip_dscp", 8),
@@ -81,6 +81,8 @@ def format_value(name: str, value: int) -> str:
         return str(ipaddress.IPv4Address(value))
     if kind == "ipv6":
         return str(ipaddress.IPv6Address(value))
+    if kind == "dec":
+        return str(value)
     return hex(value) if value > 9 else str(value)
 
 
