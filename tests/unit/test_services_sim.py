@@ -89,3 +89,20 @@ def test_arp_replies_and_other_traffic_follow_l2(topo):
     ping = packet(eth_src=MAC_A, eth_dst=MAC_B, eth_type=0x0800, ip_proto=1, ipv4_src="10.0.0.3",
                   ipv4_dst="10.0.0.4")
     assert sim.run(ping, in_port=1).ports() == [2]
+
+
+def test_punts_behind_port_security(topo):
+    """With port security on, client requests still reach the punts; spoofed ARP never does."""
+    from apps.security_groups import with_security
+    from flows import compiler
+    from flows.simulator import Simulator
+    view, c, o = topo
+    sim = Simulator(compiler.all_flows(compiler.compile_chassis(with_security(), view, c)))
+    res = sim.run(dhcp(MAC_A), in_port=1)
+    assert [p.userdata for p in res.punts] == [b"dhcp"], res.dump_trace()
+    res = sim.run(arp(MAC_A, "10.0.0.3", "10.0.0.4"), in_port=1)
+    assert [p.userdata for p in res.punts] == [b"arp"], res.dump_trace()
+    res = sim.run(arp(MAC_A, "10.0.0.66", "10.0.0.4"), in_port=1)  # foreign sender IP
+    assert res.punts == [] and res.ports() == []
+    res = sim.run(dhcp(MAC_B), in_port=1)  # someone else's MAC
+    assert res.punts == []
