@@ -42,6 +42,7 @@ of a same-chassis connection never share an entry. ct_mark (whole) belongs to th
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 from collections import defaultdict
@@ -287,15 +288,25 @@ def _net_match(eth: int, side: str, net) -> dict:
     return {_ip_field(eth, side): (int(net.network_address), int(net.netmask))}
 
 
-def member_networks(port: Record) -> list:
+def member_addresses(port: Record) -> list[str]:
     """Addresses a remote-group member is known by: fixed IPs and allowed address pairs."""
-    nets = [ipaddress.ip_network(f["ip_address"], strict=False) for f in port.get("fixed_ips") or []]
-    for aap in port.get("allowed_address_pairs") or []:
-        try:
-            nets.append(ipaddress.ip_network(aap["ip_address"], strict=False))
-        except (KeyError, ValueError):
-            log.warning("port %s: bad allowed address pair %r", port.get("id"), aap)
-    return nets
+    out = [f.get("ip_address") for f in port.get("fixed_ips") or []]
+    out += [aap.get("ip_address") for aap in port.get("allowed_address_pairs") or []]
+    return [a for a in out if a]
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _member_match(eth: int, side: str, address: str):
+    """Clause-3 match of one member address (cached: a big group re-lists the same addresses
+    on every membership change), or None if the address is malformed or of the other family."""
+    try:
+        net = ipaddress.ip_network(address, strict=False)
+    except ValueError:
+        log.warning("remote group member address %r is malformed; ignored", address)
+        return None
+    if (net.version == 6) != (eth == ETH_IPV6):
+        return None
+    return make_match(eth_type=eth, **_net_match(eth, side, net))
 
 
 def group_rules(idx: GroupIndex, gid: str) -> list[Rule]:
@@ -325,17 +336,20 @@ class _FlowSet:
         self.acts: dict[tuple, set] = defaultdict(set)
         self.plain: dict[tuple, tuple] = {}
 
-    def conj(self, table: int, prio: int, match: dict, c: Conjunction) -> None:
-        self.acts[(table, prio, make_match(**match))].add(c)
+    def conj(self, table: int, prio: int, match, c: Conjunction) -> None:
+        """`match`: a dict, or an already canonical Match tuple."""
+        key = match if isinstance(match, tuple) else make_match(**match)
+        self.acts[(table, prio, key)].add(c)
 
     def add(self, table: int, prio: int, match: dict, actions: tuple) -> None:
         self.plain[(table, prio, make_match(**match))] = actions
 
     def flows(self) -> list[Flow]:
-        out = [Flow(t, p, m, tuple(sorted(a, key=lambda c: (c.conj_id, c.clause))), self.ck)
+        out = [Flow(t, p, m, tuple(a) if len(a) == 1 else
+                    tuple(sorted(a, key=lambda c: (c.conj_id, c.clause))), self.ck)
                for (t, p, m), a in self.acts.items()]
         out += [Flow(t, p, m, a, self.ck) for (t, p, m), a in self.plain.items()]
-        return sorted(out, key=lambda f: (f.table, -f.priority, f.match))
+        return out
 
 
 def group_flows(idx: GroupIndex, gid: str) -> list[Flow]:
@@ -373,12 +387,12 @@ def group_flows(idx: GroupIndex, gid: str) -> list[Flow]:
                 fs.conj(d.sg_table, prio, match, Conjunction(cid, 2, n))
             if rgid is not None:
                 if rgid not in member_cache:
-                    member_cache[rgid] = [net for p in idx.members(rgid) for net in member_networks(p)]
-                want = 6 if eth == ETH_IPV6 else 4
-                for net in member_cache[rgid]:
-                    if net.version == want:
-                        fs.conj(d.sg_table, prio, {"eth_type": eth, **_net_match(eth, d.remote_side, net)},
-                                Conjunction(cid, 3, 3))
+                    member_cache[rgid] = [a for p in idx.members(rgid) for a in member_addresses(p)]
+                clause3 = Conjunction(cid, 3, 3)
+                for address in member_cache[rgid]:
+                    m = _member_match(eth, d.remote_side, address)
+                    if m is not None:
+                        fs.conj(d.sg_table, prio, m, clause3)
         for cid, eths in verdict_eths.items():
             for eth in eths:
                 fs.add(d.sg_table, prio, {"conj_id": cid, "eth_type": eth}, _allow(d))
