@@ -1,6 +1,6 @@
 """`tenantflow serve` configuration: oslo.config options, CLI overrides, → topology Settings.
 
-Why the global cfg.CONF: os-ken reads its OpenFlow listener options (ofp_listen_host,
+Why os-ken's CONF (os_ken.cfg.CONF, its own ConfigOpts, not oslo's global): os-ken reads its OpenFlow listener options (ofp_listen_host,
 ofp_tcp_listen_port) from it, so our options live in the same object and `--ofp-listen` is
 turned into os-ken's two options with set_override.
 """
@@ -18,6 +18,8 @@ CLI_OPTS = [
     cfg.StrOpt("api-listen", default="0.0.0.0:9696", help="HOST:PORT of the Neutron-compatible API"),
     cfg.StrOpt("ofp-listen", default="0.0.0.0:6653", help="HOST:PORT of the OpenFlow listener"),
     cfg.StrOpt("log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR"),
+    cfg.ListOpt("apps", default=["apps.registry:default_apps"],
+                help="factories MODULE:CALLABLE returning feature app lists (tests swap in fakes)"),
 ]
 
 OPTS = [
@@ -90,13 +92,15 @@ class ServeConfig:
     ofp_host: str
     ofp_port: int
     log_level: str
+    apps: list
     settings: object  # topology.settings.Settings
 
 
 def load(argv: list[str], conf: cfg.ConfigOpts | None = None) -> ServeConfig:
     """Parse argv (+ --config-file INI) into a ServeConfig; also primes os-ken's options."""
-    conf = conf if conf is not None else cfg.CONF
-    import os_ken.controller.controller  # noqa: F401 — registers os-ken's ofp_* options on CONF
+    from os_ken import cfg as osken_cfg
+    from os_ken.base import app_manager  # noqa: F401 — imports (and registers) os-ken's ofp_* options
+    conf = conf if conf is not None else osken_cfg.CONF
     register(conf)
     conf(argv, project="tenantflow", default_config_files=[], validate_default_values=True)
     api_host, api_port = split_hostport(conf.api_listen, "--api-listen")
@@ -104,7 +108,7 @@ def load(argv: list[str], conf: cfg.ConfigOpts | None = None) -> ServeConfig:
     conf.set_override("ofp_listen_host", ofp_host)
     conf.set_override("ofp_tcp_listen_port", ofp_port)
     return ServeConfig(conf.store, api_host, api_port, ofp_host, ofp_port, conf.log_level.upper(),
-                       to_settings(conf))
+                       list(conf.apps), to_settings(conf))
 
 
 def to_settings(conf: cfg.ConfigOpts):

@@ -60,13 +60,11 @@ class AppCompiler:
             flows.update(app.compile(view, ctx, owner))
         return frozenset(flows)
 
-    def compile_chassis(self, view, ctx: ChassisContext) -> dict[int, frozenset[Flow]]:
-        if self._mod is not None:
-            return dict(self._mod.compile_chassis(self.flow_apps, view, ctx))
+    def owners_for_chassis(self, view, ctx: ChassisContext) -> set[int]:
         owners: set[int] = set()
         for app in self.flow_apps:
             owners.update(app.owners_for_chassis(view, ctx))
-        return {o: self.compile_owner(view, ctx, o) for o in owners}
+        return owners
 
 
 @dataclass
@@ -261,7 +259,7 @@ class Core:
             return
         name = dpid_name(e.dpid)
         try:
-            rec = self.service.register_chassis(name, dpid_name(e.dpid))
+            rec = self.service.register_chassis(name, e.dpid)
         except Exception:  # noqa: BLE001
             LOG.exception("could not register chassis %s", name)
             return
@@ -312,26 +310,19 @@ class Core:
         t0 = time.monotonic()
         with self.view_lock:
             if e.needs_full:
+                # per owner, not compile_chassis: one broken owner must not block all the others
                 try:
-                    wanted = self.compiler.compile_chassis(self.view, e.ctx)
+                    owners = self.compiler.owners_for_chassis(self.view, e.ctx)
                 except Exception:  # noqa: BLE001
-                    LOG.exception("full compile for chassis %s failed; keeping previous flows", e.ctx.name)
-                    wanted = None
-                if wanted is not None:
-                    for owner in rec.owners() - set(wanted):
+                    LOG.exception("listing owners for chassis %s failed; keeping previous flows", e.ctx.name)
+                    owners = None
+                if owners is not None:
+                    for owner in rec.owners() - owners:
                         rec.set_owner(owner, ())
-                    for owner, flows in wanted.items():
-                        rec.set_owner(owner, flows)
+                    self._compile_into(e, owners)
                     e.needs_full = False
             else:
-                for owner in dirty:
-                    try:
-                        flows = self.compiler.compile_owner(self.view, e.ctx, owner)
-                    except Exception:  # noqa: BLE001
-                        LOG.exception("compile of owner %s on chassis %s failed; keeping its flows",
-                                      owner_label(owner), e.ctx.name)
-                        continue
-                    rec.set_owner(owner, flows)
+                self._compile_into(e, dirty)
         t1 = time.monotonic()
         try:
             if e.needs_resync or not rec.installed_known:
@@ -346,6 +337,16 @@ class Core:
         if sent or e.needs_full:
             LOG.info("chassis %s: compile %.3fs, %d flow-mods in %.3fs", e.ctx.name, t1 - t0, sent,
                      time.monotonic() - t1)
+
+    def _compile_into(self, e: DatapathEntry, owners: Iterable[int]) -> None:
+        for owner in owners:
+            try:
+                flows = self.compiler.compile_owner(self.view, e.ctx, owner)
+            except Exception:  # noqa: BLE001 — logged with its owner; previous flows stay
+                LOG.exception("compile of owner %s on chassis %s failed; keeping its flows",
+                              owner_label(owner), e.ctx.name)
+                continue
+            e.reconciler.set_owner(owner, flows)
 
     # ------------------------------------------------------------------ inspection
     def stats(self) -> dict:

@@ -138,7 +138,7 @@ def register(url: str, name: str, dpid: str, tunnel_ip: str | None, mappings: di
         changes.append(f"registered chassis {name}")
         return r.json().get("chassis", {})
     cur = found[0]
-    diff = {k: v for k, v in body.items() if _norm(cur.get(k)) != _norm(v)}
+    diff = {k: v for k, v in body.items() if _norm(k, cur.get(k)) != _norm(k, v)}
     if not diff:
         return cur
     r = requests.put(f"{base}/v2.0/chassis/{cur['id']}", json={"chassis": diff}, headers=headers, timeout=30)
@@ -148,10 +148,11 @@ def register(url: str, name: str, dpid: str, tunnel_ip: str | None, mappings: di
     return r.json().get("chassis", {})
 
 
-def _norm(v):
-    if isinstance(v, str) and v.lower().startswith("0x"):
-        return v[2:].rjust(16, "0").lower()
-    return v or None if not isinstance(v, (int, bool)) else v
+def _norm(key: str, v):
+    """Compare API values loosely: datapath ids as ints (the API may print them as hex), empties as None."""
+    if key == "datapath_id" and v is not None:
+        return v if isinstance(v, int) else int(str(v), 16)
+    return v or None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,12 +7,12 @@ big table) and decoded by controller/wire.py.
 """
 from __future__ import annotations
 
+import functools
 import logging
 
 from os_ken.base import app_manager
 from os_ken.controller import ofp_event
 from os_ken.controller.handler import DEAD_DISPATCHER, MAIN_DISPATCHER, CONFIG_DISPATCHER, set_ev_cls
-from os_ken.ofproto import nicira_ext
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
@@ -21,14 +21,37 @@ from controller.dispatch import RawPacketIn, decode_packet_in, decode_packet_in2
 from controller.registry import SwitchPort
 
 LOG = logging.getLogger(__name__)
+NXPIF_NXT_PACKET_IN2 = 2  # OVS packet-in format carrying controller() userdata; os-ken lacks the name
 
 
-def _raw_flow_stats_body(cls, buf, msg_len, offset):
-    return bytes(buf[offset:msg_len])
+def guarded(handler):
+    """os-ken's native hub treats *any* exception in a handler as TaskExit and silently ends the
+    app's event loop — so no handler may ever raise. Log with context instead."""
+    @functools.wraps(handler)
+    def wrapper(self, ev):
+        try:
+            handler(self, ev)
+        except Exception:  # noqa: BLE001 — see docstring
+            dp = getattr(getattr(ev, "msg", None), "datapath", None) or getattr(ev, "datapath", None)
+            LOG.exception("%s failed for datapath %s", handler.__name__, getattr(dp, "id", None))
+    return wrapper
+
+
+class RawFlowStats:
+    """Stands in for OFPFlowStats when os-ken parses an OFPMP_FLOW reply: one object holding the
+    whole undecoded body (os-ken loops `parser(buf, offset)` and advances by `.length`)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.length = len(data)
+
+    @classmethod
+    def parser(cls, buf, offset):
+        return cls(bytes(buf[offset:]))
 
 
 # Keep OFPMP_FLOW reply bodies raw for wire.parse_flow_stats (see module docstring).
-parser.OFPFlowStatsReply.parser_stats_body = classmethod(_raw_flow_stats_body)
+parser.OFPFlowStatsReply.cls_stats_body_cls = RawFlowStats
 
 
 def switch_port(desc) -> SwitchPort:
@@ -43,15 +66,17 @@ class TenantflowApp(app_manager.OSKenApp):
     dispatcher = None
 
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
+    @guarded
     def _features(self, ev):
         dp = ev.msg.datapath
         # Whole packets to the controller (no switch buffering), and NXT_PACKET_IN2 so that
         # controller(userdata=…) reaches us.
         dp.send_msg(parser.OFPSetConfig(dp, ofp.OFPC_FRAG_NORMAL, 0xFFFF))
-        dp.send_msg(parser.NXTSetPacketInFormatMsg(dp, nicira_ext.NXPIF_NXT_PACKET_IN2))
+        dp.send_msg(parser.NXTSetPacketInFormatMsg(dp, NXPIF_NXT_PACKET_IN2))
         self.core.attach_datapath(dp, ev.msg.datapath_id)
 
     @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
+    @guarded
     def _state(self, ev):
         dp = ev.datapath
         if dp.id is None:
@@ -64,12 +89,14 @@ class TenantflowApp(app_manager.OSKenApp):
             self.core.datapath_disconnected(dp, dp.id)
 
     @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
+    @guarded
     def _port_status(self, ev):
         msg = ev.msg
         reason = {ofp.OFPPR_ADD: "add", ofp.OFPPR_DELETE: "delete"}.get(msg.reason, "modify")
         self.core.port_status(msg.datapath.id, reason, switch_port(msg.desc))
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
+    @guarded
     def _error(self, ev):
         msg = ev.msg
         if msg.datapath.id is None:
@@ -78,20 +105,25 @@ class TenantflowApp(app_manager.OSKenApp):
         self.core.on_error(msg.datapath.id, wire.parse_error(bytes(msg.buf)))
 
     @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
+    @guarded
     def _barrier(self, ev):
         self.core.on_barrier(ev.msg.datapath.id, ev.msg.xid)
 
     @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
+    @guarded
     def _flow_stats(self, ev):
         msg = ev.msg
         more = bool(msg.flags & ofp.OFPMPF_REPLY_MORE)
-        self.core.on_flow_stats(msg.datapath.id, msg.xid, msg.body, more)
+        body = b"".join(part.data for part in msg.body if isinstance(part, RawFlowStats))
+        self.core.on_flow_stats(msg.datapath.id, msg.xid, body, more)
 
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
+    @guarded
     def _packet_in(self, ev):
         self._submit(ev.msg, decode_packet_in)
 
     @set_ev_cls(ofp_event.EventNXTPacketIn2, MAIN_DISPATCHER)
+    @guarded
     def _packet_in2(self, ev):
         self._submit(ev.msg, decode_packet_in2)
 

@@ -38,13 +38,19 @@ def _wait_listening(host: str, port: int, timeout: float = 10.0) -> bool:
     return False
 
 
-def _load_apps() -> list:
-    try:
-        from apps.registry import default_apps
-    except ImportError:
-        LOG.warning("apps.registry not available: running with no feature apps")
-        return []
-    return list(default_apps())
+def _load_apps(factories: list[str]) -> list:
+    import importlib
+    apps: list = []
+    for spec in factories:
+        module, _, attr = spec.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module), attr or "default_apps")
+        except (ImportError, AttributeError):
+            LOG.exception("cannot load apps from %s", spec)
+            continue
+        apps.extend(factory())
+    LOG.info("apps: %s", ", ".join(getattr(a, "name", type(a).__name__) for a in apps) or "none")
+    return apps
 
 
 def build(cfg):
@@ -52,14 +58,18 @@ def build(cfg):
     from controller.core import Core
     from controller.dispatch import Dispatcher
     from controller import inspect
-    from topology.api import create_app, serve_in_thread
     from topology.backends import open_store
     from topology.service import Service
 
     store = open_store(cfg.store)
     service = Service(store, cfg.settings)
-    core = Core(store, service, _load_apps(), cfg.settings)
+    core = Core(store, service, _load_apps(cfg.apps), cfg.settings)
     dispatcher = Dispatcher(core)
+    try:
+        from topology.api import create_app, serve_in_thread
+    except ImportError:  # only while the API package is missing from a partial checkout
+        LOG.error("topology.api is not available: serving OpenFlow only, no REST API")
+        return store, service, core, dispatcher, None
     app = create_app(service, api_token=cfg.settings.api_token, extra_routes=inspect.routes(core, dispatcher))
     api = serve_in_thread(app, cfg.api_host, cfg.api_port)
     return store, service, core, dispatcher, api
@@ -111,14 +121,16 @@ def main(argv: list[str] | None = None) -> int:
     start_openflow(core, dispatcher)
     if not _wait_listening(cfg.ofp_host, cfg.ofp_port):
         LOG.error("OpenFlow listener on %s:%d did not come up", cfg.ofp_host, cfg.ofp_port)
-        api.close()
+        if api is not None:
+            api.close()
         _exit(1)
     LOG.info("tenantflow ready: api=http://%s:%d ofp=tcp:%s:%d store=%s", cfg.api_host, cfg.api_port,
              cfg.ofp_host, cfg.ofp_port, cfg.store)
     while not stop.is_set():
         stop.wait(0.5)
     try:
-        api.close()
+        if api is not None:
+            api.close()
         dispatcher.stop()
         core.stop()
         store.close()
