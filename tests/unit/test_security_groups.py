@@ -353,3 +353,25 @@ def test_every_flow_fits_the_pipeline_and_conjunctions_are_consistent():
         assert got == set(range(1, n + 1)), (cid, got)  # every clause present
         assert (cid, prio) in verdicts  # and a verdict flow at the same priority
     Simulator(flows)  # no duplicate keys
+
+
+def test_plain_and_remote_group_rules_of_one_group_overlap_harmlessly():
+    """A packet may complete two conjunctions of one group (here: 'tcp 22 from anywhere' and 'any
+    from the group'). OVS picks either; both verdicts are identical, so the result is the same.
+    The strict simulator flags the tie, hence strict=False here."""
+    t = SecTopo()
+    net = t.network("n1")
+    g = t.group("g")
+    t.rule(g, "egress")
+    t.rule(g, "ingress", protocol="tcp", port_range_min=22, port_range_max=22)
+    t.rule(g, "ingress", remote_group=g)
+    a, b = t.vm(net, 1, [g]), t.vm(net, 2, [g])
+    outsider = t.vm(net, 3, [t.default_group()])
+    sim = sim_of(t, {a["id"]: 1, b["id"]: 2, outsider["id"]: 3}, strict=False)
+    verdicts = [{s.flow.actions for s in sim.run(tcp(a, b, 4000 + i, 22), 1).trace
+                 if s.flow is not None and s.table == T.INGRESS_SG} for i in range(2)]
+    assert verdicts[0] == verdicts[1]
+    assert delivered(sim, tcp(a, b, 4100, 22), 1, 2)
+    assert delivered(sim, udp(a, b, 4100, 53), 1, 2)        # member: anything
+    assert delivered(sim, tcp(outsider, a, 4100, 22), 3, 1)  # anyone: tcp 22
+    assert not delivered(sim, udp(outsider, a, 4100, 53), 3, 1)
