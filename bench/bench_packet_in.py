@@ -84,9 +84,11 @@ def probe(bed: Bed, vm, kind: str, target: str, rate: float, secs: float) -> dic
 def run_bed(label: str, env: dict[str, str], plan: list[tuple[str, float]], secs: float) -> list[dict]:
     rows = []
     with Bed(label) as bed:
-        bed.start_controller(env=env)
+        cfg = bed.workdir / "h5-serve.conf"  # chassis registered by node init only
+        cfg.write_text("[DEFAULT]\nauto_register_chassis = false\n")
+        bed.start_controller(extra_args=["--config-file", str(cfg)], env=env)
         ch = bed.add_chassis("c1")
-        if not ch.wait_connected(30):
+        if not ch.wait_connected(timeout=30):
             raise SystemExit("chassis did not connect:\n" + bed.diagnostics())
         net, _ = bed.api.network_with_subnet("benchnet", "10.60.0.0/24")
         p1, p2 = bed.api.port(net), bed.api.port(net)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from tests.testbed import serve_implemented
+from tests.integration.test_dhcp_clients import start_controller
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not serve_implemented(), reason="tenantflow serve not implemented yet")]
@@ -22,9 +23,9 @@ def neigh(vm, ip: str) -> str:
 
 @pytest.fixture
 def arpnet(bed):
-    bed.start_controller()
+    start_controller(bed)
     c1, c2 = bed.add_chassis("c1"), bed.add_chassis("c2")
-    assert c1.wait_connected(20) and c2.wait_connected(20), bed.diagnostics()
+    assert c1.wait_connected(timeout=20) and c2.wait_connected(timeout=20), bed.diagnostics()
     net, sub = bed.api.network_with_subnet("arpnet", "10.30.0.0/24")
     p1, p2 = bed.api.port(net), bed.api.port(net)
     ghost = bed.api.port(net)  # a port no VM carries: only the controller can answer for it

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from tests.testbed import serve_implemented
-from tests.integration.test_dhcp_clients import (dhclient, ip_addr, ip_route, mtu, udhcpc, udhcpc_daemon,
-                                                 wait_file)
+from tests.integration.test_dhcp_clients import (dhclient, ip_addr, ip_route, mtu, start_controller, udhcpc,
+                                                 udhcpc_daemon, wait_file)
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not serve_implemented(), reason="tenantflow serve not implemented yet")]
@@ -31,9 +31,9 @@ def port_ip(port) -> str:
 
 @pytest.fixture
 def two_chassis(bed):
-    bed.start_controller()
+    start_controller(bed)
     c1, c2 = bed.add_chassis("c1"), bed.add_chassis("c2")
-    assert c1.wait_connected(20) and c2.wait_connected(20), bed.diagnostics()
+    assert c1.wait_connected(timeout=20) and c2.wait_connected(timeout=20), bed.diagnostics()
     return c1, c2
 
 

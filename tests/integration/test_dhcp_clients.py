@@ -127,3 +127,14 @@ def mtu(vm) -> int:
 
 def q(text: str) -> str:
     return shlex.quote(text)
+
+
+def start_controller(bed, env: dict[str, str] | None = None):
+    """`tenantflow serve` with chassis registered by `node init` only.
+
+    Why auto-registration is off: a bridge that reaches the controller before `node init` posts
+    its chassis gets auto-registered by datapath id, and node init's POST then answers 409.
+    """
+    cfg = bed.workdir / "h5-serve.conf"
+    cfg.write_text("[DEFAULT]\nauto_register_chassis = false\n")
+    return bed.start_controller(extra_args=["--config-file", str(cfg)], env=env)

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from tests.testbed import serve_implemented
-from tests.integration.test_dhcp_clients import udhcpc
+from tests.integration.test_dhcp_clients import start_controller, udhcpc
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not serve_implemented(), reason="tenantflow serve not implemented yet")]
@@ -81,9 +81,9 @@ def _pyscript(bed, name: str, text: str):
 
 def test_malformed_frames_then_a_client_still_gets_its_lease(bed):
     env = {"TENANTFLOW_ARP_RATE": "100000", "TENANTFLOW_DHCP_RATE": "100000"}
-    bed.start_controller(env=env)
+    start_controller(bed, env)
     c1 = bed.add_chassis("c1")
-    assert c1.wait_connected(20), bed.diagnostics()
+    assert c1.wait_connected(timeout=20), bed.diagnostics()
     net, sub = bed.api.network_with_subnet("fuzznet", "10.40.0.0/24")
     pa, pb, pc = bed.api.port(net), bed.api.port(net), bed.api.port(net)
     fuzzer = bed.add_vm(c1, pa)
@@ -101,9 +101,9 @@ def test_malformed_frames_then_a_client_still_gets_its_lease(bed):
 
 
 def test_discover_flood_does_not_starve_another_port(bed):
-    bed.start_controller()
+    start_controller(bed)
     c1 = bed.add_chassis("c1")
-    assert c1.wait_connected(20), bed.diagnostics()
+    assert c1.wait_connected(timeout=20), bed.diagnostics()
     net, _ = bed.api.network_with_subnet("floodnet", "10.41.0.0/24")
     pf, pc = bed.api.port(net), bed.api.port(net)
     flooder = bed.add_vm(c1, pf, ip=False)
