@@ -22,8 +22,10 @@ def _patch_hub() -> None:
     """Under OSKEN_HUB_TYPE=eventlet everything (threading, sockets, time) must be green,
     or waitress' and the store's threads would block the whole hub."""
     if os.environ.get("OSKEN_HUB_TYPE") == "eventlet":
-        from os_ken.lib import hub
-        hub.patch(thread=True)
+        # Not hub.patch(thread=True): eventlet reads an explicit True as "patch only these", so
+        # that call patches threading alone and leaves select/socket/time blocking the hub.
+        import eventlet
+        eventlet.monkey_patch()
 
 
 def _wait_listening(host: str, port: int, timeout: float = 10.0) -> bool:

@@ -193,7 +193,12 @@ def rig():
 def add_bridge(ovs: OVS, serve: Serve, name: str = "h3rbr") -> None:
     ovs.run("ovs-vsctl", "add-br", name, "--", "set", "bridge", name, "datapath_type=netdev", "fail_mode=secure",
             "protocols=OpenFlow13", "other-config:datapath-id=00000000000000a1")
+    set_controller(ovs, serve, name)
+
+
+def set_controller(ovs: OVS, serve: Serve, name: str = "h3rbr") -> None:
     ovs.run("ovs-vsctl", "set-controller", name, f"tcp:127.0.0.1:{serve.ofp_port}")
+    ovs.run("ovs-vsctl", "set", "controller", name, "max_backoff=1000")  # reconnect fast after restarts
 
 
 def wait_flows(ovs: OVS, bridge: str, n: int, timeout: float = 20) -> list[str]:
@@ -281,13 +286,15 @@ def test_stray_flow_of_ours_is_deleted_learned_and_foreign_kept(rig):
     # flows present before the controller ever connects
     ovs.run("ovs-vsctl", "add-br", "h3rbr", "--", "set", "bridge", "h3rbr", "datapath_type=netdev",
             "fail_mode=secure", "protocols=OpenFlow13", "other-config:datapath-id=00000000000000a1")
+    # OVS flushes a bridge's flows when it goes from no controller to some: set it first
+    set_controller(ovs, serve)
     stray = f"cookie={cookie(Owner.NETWORK, 77):#x},table=40,priority=9,metadata=0x4d actions=output:3"
     learned = f"cookie={cookie(Owner.LEARNED, 0):#x},table=42,priority=100,metadata=0x1 actions=output:2"
     foreign = "cookie=0x0,table=0,priority=1,in_port=9 actions=drop"
     for f in (stray, learned, foreign):
         ovs.run("ovs-ofctl", "-O", "OpenFlow13", "add-flow", "h3rbr", f)
+    assert len(ovs.flows("h3rbr")) == 3
     serve.start()
-    ovs.run("ovs-vsctl", "set-controller", "h3rbr", f"tcp:127.0.0.1:{serve.ofp_port}")
     flows = wait_flows(ovs, "h3rbr", 2 + FLOWS_PER_NET + 2)
     text = " ".join(flows)
     assert "metadata=0x4d" not in text
