@@ -60,8 +60,14 @@ curl -fsS "$API/" >/dev/null 2>&1 || die "API did not answer on $API within 30 s
 info "running, pid $(cat "$DIR/tenantflow.pid"), log $DIR/tenantflow.log"
 
 say "3. Join this host's bridge: tenantflow node init --name $CHASSIS"
-"$TF" node init --name "$CHASSIS" --bridge "$BR" --controller "tcp:127.0.0.1:$OFP_PORT" \
-    --url "$API" 2>&1 | sed 's/^/  /' || die "node init failed"
+# Registered first, pointed at the controller second: a bridge that connects before its chassis
+# record exists would be registered under its datapath id instead.
+out=$("$TF" node init --name "$CHASSIS" --bridge "$BR" --url "$API" 2>&1) \
+    || die "node init failed: $out"
+echo "$out" | sed 's/^/  /'
+out=$("$TF" node init --name "$CHASSIS" --bridge "$BR" --controller "tcp:127.0.0.1:$OFP_PORT" \
+    --url "$API" 2>&1) || die "node init failed: $out"
+echo "$out" | sed 's/^/  /'
 connected() {
     local c
     for c in $(ovs-vsctl --timeout=5 get bridge "$BR" controller 2>/dev/null | tr -d '[],'); do
@@ -158,7 +164,7 @@ info "... $(ovs-ofctl -O OpenFlow13 dump-flows "$BR" | tail -n +2 | wc -l) flows
 echo
 info "tenantflow flows --chassis $CHASSIS --owner port <alice-vm1's port>  (annotated with owners):"
 "$TF" flows --url "$API" --chassis "$CHASSIS" --owner port "$PORT_alice_vm1" 2>&1 | head -n 12 \
-    | cut -c1-150 | sed 's/^/    /' || true
+    | sed "s/^/    /" || true
 
 say "7. Explore further"
 cat <<EOF

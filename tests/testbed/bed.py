@@ -36,7 +36,7 @@ from .controller import Controller, tenantflow_bin
 from .hosts import Host
 from .ovs import OvsInstance
 from .physical import PhysicalSwitch
-from .proc import CommandError, run
+from .proc import CommandError, run, wait_until
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,10 @@ class Chassis:
         out = self.ofctl("--no-stats", "dump-flows", bridge or self.bridge, *filters)
         return [ln.strip() for ln in out.splitlines() if ln.strip() and "reply" not in ln]
 
+    def wait_flow(self, text: str, bridge: str | None = None, timeout: float = 10.0) -> bool:
+        """Wait until some flow line of `bridge` contains `text` (e.g. a MAC or 'tun_id=0x64')."""
+        return wait_until(lambda: any(text in ln for ln in self.dump_flows(bridge)), timeout, 0.2)
+
     def controller_connected(self, bridge: str | None = None) -> bool:
         """True when every controller of `bridge` reports is_connected=true."""
         ids = self.ovs_vsctl("get", "bridge", bridge or self.bridge, "controller", check=False)
@@ -107,18 +111,27 @@ class Chassis:
 
     def node_init(self, extra_args: Sequence[str] = (), timeout: float = 60.0) -> str:
         """Run `tenantflow node init` for this chassis (from the test netns, with OVS_RUNDIR of
-        this chassis, so ovs-vsctl reaches its OVS and the API is on 127.0.0.1)."""
+        this chassis, so ovs-vsctl reaches its OVS and the API is on 127.0.0.1).
+
+        Two runs: first without --controller (bridge, tunnels, uplinks, chassis record), then
+        with it. Why: a bridge that reaches the controller before its chassis record exists is
+        auto-registered under its datapath id, and node init's own registration then gets 409.
+        The second run is also the idempotency check ("running it twice changes nothing").
+        """
         ctl = self.bed.controller
         if ctl is None:
             raise RuntimeError("node_init needs a controller: call bed.start_controller() first")
         argv = [tenantflow_bin(), "node", "init", "--name", self.name, "--bridge", self.bridge,
-                "--controller", f"tcp:{self.bed.mgmt_gw}:{ctl.ofp_port}", "--url", ctl.api_url]
+                "--url", ctl.api_url]
         if self.tunnel_ip:
             argv += ["--tunnel-ip", self.tunnel_ip]
         for phys, port in self.bridge_mappings.items():
             argv += ["--bridge-mapping", f"{phys}:{port}"]
         argv += list(extra_args)
-        return run(argv, env=self.env, timeout=timeout).stdout
+        first = run(argv, env=self.env, timeout=timeout).stdout
+        second = run(argv + ["--controller", f"tcp:{self.bed.mgmt_gw}:{ctl.ofp_port}"],
+                     env=self.env, timeout=timeout).stdout
+        return first + second
 
     def make_bridge_by_hand(self) -> None:
         """br-int as node init would make it, without a controller (for bed self-tests)."""
@@ -361,6 +374,13 @@ class Bed:
         except (NeutronApiError, OSError) as exc:
             log.warning("cannot read mtu of network %s: %s", port.get("network_id"), exc)
             return None
+
+    def wait_port_status(self, port: Mapping[str, Any] | str, status: str = "ACTIVE",
+                         timeout: float = 15.0) -> bool:
+        """Wait until the API shows the port with `status` (the controller bound it)."""
+        pid = port if isinstance(port, str) else port["id"]
+        return wait_until(lambda: self.api.show("ports", pid).get("status") == status,
+                          timeout, 0.2)
 
     def fake_port(self, ip: str | None = None) -> dict[str, Any]:
         """A port-like dict (id, mac_address) for VMs that need no API (bed self-tests)."""

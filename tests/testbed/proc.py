@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,19 @@ def popen(cmd: Cmd, *, ns: str | None = None, env: Mapping[str, str] | None = No
     log.debug("popen%s: %s", f" [{ns}]" if ns else "", " ".join(argv))
     return subprocess.Popen(argv, env=full_env, text=True, stdin=subprocess.DEVNULL,
                             stdout=stdout, stderr=stderr, start_new_session=True)
+
+
+def wait_until(predicate: "Callable[[], object]", timeout: float = 10.0,
+               interval: float = 0.1) -> bool:
+    """Poll `predicate` until it returns something truthy or `timeout` passes (bounded loop)."""
+    import time
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
 
 
 def stop_process(proc: subprocess.Popen[str], sig: int = 15, timeout: float = 5.0) -> int | None:
