@@ -6,6 +6,7 @@ parsers instead of being shed by the token bucket.
 """
 from __future__ import annotations
 
+import re
 import sys
 import time
 
@@ -47,7 +48,7 @@ for i in range(n):
     elif k == 3:  # truncated ARP
         frames.append(good_arp[:rng.randrange(14, len(good_arp))])
     else:         # oversized DHCP options
-        frames.append(bytes(udp_head / (good_dhcp[42:-1] + bytes([12, 255]) + b"x" * 255) + b"y" * 800))
+        frames.append(bytes(udp_head / (good_dhcp[42:-1] + bytes([12, 255]) + b"x" * 255)) + b"y" * 800)
 t0 = __import__("time").monotonic()
 sendp(frames, iface="eth0", verbose=False)
 print("sent", len(frames), "in", round(__import__("time").monotonic() - t0, 2))
@@ -95,6 +96,10 @@ def test_malformed_frames_then_a_client_still_gets_its_lease(bed):
                      check=False, timeout=120)
     assert res.returncode == 0, res.stderr
     assert bed.controller.running(), "controller died under fuzzing"
+    punted = sum(int(re.search(r"n_packets=(\d+)", line).group(1))
+                 for line in c1.ofctl("dump-flows", "br-int", "table=15").splitlines()
+                 if "userdata=64.68.63.70" in line)
+    assert punted >= 1000, f"only {punted} fuzz frames reached the DHCP punt"
     ok, lease = udhcpc(client)
     assert ok and lease["ip"] == pc["fixed_ips"][0]["ip_address"], bed.diagnostics()
     assert fuzzer.ping_ok(victim.ip)  # ARP still answered
