@@ -122,3 +122,46 @@ def test_bed_teardown_removes_everything() -> None:
     assert not any(ln.startswith(b.prefix) for ln in netns.links(None))
     assert not b.workdir.exists()
     assert not pid_alive(pid), f"ovs-vswitchd pid {pid} survived teardown"
+
+
+def test_cleanup_removes_leftovers_of_a_killed_run(tmp_path) -> None:
+    """A bed whose owner died by SIGKILL (no teardown) is removed by scripts/cleanup-testbeds."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.testbed import netns
+    from tests.testbed.bed import REPO_ROOT, WORKROOT
+
+    script = ("from tests.testbed import Bed\n"
+              "b = Bed('killed-run')\n"
+              "c = b.add_chassis('c1', init=False)\n"
+              "b.add_vm(c, b.fake_port(), ip='192.168.90.1/24')\n"
+              "print(b.prefix, flush=True)\n"
+              "import time; time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO_ROOT, text=True,
+                            stdout=subprocess.PIPE)
+    try:
+        prefix = proc.stdout.readline().strip()
+        assert prefix.startswith("tf"), prefix
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    workdir = WORKROOT / prefix
+    owner = json.loads((workdir / "owner.json").read_text())
+    vswitchd = int((workdir / "c1" / "ovs-vswitchd.pid").read_text())
+    assert all(netns.exists(ns) for ns in owner["namespaces"])
+    assert pid_alive(vswitchd)
+
+    res = subprocess.run([str(REPO_ROOT / "scripts/cleanup-testbeds")], capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert not any(netns.exists(ns) for ns in owner["namespaces"])
+    assert not any(ln.startswith(prefix) for ln in netns.links(None))
+    assert not workdir.exists()
+    deadline = time.monotonic() + 5
+    while pid_alive(vswitchd) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not pid_alive(vswitchd)

@@ -41,6 +41,7 @@ from .proc import CommandError, run, wait_until
 log = logging.getLogger(__name__)
 
 WORKROOT = Path(os.environ.get("TF_BED_ROOT", "/tmp/tfbed"))
+REPO_ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "tf"                       # every bed's prefix starts with this (cleanup relies on it)
 UNDERLAY_CIDR = "10.251.0.0/24"     # private to the bed's underlay netns: no clash possible
 
