@@ -96,8 +96,10 @@ class Reconciler:
         self.installed_known = False
         self._desired: dict[int, dict[tuple, Flow]] = {}
         self._owner_of: dict[tuple, int] = {}
+        self._want: dict[tuple, tuple[Flow, tuple]] = {}  # key → (winning flow, its encoded body)
         self._conflicts: dict[tuple, set[int]] = {}
         self._dirty: set[tuple] = set()
+        self._desired_new: dict | None = None
         self._rejected: dict[tuple, tuple] = {}  # key → body the switch refused (not resent until it changes)
 
     # ------------------------------------------------------------------ desired state
@@ -110,10 +112,14 @@ class Reconciler:
                 return
             for key in old.keys() - new.keys():
                 self._release(key, owner)
-            for key, f in new.items():
-                if old.get(key) != f:
-                    self._claim(key, owner)
-                    self._dirty.add(key)
+            self._desired_new = new
+            try:
+                for key, f in new.items():
+                    if old.get(key) != f:
+                        self._claim(key, owner)
+                        self._dirty.add(key)
+            finally:
+                self._desired_new = None
             if new:
                 self._desired[owner] = new
             else:
@@ -123,19 +129,21 @@ class Reconciler:
         return set(self._desired)
 
     def desired_flow(self, key: tuple) -> Flow | None:
-        owner = self._owner_of.get(key)
-        return None if owner is None else self._desired[owner][key]
+        w = self._want.get(key)
+        return None if w is None else w[0]
 
     def desired_flows(self, owner: int | None = None) -> list[Flow]:
         with self._lock:
             if owner is not None:
                 return sorted(self._desired.get(owner, {}).values(), key=_sort_key)
-            return sorted((self._desired[o][k] for k, o in self._owner_of.items()), key=_sort_key)
+            return sorted((fb[0] for fb in self._want.values()), key=_sort_key)
 
     def _claim(self, key: tuple, owner: int) -> None:
         cur = self._owner_of.get(key)
         if cur is None or cur == owner:
             self._owner_of[key] = owner
+            f = self._desired_new[key] if self._desired_new is not None else self._desired[owner][key]
+            self._want[key] = (f, self.encoder.body(f))
             return
         claims = self._conflicts.setdefault(key, {cur})
         claims.add(owner)
@@ -144,6 +152,11 @@ class Reconciler:
                   self.name, key[0], key[1], key[2], sorted(owner_label(o) for o in claims),
                   owner_label(winner))
         self._owner_of[key] = winner
+        if winner == owner:
+            f = self._desired_new[key]
+        else:
+            f = self._desired[winner][key]
+        self._want[key] = (f, self.encoder.body(f))
 
     def _release(self, key: tuple, owner: int) -> None:
         self._dirty.add(key)
@@ -153,10 +166,13 @@ class Reconciler:
             if len(claims) <= 1:
                 self._conflicts.pop(key, None)
             if claims:
-                self._owner_of[key] = min(claims)
+                winner = self._owner_of[key] = min(claims)
+                f = self._desired[winner][key]
+                self._want[key] = (f, self.encoder.body(f))
                 return
         if self._owner_of.get(key) == owner:
             del self._owner_of[key]
+            del self._want[key]
 
     # ------------------------------------------------------------------ transport
     def attach(self, send: Callable[[bytes], bool]) -> None:
@@ -183,7 +199,7 @@ class Reconciler:
                 self.stats.errors += 1
                 idx = err.xid - first
                 if idx < len(ops):
-                    op, key, f = ops[idx]
+                    op, key, f, _body = ops[idx]
                     label = owner_label(f.cookie) if f is not None else "-"
                     text = f.ofctl() if f is not None else f"table={key[0]},priority={key[1]} {key[2]}"
                     LOG.error("switch %s rejected %s of flow owned by %s: %s: %s", self.name,
@@ -256,22 +272,23 @@ class Reconciler:
             self.stats.resyncs += 1
             return self.flush()
 
-    def pending(self) -> list[tuple[int, tuple, Flow | None]]:
-        """The diff flush() would send: (command, key, desired flow or None)."""
+    def pending(self) -> list[tuple[int, tuple, Flow | None, tuple | None]]:
+        """The diff flush() would send: (command, key, desired flow or None, its body or None)."""
         ops = []
-        enc = self.encoder
+        want, installed, rejected = self._want.get, self.installed.get, self._rejected
+        add, delete = wire.OFPFC_ADD, wire.OFPFC_DELETE_STRICT
         for key in self._dirty:
-            f = self.desired_flow(key)
-            have = self.installed.get(key)
-            if f is not None:
-                body = enc.body(f)
-                if have != body and self._rejected.get(key) != body:
-                    ops.append((wire.OFPFC_ADD, key, f))
+            w = want(key)
+            have = installed(key)
+            if w is not None:
+                body = w[1]
+                if have != body and not (rejected and rejected.get(key) == body):
+                    ops.append((add, key, w[0], body))
             elif have is not None:
-                ops.append((wire.OFPFC_DELETE_STRICT, key, None))
+                ops.append((delete, key, None, None))
         # deletes first: a replaced flow never coexists with its successor at the same key anyway,
         # and freeing keys early keeps the switch's table smaller during a big change.
-        ops.sort(key=lambda op: (op[0] != wire.OFPFC_DELETE_STRICT, op[1][0], -op[1][1]))
+        ops.sort(key=lambda op: (op[0] != delete, op[1][0], -op[1][1]))
         return ops
 
     def flush(self) -> int:
@@ -303,9 +320,11 @@ class Reconciler:
         parts = [wire.bundle_ctrl(bundle_id, wire.BUNDLE_OPEN_REQUEST, open_xid)]
         add = wire.bundle_add
         xid = first
-        for cmd, key, f in ops:
-            inner = enc.flow_mod(f, xid) if cmd == wire.OFPFC_ADD else enc.delete_strict(key, xid)
-            parts.append(add(bundle_id, inner, xid))
+        add_cmd, flow_mod, delete_strict = wire.OFPFC_ADD, enc.flow_mod_body, enc.delete_strict
+        append = parts.append
+        for cmd, key, f, body in ops:
+            inner = flow_mod(f, body, xid) if cmd == add_cmd else delete_strict(key, xid)
+            append(add(bundle_id, inner, xid))
             xid += 1
         parts.append(wire.bundle_ctrl(bundle_id, wire.BUNDLE_COMMIT_REQUEST, commit_xid))
         parts.append(wire.barrier(barrier_xid))
@@ -325,37 +344,38 @@ class Reconciler:
             # nothing identifiable: the switch state is uncertain, read it back next time
             self.installed_known = False
             return n
-        for i, (cmd, key, f) in enumerate(ops):
-            if i in failed_idx:
+        installed, rejected = self.installed, self._rejected
+        for i, (cmd, key, f, body) in enumerate(ops):
+            if failed_idx and i in failed_idx:
                 continue
             if cmd == wire.OFPFC_ADD:
-                self.installed[key] = enc.body(f)
-                self._rejected.pop(key, None)
+                installed[key] = body
+                if rejected:
+                    rejected.pop(key, None)
             else:
-                self.installed.pop(key, None)
+                installed.pop(key, None)
         self._mark_rejected(ops, failed_idx)
         return n
 
     def _mark_rejected(self, ops: list, failed_idx: set[int]) -> None:
         for i in failed_idx:
-            cmd, key, f = ops[i]
+            cmd, key, f, body = ops[i]
             if f is not None:
-                self._rejected[key] = self.encoder.body(f)
+                self._rejected[key] = body
 
     # ------------------------------------------------------------------ inspection
     def diff(self) -> dict[str, list]:
         """Desired vs installed (as last read/confirmed): missing, extra, changed keys."""
         with self._lock:
             missing, changed, extra = [], [], []
-            for key, owner in self._owner_of.items():
-                f = self._desired[owner][key]
+            for key, (f, body) in self._want.items():
                 have = self.installed.get(key)
                 if have is None:
                     missing.append(f)
-                elif have != self.encoder.body(f):
+                elif have != body:
                     changed.append(f)
             for key, body in self.installed.items():
-                if key not in self._owner_of:
+                if key not in self._want:
                     extra.append((key, body))
             return {"missing": sorted(missing, key=_sort_key), "changed": sorted(changed, key=_sort_key),
                     "extra": sorted(extra, key=lambda kb: (kb[0][0], -kb[0][1], kb[0][2]))}

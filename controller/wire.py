@@ -66,6 +66,7 @@ _BUNDLE_CTRL = struct.Struct("!BBHIIIIHH")
 _FLOW_STATS = struct.Struct("!HBxIIHHHH4xQQQ")  # ofp_flow_stats up to the match
 _MP_REQ_FLOW = struct.Struct("!BBHIHH4xB3xII4xQQ")  # multipart header + ofp_flow_stats_request
 _ALL_MATCH = struct.pack("!HH4x", 1, 4)  # empty OXM match, padded
+_PAD = [b"\0" * n for n in range(8)]
 
 # ---------------------------------------------------------------------------------- OXM
 
@@ -259,18 +260,17 @@ class Encoder:
     # -- pieces
     def match(self, match: tuple) -> bytes:
         cache = self._oxm
-        parts = []
-        if len(match) > 1:
-            match = sorted(match, key=lambda it: OXM_RANK[it[0]])
+        ents = []
         for item in match:
-            b = cache.get(item)
-            if b is None:
-                b = cache[item] = oxm_tlv(*item)
-            parts.append(b)
-        oxms = b"".join(parts)
+            ent = cache.get(item)
+            if ent is None:
+                ent = cache[item] = (OXM_RANK[item[0]], oxm_tlv(*item))
+            ents.append(ent)
+        if len(ents) > 1:
+            ents.sort()  # (rank, bytes) tuples: prerequisites first, compared in C
+        oxms = b"".join([b for _r, b in ents])
         length = 4 + len(oxms)
-        pad = (-length) % 8
-        return _MATCH_HDR.pack(1, length) + oxms + b"\0" * pad
+        return _MATCH_HDR.pack(1, length) + oxms + _PAD[(-length) % 8]
 
     def action(self, action) -> bytes:
         b = self._action.get(action)
@@ -315,6 +315,14 @@ class Encoder:
         return _FLOW_MOD.pack(OFP_VERSION, OFPT_FLOW_MOD, length, xid, f.cookie, 0, f.table, command,
                               f.idle_timeout, f.hard_timeout, f.priority, OFP_NO_BUFFER,
                               OFPP_ANY, OFPG_ANY, 0) + match + instr
+
+    def flow_mod_body(self, f: Flow, body: tuple, xid: int) -> bytes:
+        """OFPFC_ADD for `f` whose body (from `body()`) is already known — the reconciler's hot path."""
+        match = self.match(f.match)
+        instr = body[3]
+        return _FLOW_MOD.pack(OFP_VERSION, OFPT_FLOW_MOD, _FLOW_MOD.size + len(match) + len(instr), xid,
+                              f.cookie, 0, f.table, OFPFC_ADD, f.idle_timeout, f.hard_timeout, f.priority,
+                              OFP_NO_BUFFER, OFPP_ANY, OFPG_ANY, 0) + match + instr
 
     def delete_strict(self, key: tuple, xid: int) -> bytes:
         table, priority, match = key

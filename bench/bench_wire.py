@@ -1,0 +1,253 @@
+"""Flow-mods per second into Open vSwitch: our encoder + reconciler vs `ovs-ofctl --bundle add-flows`.
+
+What it measures, on one private OVS (userspace datapath, own run dir), N L2 flows shaped like
+the pipeline's (table 40, metadata + eth_dst → set reg7, goto OUTPUT):
+  ofctl   `ovs-ofctl -O OpenFlow13 --bundle add-flows BR FILE` (C, one bundle) — the reference;
+  ours    Reconciler.resync() onto the empty bridge: read flows, diff, encode N flow-mods, one ONF
+          bundle, commit, barrier — the real controller path minus os-ken's socket thread;
+  again   the same resync with nothing changed: flow-stats read of N flows + diff, 0 flow-mods;
+  naive   os-ken's own OFPFlowMod per flow (build + serialise + send), no bundle, then a barrier.
+All go over the bridge's management socket (unix), so no TCP tuning is involved.
+
+Run inside a dedicated netns (make bench does): scripts/netns-run tf-bench -- .venv/bin/python
+bench/bench_wire.py [--quick] [--flows N]. Prints a table and one JSON line. Not a test.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from controller import wire  # noqa: E402
+from controller.reconciler import Reconciler  # noqa: E402
+from flows.flow import Flow, GotoTable, SetField, make_match  # noqa: E402
+from flows.tables import Owner, cookie  # noqa: E402
+
+BRIDGE = "tfbenchbr"
+
+
+class PrivateOVS:
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="tfbw-"))
+        d = str(self.dir)
+        self.env = dict(os.environ, OVS_RUNDIR=d, OVS_DBDIR=d, OVS_LOGDIR=d, OVS_SYSCONFDIR=d)
+
+    def run(self, *cmd: str, timeout: float = 300) -> str:
+        p = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=timeout)
+        if p.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)}: {p.stderr.strip()}")
+        return p.stdout
+
+    def start(self) -> None:
+        d = self.dir
+        self.run("ovsdb-tool", "create", f"{d}/conf.db", "/usr/share/openvswitch/vswitch.ovsschema")
+        self.run("ovsdb-server", f"{d}/conf.db", f"--remote=punix:{d}/db.sock", f"--pidfile={d}/ovsdb.pid",
+                 "--detach", f"--log-file={d}/ovsdb.log")
+        self.run("ovs-vsctl", "--no-wait", "init")
+        self.run("ovs-vswitchd", f"unix:{d}/db.sock", f"--pidfile={d}/vswitchd.pid", "--detach",
+                 f"--log-file={d}/vswitchd.log")
+        self.run("ovs-vsctl", "add-br", BRIDGE, "--", "set", "bridge", BRIDGE, "datapath_type=netdev",
+                 "fail_mode=secure", "protocols=OpenFlow13")
+        deadline = time.monotonic() + 10
+        while not (d / f"{BRIDGE}.mgmt").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        for name in ("vswitchd", "ovsdb"):
+            pid = self.dir / f"{name}.pid"
+            if pid.exists():
+                try:
+                    os.kill(int(pid.read_text().strip()), signal.SIGTERM)
+                except (ProcessLookupError, ValueError):
+                    pass
+        time.sleep(0.2)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def count(self) -> int:
+        out = self.run("ovs-ofctl", "-O", "OpenFlow13", "dump-aggregate", BRIDGE)
+        return int(out.split("flow_count=")[1].split()[0])
+
+    def clear(self) -> None:
+        self.run("ovs-ofctl", "-O", "OpenFlow13", "del-flows", BRIDGE)
+
+
+class Connection:
+    """A minimal OpenFlow 1.3 client on the bridge's management socket, feeding a Reconciler."""
+
+    def __init__(self, path: Path) -> None:
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.connect(str(path))
+        self.sock.sendall(struct.pack("!BBHI", 4, 0, 8, 1))  # hello
+        self.rec: Reconciler | None = None
+        self.barriers: dict[int, threading.Event] = {}
+        self._lock = threading.Lock()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def send(self, buf: bytes) -> bool:
+        with self._lock:
+            self.sock.sendall(buf)
+        return True
+
+    def _recv_exact(self, n: int) -> bytes:
+        chunks, got = [], 0
+        while got < n:
+            c = self.sock.recv(min(n - got, 1 << 20))
+            if not c:
+                raise EOFError
+            chunks.append(c)
+            got += len(c)
+        return b"".join(chunks)
+
+    def _read(self) -> None:
+        try:
+            while True:
+                hdr = self._recv_exact(8)
+                _v, mtype, length, xid = struct.unpack("!BBHI", hdr)
+                msg = hdr + self._recv_exact(length - 8)
+                rec = self.rec
+                if mtype == 21:  # barrier reply
+                    ev = self.barriers.pop(xid, None)
+                    if ev is not None:
+                        ev.set()
+                    elif rec is not None:
+                        rec.on_barrier(xid)
+                elif mtype == 1 and rec is not None:
+                    rec.on_error(wire.parse_error(msg))
+                elif mtype == 19 and rec is not None:  # multipart reply
+                    mp_type, flags = struct.unpack_from("!HH", msg, 8)
+                    if mp_type == wire.OFPMP_FLOW:
+                        rec.on_flow_stats(xid, msg[16:], bool(flags & 1))
+        except (EOFError, OSError):
+            return
+
+    def barrier(self, xid: int = 0x7000_0000) -> None:
+        ev = threading.Event()
+        self.barriers[xid] = ev
+        self.send(wire.barrier(xid))
+        if not ev.wait(300):
+            raise TimeoutError("barrier")
+
+
+def l2_flows(n: int) -> list[Flow]:
+    """n flows like the L2 lookup stage: one owner (port) per 4 flows, 250 networks."""
+    out = []
+    for i in range(n):
+        owner = cookie(Owner.PORT, i // 4 + 1)
+        out.append(Flow(40, 100, make_match(metadata=i % 250 + 1, eth_dst=0xFA163E000000 + i),
+                        (SetField("reg7", i // 4 + 1), GotoTable(60)), owner))
+    return out
+
+
+def bench_ofctl(ovs: PrivateOVS, flows: list[Flow]) -> float:
+    path = ovs.dir / "flows.txt"
+    path.write_text("\n".join(f.ofctl() for f in flows) + "\n")
+    t0 = time.perf_counter()
+    ovs.run("ovs-ofctl", "-O", "OpenFlow13", "--bundle", "add-flows", BRIDGE, str(path))
+    dt = time.perf_counter() - t0
+    assert ovs.count() == len(flows), ovs.count()
+    return dt
+
+
+def bench_ours(ovs: PrivateOVS, flows: list[Flow]) -> tuple[float, float, int, int]:
+    conn = Connection(ovs.dir / f"{BRIDGE}.mgmt")
+    rec = Reconciler("bench", timeout=300)
+    conn.rec = rec
+    by_owner: dict[int, list[Flow]] = {}
+    for f in flows:
+        by_owner.setdefault(f.cookie, []).append(f)
+    for owner, fl in by_owner.items():
+        rec.set_owner(owner, fl)
+    rec.attach(conn.send)
+    t0 = time.perf_counter()
+    sent = rec.resync()
+    dt = time.perf_counter() - t0
+    assert ovs.count() == len(flows), ovs.count()
+    t0 = time.perf_counter()
+    sent_again = rec.resync()
+    dt_again = time.perf_counter() - t0
+    conn.sock.close()
+    return dt, dt_again, sent, sent_again
+
+
+def bench_naive(ovs: PrivateOVS, flows: list[Flow]) -> float:
+    from os_ken.ofproto import ofproto_v1_3 as ofp
+    from os_ken.ofproto import ofproto_v1_3_parser as parser
+
+    class DP:
+        ofproto = ofp
+        ofproto_parser = parser
+
+    conn = Connection(ovs.dir / f"{BRIDGE}.mgmt")
+    dp = DP()
+    t0 = time.perf_counter()
+    for i, f in enumerate(flows):
+        match = parser.OFPMatch(**{n: (wire.user_value(n, v) if m is None else (v, m)) for n, v, m in f.match})
+        inst = [parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, [parser.OFPActionSetField(reg7=i // 4 + 1)]),
+                parser.OFPInstructionGotoTable(60)]
+        msg = parser.OFPFlowMod(dp, cookie=f.cookie, table_id=f.table, command=ofp.OFPFC_ADD, priority=f.priority,
+                                buffer_id=ofp.OFP_NO_BUFFER, out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY,
+                                match=match, instructions=inst)
+        msg.set_xid(i + 1)
+        msg.serialize()
+        conn.send(bytes(msg.buf))
+    conn.barrier()
+    dt = time.perf_counter() - t0
+    assert ovs.count() == len(flows), ovs.count()
+    conn.sock.close()
+    return dt
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--flows", type=int, default=50_000)
+    ap.add_argument("--quick", action="store_true", help="one round (default: best of 3)")
+    args = ap.parse_args()
+    rounds = 1 if args.quick else 3
+    flows = l2_flows(args.flows)
+    ovs = PrivateOVS()
+    try:
+        ovs.start()
+        res: dict[str, list[float]] = {"ofctl": [], "ours": [], "again": [], "naive": []}
+        for _ in range(rounds):
+            res["ofctl"].append(bench_ofctl(ovs, flows))
+            ovs.clear()
+            dt, dt_again, sent, sent_again = bench_ours(ovs, flows)
+            assert sent == len(flows) and sent_again == 0, (sent, sent_again)
+            res["ours"].append(dt)
+            res["again"].append(dt_again)
+            ovs.clear()
+            res["naive"].append(bench_naive(ovs, flows))
+            ovs.clear()
+    finally:
+        ovs.stop()
+    n = len(flows)
+    best = {k: min(v) for k, v in res.items()}
+    rate = {k: n / v for k, v in best.items()}
+    print(f"{n} L2 flows into OVS (userspace datapath), best of {rounds}:")
+    print(f"  ovs-ofctl --bundle add-flows : {best['ofctl']:7.3f} s  {rate['ofctl']:9.0f} flows/s")
+    print(f"  tenantflow reconciler        : {best['ours']:7.3f} s  {rate['ours']:9.0f} flows/s"
+          f"  (ratio to ovs-ofctl {rate['ours'] / rate['ofctl']:.2f})")
+    print(f"  resync, nothing changed      : {best['again']:7.3f} s  0 flow-mods ({n} flows read and diffed)")
+    print(f"  os-ken naive per-message     : {best['naive']:7.3f} s  {rate['naive']:9.0f} flows/s")
+    print(json.dumps({"bench": "wire", "flows": n, "rounds": rounds,
+                      "seconds": {k: round(v, 4) for k, v in best.items()},
+                      "flows_per_s": {k: round(v) for k, v in rate.items()},
+                      "ratio_ours_to_ofctl": round(rate["ours"] / rate["ofctl"], 3)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
