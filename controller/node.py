@@ -128,9 +128,14 @@ def register(url: str, name: str, dpid: str, tunnel_ip: str | None, mappings: di
         base = base[:-5]
     headers = {"X-Auth-Token": token} if token else {}
     body = {"name": name, "datapath_id": dpid, "tunnel_ip": tunnel_ip, "bridge_mappings": mappings}
-    r = requests.get(f"{base}/v2.0/chassis", params={"name": name}, headers=headers, timeout=30)
+    r = requests.get(f"{base}/v2.0/chassis", headers=headers, timeout=30)
     r.raise_for_status()
-    found = [c for c in r.json().get("chassis", []) if c.get("name") == name]
+    every = r.json().get("chassis", [])
+    found = [c for c in every if c.get("name") == name]
+    if not found:
+        # the controller may have auto-registered this bridge under its datapath id already: adopt it
+        found = [c for c in every if c.get("datapath_id") is not None
+                 and _norm("datapath_id", c["datapath_id"]) == _norm("datapath_id", dpid)]
     if not found:
         r = requests.post(f"{base}/v2.0/chassis", json={"chassis": body}, headers=headers, timeout=30)
         if r.status_code >= 400:
@@ -181,7 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     dpid = datapath_id_for(args.name)
     changes: list[str] = []
     try:
-        ensure_bridge(args.bridge, dp_type, dpid, args.controller, changes)
+        # controller last: the chassis record (name, mappings, tunnel IP) should exist before the
+        # bridge connects, or the controller auto-registers it under its datapath id first
+        ensure_bridge(args.bridge, dp_type, dpid, [], changes)
         if args.tunnel_ip:
             for kind in args.tunnel_type or sorted(TUNNEL_TYPES):
                 ensure_tunnel(args.bridge, kind, args.tunnel_ip, changes)
@@ -189,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
             ensure_uplink(args.bridge, port, changes)
         if args.url:
             register(args.url, args.name, dpid, args.tunnel_ip, mappings, args.api_token, changes)
+        ensure_bridge(args.bridge, dp_type, dpid, args.controller, changes)
     except (NodeError, OSError) as exc:
         print(f"tenantflow node init: {exc}", file=sys.stderr)
         return 1
