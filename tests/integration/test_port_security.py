@@ -6,6 +6,8 @@ tcpdump on the receiver; a genuine frame through the same path is the positive c
 """
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tests.integration.test_security_helpers import eventually, fresh_network, group, rule, scapy_send, start
@@ -38,11 +40,31 @@ def pair(env):
     return bed, api, a, b, pa, sub
 
 
-def seen(bed, a, b, frame: str, bpf: str) -> bool:
-    """Send scapy `frame` (an expression) from a; True if b's eth0 saw a packet matching bpf."""
-    cap = bed.tcpdump(b, b.ifname, bpf, count=1, timeout=3)
-    scapy_send(a, f"sendp({frame}, iface='eth0', count=3, inter=0.2)")
-    return bool(cap.wait())
+MARKER_PORT = 7999
+
+
+def seen(bed, a, b, frame: str, bpf: str, timeout: float = 20.0) -> bool:
+    """Send scapy `frame` (an expression) from a, then a genuine marker datagram; True if b's
+    eth0 saw a packet matching `bpf` other than the marker.
+
+    The marker makes a negative answer conclusive (the path worked, the frame was dropped) and
+    ends the capture early, whatever scapy's start-up time.
+    """
+    cap = bed.tcpdump(b, b.ifname, f"({bpf}) or (udp dst port {MARKER_PORT})", count=100, timeout=timeout)
+    marker = udp_frame(a, b, dport=MARKER_PORT)
+    scapy_send(a, f"sendp({frame}, iface='eth0', count=3, inter=0.2)\n"
+                  f"time.sleep(0.5)\nsendp({marker}, iface='eth0', count=3, inter=0.2)")
+    deadline = time.monotonic() + timeout
+    lines: list[str] = []
+    while time.monotonic() < deadline:
+        lines = cap.lines()
+        if any(f".{MARKER_PORT}:" in ln for ln in lines):
+            break
+        time.sleep(0.3)
+    cap.stop()
+    lines = cap.lines()
+    assert any(f".{MARKER_PORT}:" in ln for ln in lines), f"marker never arrived: {lines}\n{bed.diagnostics()}"
+    return any(f".{MARKER_PORT}:" not in ln for ln in lines)
 
 
 def udp_frame(a, b, src_mac=None, src_ip=None, sport=4444, dport=7777) -> str:

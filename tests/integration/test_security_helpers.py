@@ -79,7 +79,7 @@ def ping(client, server) -> bool:
 
 def scapy_send(host, code: str, timeout: float = 20.0) -> None:
     """Run scapy `code` in the host's netns (`sendp(...)` on eth0; names from scapy.all)."""
-    script = "from scapy.all import *\nconf.verb = 0\n" + code
+    script = "import time\nfrom scapy.all import *\nconf.verb = 0\n" + code
     host.run([sys.executable, "-c", script], timeout=timeout)
 
 
