@@ -71,7 +71,7 @@ def test_gateway_ip_resolves(arpnet):
     bed, net, sub, vm1, _, _ = arpnet
     try:
         router = bed.api.create("routers", name="r1")
-        bed.api.put(f"/routers/{router['id']}/add_router_interface", {"subnet_id": sub["id"]})
+        bed.api.put(f"routers/{router['id']}/add_router_interface", {"subnet_id": sub["id"]})
     except Exception as exc:  # noqa: BLE001 - routers land with the routing issue
         pytest.skip(f"routers API not available yet: {exc}")
     rif = bed.api.list("ports", device_owner="network:router_interface", network_id=net["id"])
