@@ -48,6 +48,7 @@ class SecTopo(Topo):
     def vm(self, net: dict, n: int, groups=(), host: str = "c1", **fields) -> dict:
         p = self.port(net, f"fa:16:3e:00:00:{n:02x}", f"10.0.0.{n}", host=host)
         fields.setdefault("security_groups", [g["id"] for g in groups])
+        fields.setdefault("port_security_enabled", True)  # explicit: Topo's default may change
         return self.update("port", p["id"], **fields)
 
 
