@@ -60,11 +60,26 @@ class AppCompiler:
             flows.update(app.compile(view, ctx, owner))
         return frozenset(flows)
 
+    def owners_for_port_location(self, view, port_id: str) -> set[int]:
+        """Owners to recompile when a port's tap appears on / vanishes from a chassis."""
+        if self._mod is not None:
+            return set(self._mod.owners_for_port_location(self.flow_apps, view, port_id))
+        port = view.port(port_id)
+        if port is None:
+            return set()
+        return self.owners_for_change(view, Change(view.revision, PORT, port_id, port, port))
+
     def owners_for_chassis(self, view, ctx: ChassisContext) -> set[int]:
         owners: set[int] = set()
         for app in self.flow_apps:
             owners.update(app.owners_for_chassis(view, ctx))
         return owners
+
+
+def _differs_beyond_ports(a: ChassisContext, b: ChassisContext) -> bool:
+    """True when two contexts of a chassis differ in more than their local ports."""
+    return (a.name, a.datapath_id, a.uplinks, a.tunnel_ports, a.tunnel_ip) != \
+        (b.name, b.datapath_id, b.uplinks, b.tunnel_ports, b.tunnel_ip)
 
 
 @dataclass
@@ -88,10 +103,13 @@ class Core:
         self.view = TopologyView()
         self.feed_timeout = feed_timeout
         self._q = hub.Queue()
+        self._bind_q = hub.Queue()
+        self._bindings_pending: list[tuple[str, str, str]] = []
         self._threads: list = []
         self._stopping = False
         self.ready = threading.Event()
         self.batches = 0
+        self._busy = False
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -101,11 +119,12 @@ class Core:
             self.view.add_index(PORT, IFNAME_INDEX, port_ifnames)
         self._rev = rev
         LOG.info("topology loaded at revision %d", rev)
-        self._threads = [hub.spawn(self._feed_loop), hub.spawn(self._work_loop)]
+        self._threads = [hub.spawn(self._feed_loop), hub.spawn(self._work_loop), hub.spawn(self._bind_loop)]
 
     def stop(self) -> None:
         self._stopping = True
         self._q.put(_Item("stop"))
+        self._bind_q.put(None)
         for e in self.registry.all():
             e.reconciler.detach()
 
@@ -175,10 +194,13 @@ class Core:
                     break
             if any(i.kind == "stop" for i in items):
                 return
+            self._busy = True
             try:
                 self._process(items)
             except Exception:  # noqa: BLE001 — the loop must survive anything a batch throws
                 LOG.exception("controller batch of %d items failed", len(items))
+            finally:
+                self._busy = False
             self.batches += 1
             if first:
                 first = False
@@ -241,9 +263,12 @@ class Core:
                 if e is not None:
                     e.needs_resync = True
         for e in self.registry.connected():
-            if rebuild_ctx or e.ctx is None:
-                self._refresh_context(e)
-            self._converge(e, dirty)
+            extra = self._refresh_context(e) if rebuild_ctx or e.ctx is None else set()
+            self._converge(e, dirty | extra if extra else dirty)
+        if self._bindings_pending:
+            # after the flush: status writes never delay flows reaching the switch
+            self._bind_q.put(self._bindings_pending)
+            self._bindings_pending = []
 
     # ------------------------------------------------------------------ chassis and binding
     def _ensure_chassis(self, e: DatapathEntry) -> None:
@@ -266,37 +291,92 @@ class Core:
         e.chassis = (rec or {}).get("name", name) if isinstance(rec, dict) else name
         LOG.info("registered datapath %s as chassis %s", dpid_name(e.dpid), e.chassis)
 
-    def _refresh_context(self, e: DatapathEntry) -> None:
+    def _refresh_context(self, e: DatapathEntry) -> set[int]:
+        """Rebuild e.ctx from the switch's ports; returns owners to recompile on this chassis.
+
+        Only local ports changed (the common case: taps come and go) → just the owners those
+        ports touch (flows.compiler.owners_for_port_location), so one new tap costs a handful
+        of compiles, not a recompile of the whole chassis. Anything else → full recompile."""
         with self.view_lock:
             rec = self.view.chassis_by_datapath(e.dpid)
             if rec is not None:
                 e.chassis = rec.get("name")
             if e.chassis is None:
-                return
+                return set()
             ctx, up = build_context(e.chassis, e.dpid, rec, e.ports,
                                     lambda n: list(self.view.find_ids(IFNAME_INDEX, n)))
-        old = e.ctx
-        if ctx != old:
-            e.ctx = ctx
-            e.needs_full = True
-            LOG.info("chassis %s: %d local ports, uplinks %s, tunnels %s", ctx.name, len(ctx.local_ports),
-                     ctx.uplinks, ctx.tunnel_ports)
+            old = e.ctx
+            extra: set[int] = set()
+            if ctx != old:
+                e.ctx = ctx
+                if old is None or e.needs_full or _differs_beyond_ports(old, ctx):
+                    e.needs_full = True
+                else:
+                    extra = self._location_owners(old.local_ports, ctx.local_ports)
+                LOG.info("chassis %s: %d local ports, uplinks %s, tunnels %s", ctx.name, len(ctx.local_ports),
+                         ctx.uplinks, ctx.tunnel_ports)
         self._update_bindings(e, up, old)
+        return extra
+
+    def _location_owners(self, before: dict[str, int], after: dict[str, int]) -> set[int]:
+        """Owners touched by ports that appeared, vanished or changed ofport (view lock held)."""
+        changed = {p for p in before.keys() | after.keys() if before.get(p) != after.get(p)}
+        owners: set[int] = set()
+        for pid in changed:
+            try:
+                owners |= self.compiler.owners_for_port_location(self.view, pid)
+            except Exception:  # noqa: BLE001 — fall back to a full recompile, logged with the port
+                LOG.exception("owners for location change of port %s failed; full recompile", pid)
+                for e in self.registry.all():
+                    e.needs_full = True
+        return owners
 
     def _update_bindings(self, e: DatapathEntry, up: dict[str, bool], old: ChassisContext | None) -> None:
+        """Queue binding/status writes for the binder thread: they go to the store, so they must
+        not hold up compiling and flushing flows (1,000 taps appearing = 1,000 port updates)."""
         previous = set(old.local_ports) if old is not None else set()
-        for pid, link in up.items():
-            self._bind(pid, e.chassis, ACTIVE if link else DOWN)
-        for pid in previous - set(up):
-            self._bind(pid, e.chassis, DOWN)
+        todo = [(pid, e.chassis, ACTIVE if link else DOWN) for pid, link in up.items()]
+        todo += [(pid, e.chassis, DOWN) for pid in previous - set(up)]
+        with self.view_lock:
+            todo = [t for t in todo if self._binding_differs(*t)]
+        if todo:
+            self._bindings_pending.extend(todo)
+
+    def _binding_differs(self, port_id: str, host: str, status: str) -> bool:
+        port = self.view.port(port_id)
+        return port is not None and (port.get("binding:host_id") != host or port.get("status") != status)
+
+    def _bind_loop(self) -> None:
+        while True:
+            batch = self._bind_q.get()
+            if batch is None:
+                return
+            latest: dict[str, tuple[str, str]] = {}
+            while True:
+                for pid, host, status in batch:
+                    latest[pid] = (host, status)
+                try:
+                    batch = self._bind_q.get(block=False)
+                except hub.QueueEmpty:
+                    break
+                if batch is None:
+                    return
+            with self.view_lock:
+                todo = [(pid, h, s) for pid, (h, s) in latest.items() if self._binding_differs(pid, h, s)]
+            self._write_bindings(todo)
+
+    def _write_bindings(self, todo: list[tuple[str, str, str]]) -> None:
+        many = getattr(self.service, "set_port_bindings", None)
+        if many is not None and len(todo) > 1:
+            try:
+                many(todo)
+                return
+            except Exception:  # noqa: BLE001 — e.g. one port deleted meanwhile: retry one by one
+                LOG.warning("batch binding of %d ports failed; writing one by one", len(todo), exc_info=True)
+        for port_id, host, status in todo:
+            self._bind(port_id, host, status)
 
     def _bind(self, port_id: str, host: str, status: str) -> None:
-        with self.view_lock:
-            port = self.view.port(port_id)
-        if port is None:
-            return
-        if port.get("binding:host_id") == host and port.get("status") == status:
-            return
         try:
             self.service.set_port_binding(port_id, host, status)
         except Exception:  # noqa: BLE001 — e.g. port deleted meanwhile
@@ -355,6 +435,7 @@ class Core:
             out[dpid_name(e.dpid)] = dict(e.reconciler.stats.as_dict(), chassis=e.chassis,
                                           connected=e.connected, packet_ins=e.packet_ins,
                                           packet_in_errors=e.packet_in_errors, packet_outs=e.packet_outs,
-                                          desired_flows=len(e.reconciler.desired_flows()))
+                                          desired_flows=e.reconciler.desired_count(),
+                                          installed_flows=len(e.reconciler.installed))
         return {"datapaths": out, "revision": getattr(self, "_rev", 0), "batches": self.batches,
-                "idle": self._q.empty()}
+                "idle": self._q.empty() and not self._busy}

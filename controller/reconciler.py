@@ -63,6 +63,8 @@ class Stats:
     resyncs: int = 0
     last_flush_mods: int = 0
     last_flush_seconds: float = 0.0
+    biggest_flush_mods: int = 0      # the largest bundle so far and how long it took (bench)
+    biggest_flush_seconds: float = 0.0
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -127,6 +129,10 @@ class Reconciler:
 
     def owners(self) -> set[int]:
         return set(self._desired)
+
+    def desired_count(self) -> int:
+        """Number of flows wanted on the switch (cheap: no sorting, for stats polling)."""
+        return len(self._want)
 
     def desired_flow(self, key: tuple) -> Flow | None:
         w = self._want.get(key)
@@ -306,9 +312,12 @@ class Reconciler:
                 sent = self._send_bundle(ops)
             finally:
                 self._xid_ops = []
-            self.stats.last_flush_seconds = time.monotonic() - t0
-            self.stats.last_flush_mods = sent
-            LOG.info("flushed %d flow-mods to %s in %.3fs", sent, self.name, self.stats.last_flush_seconds)
+            st = self.stats
+            st.last_flush_seconds = time.monotonic() - t0
+            st.last_flush_mods = sent
+            if sent >= st.biggest_flush_mods:
+                st.biggest_flush_mods, st.biggest_flush_seconds = sent, st.last_flush_seconds
+            LOG.info("flushed %d flow-mods to %s in %.3fs", sent, self.name, st.last_flush_seconds)
             return sent
 
     def _send_bundle(self, ops: list) -> int:

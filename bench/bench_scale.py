@@ -1,0 +1,454 @@
+"""Scale benchmark (issue 3): 1,000 ports through the API → their flows on a real OVS bridge.
+
+What it does, against a private OVS (own run dir; run inside a dedicated netns — it re-executes
+itself under scripts/netns-run when it is not in one) and a `tenantflow serve` subprocess (sqlite
+store in a temp dir, random ports, apps with security groups):
+
+  1. node init for one chassis (br-int, netdev datapath), wait for the OpenFlow connection;
+  2. 50 networks + /24 subnets (bulk POSTs), 10 routers with 5 subnet interfaces each;
+  3. the OVS interfaces tap<port id[:11]> (type=internal, one ovs-vsctl transaction) — port ids
+     are chosen by the client (Neutron accepts `id` on POST), so the taps can exist first;
+  4. TIMED: one bulk POST {"ports": [1,000 ports, 20 per network, default security group]}
+     → until the switch holds every flow the controller wants (flow count polled over the
+     bridge's management socket, the final count taken once the controller is idle, then every
+     port's cookie checked on the switch) — "API → flows on switch, taps pre-created";
+  5. the same again for 1,000 more ports on a second bridge-less run? No: a second timed figure
+     with the taps created *after* the POST (ports first, then one ovs-vsctl transaction), on a
+     fresh controller + store (`--order after`, run by default too);
+  6. flows per port (total / ports, and by owner kind from the cookie high byte);
+  7. one more port, several times: POST (tap pre-created) → all flows on the switch (median);
+  8. controller RSS (VmRSS / VmHWM from /proc) and its flow-mod counters;
+  9. baseline in the same run: the switch's flows dumped and re-added with
+     `ovs-ofctl --bundle add-flows` to an empty second bridge (ratio against the reconciler's own
+     bundle rate, and against the whole API→switch figure).
+
+Usage: .venv/bin/python bench/bench_scale.py [--quick] [--ports N] [--hub native|eventlet|both]
+Prints a table and one JSON line per hub. Not a test (timings are never asserted).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from flows.tables import OWNER_SHIFT, Owner  # noqa: E402
+from tests.testbed.controller import Controller  # noqa: E402
+from tests.testbed.api import NeutronClient  # noqa: E402
+from tests.testbed.ovs import OvsInstance  # noqa: E402
+
+BRIDGE = "br-int"
+BASE_BRIDGE = "br-base"
+CHASSIS = "bench1"
+APPS = "apps.security_groups:with_security"
+
+
+# ------------------------------------------------------------------------------ OpenFlow poller
+
+class FlowCounter:
+    """OFPMP_AGGREGATE over the bridge's management socket: flow count in ~1 ms, no process spawn,
+    so polling every few ms neither lags nor loads the machine like ovs-ofctl would."""
+
+    _REQ = struct.Struct("!BBHIHH4xB3xII4xQQ")
+
+    def __init__(self, mgmt: Path) -> None:
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.connect(str(mgmt))
+        self.sock.sendall(struct.pack("!BBHI", 4, 0, 8, 1))  # hello
+        self._xid = 100
+        self._recv_msg()  # hello from the switch
+
+    def _recv_exact(self, n: int) -> bytes:
+        buf = b""
+        while len(buf) < n:
+            c = self.sock.recv(n - len(buf))
+            if not c:
+                raise EOFError("switch closed the management connection")
+            buf += c
+        return buf
+
+    def _recv_msg(self) -> tuple[int, int, bytes]:
+        hdr = self._recv_exact(8)
+        _v, mtype, length, xid = struct.unpack("!BBHI", hdr)
+        return mtype, xid, hdr + self._recv_exact(length - 8)
+
+    def count(self, cookie: int = 0, cookie_mask: int = 0) -> int:
+        self._xid += 1
+        match = struct.pack("!HH4x", 1, 4)
+        req = self._REQ.pack(4, 18, self._REQ.size + len(match), self._xid, 2, 0, 0xFF, 0xFFFFFFFF,
+                             0xFFFFFFFF, cookie, cookie_mask) + match
+        self.sock.sendall(req)
+        while True:
+            mtype, xid, msg = self._recv_msg()
+            if mtype == 19 and xid == self._xid:
+                return struct.unpack_from("!I", msg, 32)[0]
+            if mtype == 2:  # echo request
+                self.sock.sendall(struct.pack("!BBHI", 4, 3, 8, xid))
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+# ------------------------------------------------------------------------------ helpers
+
+def run(cmd: list[str], env: dict | None = None, timeout: float = 120, input: str | None = None) -> str:
+    p = subprocess.run(cmd, env={**os.environ, **(env or {})}, capture_output=True, text=True,
+                       timeout=timeout, input=input)
+    if p.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:6])}…: rc={p.returncode}: {p.stderr.strip()[-2000:]}")
+    return p.stdout
+
+
+def rss_kb(pid: int) -> dict[str, int]:
+    out = {}
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                out[line.split(":")[0]] = int(line.split()[1])
+    return out
+
+
+def loadavg() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+def tap(port_id: str) -> str:
+    return "tap" + port_id[:11]
+
+
+class Bench:
+    def __init__(self, args, hub: str) -> None:
+        self.args = args
+        self.hub = hub
+        self.dir = Path(tempfile.mkdtemp(prefix=f"tfscale-{hub}-"))
+        self.ovs = OvsInstance(self.dir / "ovs")
+        self.ctl: Controller | None = None
+        self.api: NeutronClient | None = None
+        self.counter: FlowCounter | None = None
+        self.result: dict = {"hub": hub, "ports": args.ports}
+
+    # -- set-up ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self.ovs.start()
+        (self.dir / "ctl").mkdir()
+        self.ctl = Controller(self.dir / "ctl", ofp_host="127.0.0.1")
+        env = {"OSKEN_HUB_TYPE": self.hub} if self.hub == "eventlet" else {"OSKEN_HUB_TYPE": "native"}
+        self.ctl.start(["--apps", APPS, "--log-level", "INFO"], env=env)
+        self.api = self.ctl.client()
+        tf = str(REPO / ".venv/bin/tenantflow")
+        base = [tf, "node", "init", "--name", CHASSIS, "--bridge", BRIDGE, "--url", self.ctl.api_url]
+        run(base, env=self.ovs.env)
+        run(base + ["--controller", f"tcp:127.0.0.1:{self.ctl.ofp_port}"], env=self.ovs.env)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            st = self.stats()
+            dps = [d for d in st["datapaths"].values() if d.get("connected") and d.get("chassis") == CHASSIS]
+            if dps and st.get("idle"):
+                break
+            time.sleep(0.1)
+        else:
+            raise RuntimeError("bridge did not connect to the controller")
+        self.counter = FlowCounter(self.ovs.rundir / f"{BRIDGE}.mgmt")
+
+    def stop(self) -> None:
+        if self.counter is not None:
+            self.counter.close()
+        if self.ctl is not None:
+            self.ctl.stop()
+        self.ovs.stop()
+        if not self.args.keep:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def stats(self) -> dict:
+        return self.api.get("/v2.0/tenantflow/stats")
+
+    def dp_stats(self) -> dict:
+        for d in self.stats()["datapaths"].values():
+            if d.get("chassis") == CHASSIS:
+                return d
+        return {}
+
+    def topology(self) -> list[dict]:
+        """50 networks/subnets, 10 routers × 5 interfaces. Returns the networks."""
+        n_net = self.args.networks
+        nets = self.api.post("/v2.0/networks", {"networks": [{"name": f"net{i}"} for i in range(n_net)]})["networks"]
+        self.api.post("/v2.0/subnets", {"subnets": [
+            {"network_id": n["id"], "cidr": f"10.{i // 250}.{i % 250}.0/24", "ip_version": 4, "name": f"sub{i}"}
+            for i, n in enumerate(nets)]})
+        subnets = {s["network_id"]: s for s in self.api.get("/v2.0/subnets")["subnets"]}
+        per_router = max(1, n_net // self.args.routers)
+        for r in range(self.args.routers):
+            rtr = self.api.post("/v2.0/routers", {"router": {"name": f"r{r}"}})["router"]
+            for n in nets[r * per_router:(r + 1) * per_router]:
+                self.api.put(f"/v2.0/routers/{rtr['id']}/add_router_interface",
+                             {"subnet_id": subnets[n["id"]]["id"]})
+        return nets
+
+    def add_taps(self, ids: list[str]) -> float:
+        """One OVSDB transaction adding every tap as an internal port."""
+        args = ["ovs-vsctl", "--timeout=120"]
+        for pid in ids:
+            name = tap(pid)
+            args += ["--", "add-port", BRIDGE, name, "--", "set", "Interface", name, "type=internal"]
+        t0 = time.perf_counter()
+        run(args, env=self.ovs.env, timeout=300)
+        return time.perf_counter() - t0
+
+    # -- waiting ------------------------------------------------------------------------------
+    def settle(self, t0: float, poll: float, timeout: float = 300.0) -> tuple[float, int]:
+        """Poll the switch's flow count until the controller is idle with nothing left to send and
+        the count is stable; return (seconds from t0 to the first poll that saw the final count,
+        final count). Idle is checked through the stats API, at most every 100 ms."""
+        samples: list[tuple[float, int]] = []
+        deadline = time.monotonic() + timeout
+        last_api = 0.0
+        stable_since = None
+        while time.monotonic() < deadline:
+            now = time.perf_counter()
+            samples.append((now, self.counter.count()))
+            if now - last_api > 0.1:
+                last_api = now
+                st = self.stats()
+                d = next((v for v in st["datapaths"].values() if v.get("chassis") == CHASSIS), {})
+                if st.get("idle") and samples[-1][1] == d.get("desired_flows"):
+                    if stable_since is None:
+                        stable_since = now
+                    elif now - stable_since > 0.3:
+                        break
+                else:
+                    stable_since = None
+            time.sleep(poll)
+        else:
+            raise RuntimeError(f"no convergence within {timeout}s (last count {samples[-1][1]})")
+        final = samples[-1][1]
+        idx = 0
+        for i, (_t, c) in enumerate(samples):
+            if c != final:
+                idx = i + 1
+        return samples[idx][0] - t0, final
+
+    # -- measurements --------------------------------------------------------------------------
+    def bulk(self, nets: list[dict], taps_first: bool) -> dict:
+        n = self.args.ports
+        ids = [str(uuid.uuid4()) for _ in range(n)]
+        bodies = [{"id": pid, "network_id": nets[i % len(nets)]["id"], "name": f"vm{i}"}
+                  for i, pid in enumerate(ids)]
+        out: dict = {"taps_first": taps_first}
+        if taps_first:
+            out["tap_create_s"] = round(self.add_taps(ids), 3)
+            self.settle(time.perf_counter(), 0.05)  # the controller sees the taps; no flows yet
+        before = self.dp_stats()
+        prof = self.profiler("bulk")
+        t0 = time.perf_counter()
+        self.api.post("/v2.0/ports", {"ports": bodies})
+        out["api_post_s"] = round(time.perf_counter() - t0, 3)
+        if not taps_first:
+            t1 = time.perf_counter()
+            out["tap_create_s"] = round(self.add_taps(ids), 3)
+            out["tap_done_at_s"] = round(time.perf_counter() - t0, 3)
+        secs, final = self.settle(t0, 0.01)
+        self.stop_profiler(prof)
+        after = self.dp_stats()
+        out["seconds"] = round(secs, 3)
+        out["flows"] = final
+        out["flow_mods"] = after.get("flow_mods", 0) - before.get("flow_mods", 0)
+        out["bundles"] = after.get("bundles", 0) - before.get("bundles", 0)
+        self.ids = ids
+        return out
+
+    def profiler(self, label: str):
+        """py-spy (a dev tool, not a dependency) on the controller while `label` runs (--profile)."""
+        spy = shutil.which("py-spy") or str(REPO / ".venv/bin/py-spy")
+        if not self.args.profile or not Path(spy).exists():
+            return None
+        out = self.dir / f"profile-{label}.txt"
+        p = subprocess.Popen([spy, "record", "--pid", str(self.ctl.proc.pid), "--rate", "250", "--format", "raw",
+                              "--nonblocking", "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)
+        return p
+
+    @staticmethod
+    def stop_profiler(p) -> None:
+        if p is not None:
+            p.send_signal(2)
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+    def by_owner(self) -> dict[str, int]:
+        text = run(["ovs-ofctl", "-O", "OpenFlow13", "--no-stats", "dump-flows", BRIDGE], env=self.ovs.env)
+        kinds: dict[str, int] = {}
+        port_cookies = set()
+        for m in re.finditer(r"cookie=0x([0-9a-f]+)", text):
+            ck = int(m.group(1), 16)
+            try:
+                name = Owner(ck >> OWNER_SHIFT).name.lower()
+            except ValueError:
+                name = f"kind{ck >> OWNER_SHIFT}"
+            kinds[name] = kinds.get(name, 0) + 1
+            if ck >> OWNER_SHIFT == Owner.PORT:
+                port_cookies.add(ck)
+        kinds["_port_owners_on_switch"] = len(port_cookies)
+        (self.dir / "flows.txt").write_text(text)
+        return kinds
+
+    def one_more(self, nets: list[dict], rounds: int) -> list[float]:
+        times = []
+        for r in range(rounds):
+            pid = str(uuid.uuid4())
+            self.add_taps([pid])
+            self.settle(time.perf_counter(), 0.02)
+            t0 = time.perf_counter()
+            prof = self.profiler(f"one-more-{r}") if r == 0 else None
+            self.api.post("/v2.0/ports", {"port": {"id": pid, "network_id": nets[r % len(nets)]["id"],
+                                                   "name": f"extra{r}"}})
+            secs, _ = self.settle(t0, 0.002)
+            self.stop_profiler(prof)
+            times.append(secs)
+        return times
+
+    def ofctl_baseline(self) -> dict:
+        """Dump the switch's flows and re-add exactly them to an empty bridge with one bundle."""
+        self.ovs.add_bridge(BASE_BRIDGE, fail_mode="secure")
+        text = run(["ovs-ofctl", "-O", "OpenFlow13", "--no-stats", "--no-names", "dump-flows", BRIDGE],
+                   env=self.ovs.env)
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip() and "reply" not in ln]
+        path = self.dir / "baseline.txt"
+        path.write_text("\n".join(lines) + "\n")
+        t0 = time.perf_counter()
+        run(["ovs-ofctl", "-O", "OpenFlow13", "--bundle", "add-flows", BASE_BRIDGE, str(path)],
+            env=self.ovs.env, timeout=300)
+        dt = time.perf_counter() - t0
+        got = int(run(["ovs-ofctl", "-O", "OpenFlow13", "dump-aggregate", BASE_BRIDGE],
+                      env=self.ovs.env).split("flow_count=")[1].split()[0])
+        return {"flows": len(lines), "installed": got, "seconds": round(dt, 3),
+                "flows_per_s": round(len(lines) / dt)}
+
+    def main(self) -> dict:
+        res = self.result
+        res["loadavg_start"] = loadavg()
+        self.start()
+        t0 = time.perf_counter()
+        nets = self.topology()
+        res["topology_s"] = round(time.perf_counter() - t0, 3)
+        self.settle(time.perf_counter(), 0.05)
+        res["before_ports_flows"] = self.counter.count()
+        res["bulk"] = self.bulk(nets, taps_first=self.args.order in ("before", "both"))
+        res["rss_kb_after_bulk"] = rss_kb(self.ctl.proc.pid)
+        kinds = self.by_owner()
+        res["flows_by_owner"] = kinds
+        res["flows_per_port"] = round(res["bulk"]["flows"] / self.args.ports, 2)
+        res["port_flows_per_port"] = round(kinds.get("port", 0) / self.args.ports, 2)
+        d = self.dp_stats()
+        res["controller"] = {k: d.get(k) for k in ("flow_mods", "bundles", "resyncs", "errors",
+                                                  "last_flush_mods", "last_flush_seconds", "desired_flows")}
+        if d.get("last_flush_seconds"):
+            res["reconciler_flow_mods_per_s"] = round(d["last_flush_mods"] / d["last_flush_seconds"])
+        more = self.one_more(nets, self.args.one_more)
+        res["one_more_s"] = [round(x, 4) for x in more]
+        res["one_more_median_s"] = round(statistics.median(more), 4)
+        res["rss_kb_end"] = rss_kb(self.ctl.proc.pid)
+        res["ofctl_baseline"] = self.ofctl_baseline()
+        res["loadavg_end"] = loadavg()
+        return res
+
+
+def after_order(args, hub: str) -> dict:
+    """Second figure: ports written first, taps created after (fresh controller, store and OVS)."""
+    b = Bench(args, hub)
+    try:
+        b.start()
+        nets = b.topology()
+        b.settle(time.perf_counter(), 0.05)
+        return b.bulk(nets, taps_first=False)
+    finally:
+        b.stop()
+
+
+def report(res: dict) -> None:
+    b = res["bulk"]
+    base = res["ofctl_baseline"]
+    print(f"--- hub={res['hub']}  {res['ports']} ports, load avg {res['loadavg_start']:.1f}→{res['loadavg_end']:.1f}")
+    print(f"  API POST → all flows on switch (taps pre-created): {b['seconds']:.3f} s "
+          f"(POST itself {b['api_post_s']:.3f} s; taps took {b['tap_create_s']:.1f} s before)   target ≤ 2 s")
+    if "after" in res:
+        a = res["after"]
+        print(f"  API POST → all flows on switch (taps created after): {a['seconds']:.3f} s "
+              f"(ovs-vsctl done at {a['tap_done_at_s']:.3f} s)")
+    print(f"  flows on switch {b['flows']}, per port {res['flows_per_port']} (port-owned "
+          f"{res['port_flows_per_port']})   target ≤ 20;  by owner {res['flows_by_owner']}")
+    print(f"  one more port: median {res['one_more_median_s'] * 1000:.1f} ms {res['one_more_s']}   target ≤ 50 ms")
+    if "reconciler_flow_mods_per_s" in res:
+        print(f"  reconciler last bundle {res['controller']['last_flush_mods']} flow-mods in "
+              f"{res['controller']['last_flush_seconds']:.3f} s")
+    big = b["flow_mods"] / b["seconds"] if b["seconds"] else 0
+    print(f"  bulk: {b['flow_mods']} flow-mods in {b['bundles']} bundles; API→switch rate {big:.0f} flows/s")
+    print(f"  ovs-ofctl --bundle add-flows of the same {base['flows']} flows: {base['seconds']:.3f} s "
+          f"= {base['flows_per_s']} flows/s; whole API→switch path vs that: {big / base['flows_per_s']:.2f}")
+    print(f"  controller RSS after bulk {res['rss_kb_after_bulk']['VmRSS'] / 1024:.1f} MB, end "
+          f"{res['rss_kb_end']['VmRSS'] / 1024:.1f} MB (peak {res['rss_kb_end']['VmHWM'] / 1024:.1f} MB)   target ≤ 100 MB")
+
+
+def ensure_netns(argv: list[str]) -> int | None:
+    """Re-run inside a fresh netns when not in one (never run OVS in the host's netns)."""
+    if os.environ.get("TF_NETNS"):
+        return None
+    name = f"tfscale{os.getpid() % 100000}"
+    try:
+        return subprocess.call([str(REPO / "scripts/netns-run"), name, "--", sys.executable, *argv])
+    finally:
+        subprocess.call(["ip", "netns", "del", name])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="3 one-more rounds, native+eventlet, no 'after' run")
+    ap.add_argument("--ports", type=int, default=1000)
+    ap.add_argument("--networks", type=int, default=50)
+    ap.add_argument("--routers", type=int, default=10)
+    ap.add_argument("--one-more", type=int, default=7)
+    ap.add_argument("--hub", choices=["native", "eventlet", "both"], default="both")
+    ap.add_argument("--order", choices=["before", "after", "both"], default="both",
+                    help="taps created before the POST (main figure), after it, or both")
+    ap.add_argument("--profile", action="store_true", help="py-spy the controller (bulk, first extra port)")
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, flow dumps)")
+    args = ap.parse_args()
+    rc = ensure_netns([str(Path(__file__).resolve()), *sys.argv[1:]])
+    if rc is not None:
+        return rc
+    if args.quick:
+        args.one_more = min(args.one_more, 5)
+    hubs = ["native", "eventlet"] if args.hub == "both" else [args.hub]
+    results = []
+    for hub in hubs:
+        b = Bench(args, hub)
+        try:
+            res = b.main()
+        finally:
+            b.stop()
+        if args.order in ("after", "both") and not args.quick:
+            res["after"] = after_order(args, hub)
+        report(res)
+        results.append(res)
+    for res in results:
+        print(json.dumps({"bench": "scale", **res}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
