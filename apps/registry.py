@@ -8,6 +8,7 @@ APPS: list[str] = [
     "apps.l2:L2App",
     "apps.tunnels:TunnelApp",
     "apps.arp:ArpApp", "apps.dhcp:DhcpApp",
+    "apps.port_security:PortSecurityApp", "apps.security_groups:SecurityGroupsApp",
 ]
 
 

@@ -60,12 +60,14 @@ class Topo:
                 None if ntype in ("local", "flat") else 1000 + key), "_key": key})
 
     def port(self, net: dict, mac: str, ip: str, host: str | None = None, admin: bool = True,
-             name: str = "") -> dict:
+             name: str = "", port_security: bool = False) -> dict:
+        """A VM port. Port security defaults off here: these tests are about L2, and a secured port
+        with no security group is deny-all (Neutron semantics)."""
         return self._put("port", {
             "id": str(uuid.uuid4()), "name": name, "network_id": net["id"], "mac_address": mac,
             "fixed_ips": [{"subnet_id": "s-" + net["id"], "ip_address": ip}], "device_owner": "compute:nova",
             "device_id": "", "admin_state_up": admin, "status": "DOWN", "security_groups": [],
-            "port_security_enabled": True, "allowed_address_pairs": [], "binding:host_id": host or "",
+            "port_security_enabled": port_security, "allowed_address_pairs": [], "binding:host_id": host or "",
             "binding:profile": {}, "_key": next(self._keys["port"])})
 
     def view(self) -> TopologyView:

@@ -96,7 +96,10 @@ def test_punts_behind_port_security(topo):
     from apps.security_groups import with_security
     from flows import compiler
     from flows.simulator import Simulator
+    from topology.store import Change
     view, c, o = topo
+    secured = {**o["a"], "port_security_enabled": True}
+    view.apply(Change(view.revision + 1, "port", secured["id"], o["a"], secured))
     sim = Simulator(compiler.all_flows(compiler.compile_chassis(with_security(), view, c)))
     res = sim.run(dhcp(MAC_A), in_port=1)
     assert [p.userdata for p in res.punts] == [b"dhcp"], res.dump_trace()
