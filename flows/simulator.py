@@ -19,8 +19,8 @@ API
     res.ports()   sorted output ports;  res.outputs_to(port) → list[Emitted]
     sim.add(flow) / sim.remove(flow) / sim.flows()
 
-Semantics: highest-priority match per table; `strict` raises AmbiguousMatch when two different
-non-conjunctive flows match at the same top priority (OpenFlow leaves that undefined) and
+Semantics: highest-priority match per table; `strict` raises AmbiguousMatch when two flows with
+different actions match at the same top priority (OpenFlow leaves that undefined) and
 DuplicateFlow when two flows share a key with different bodies. A flow's apply-actions run in
 order, then write-metadata, then goto (which must go forward). Resubmit recurses and returns;
 output to the packet's own in_port is suppressed (use OFPP_IN_PORT to hairpin). Conjunction:
@@ -390,7 +390,9 @@ class Simulator:
             return None
         top = max(f.priority for f in normal)
         best = [f for f in normal if f.priority == top]
-        if len(set(best)) > 1 and self.strict:
+        # Ties whose actions agree are harmless (e.g. two conjunctions of one group with the same
+        # verdict); only a tie with different actions leaves the result undefined.
+        if self.strict and len({(f.actions, f.idle_timeout, f.hard_timeout) for f in best}) > 1:
             raise AmbiguousMatch(f"table {table}, priority {top}:\n" + "\n".join("  " + f.ofctl() for f in best))
         return min(best, key=lambda f: f.match)
 
