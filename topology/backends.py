@@ -8,7 +8,7 @@ from topology.store import Store
 
 
 def open_store(url: str) -> Store:
-    """`sqlite:///abs/path.db`, `memory://` (tests), `etcd://host:port` (later issue)."""
+    """`sqlite:///abs/path.db`, `memory://` (tests), `etcd://host:port[/prefix]` (shared, see etcd_store)."""
     parsed = urlparse(url)
     if parsed.scheme == "sqlite":
         from topology.sqlite import SqliteStore
@@ -23,5 +23,9 @@ def open_store(url: str) -> Store:
         from topology.sqlite import SqliteStore
         return SqliteStore(":memory:")
     if parsed.scheme == "etcd":
-        raise NotImplementedError("the etcd backend is not implemented yet")
-    raise ValueError(f"unknown store URL {url!r} (expected sqlite:///path, memory:// or etcd://host:port)")
+        from topology.etcd_store import EtcdStore
+        if not parsed.hostname:
+            raise ValueError(f"etcd store URL needs a host: {url!r} (etcd://host:port[/prefix])")
+        prefix = parsed.path.rstrip("/") or "/tenantflow"
+        return EtcdStore(parsed.hostname, parsed.port or 2379, prefix)
+    raise ValueError(f"unknown store URL {url!r} (expected sqlite:///path, memory:// or etcd://host:port[/prefix])")

@@ -18,7 +18,7 @@ from topology.resources import chassis as chassis_res
 from topology.resources import common, floatingip, network, port, router, secgroup, subnet
 from topology.settings import Settings
 from topology.store import (CHASSIS, FLOATINGIP, KINDS, NETWORK, PORT, ROUTER, SECURITY_GROUP,
-                            SECURITY_GROUP_RULE, SUBNET, Record, Store)
+                            SECURITY_GROUP_RULE, SUBNET, Record, Store, retry_on_conflict)
 from topology.validate import prepare
 from topology.writetx import WriteTx
 
@@ -143,6 +143,7 @@ class Service:
     def create(self, kind: str, body: Any, ctx: Context | None = None) -> Record:
         return self.create_bulk(kind, [body], ctx)[0]
 
+    @retry_on_conflict  # optimistic stores (etcd): re-run the request on a write race
     def create_bulk(self, kind: str, bodies: list[Any], ctx: Context | None = None) -> list[Record]:
         """All objects in ONE transaction: all are created or none."""
         ctx = ctx or self.admin_context()
@@ -151,6 +152,7 @@ class Service:
             created = [HANDLERS[kind][0](tx, b, ctx) for b in prepared]
             return self._present_tx(kind, created, tx)
 
+    @retry_on_conflict  # optimistic stores (etcd): re-run the request on a write race
     def update(self, kind: str, rid: str, body: Any, ctx: Context | None = None) -> Record:
         ctx = ctx or self.admin_context()
         handler = HANDLERS[kind][1]
@@ -162,6 +164,7 @@ class Service:
             new = handler(tx, old, changes, ctx)
             return self._present_tx(kind, [new], tx)[0]
 
+    @retry_on_conflict  # optimistic stores (etcd): re-run the request on a write race
     def delete(self, kind: str, rid: str, ctx: Context | None = None) -> None:
         ctx = ctx or self.admin_context()
         with self._write() as tx:
@@ -201,6 +204,7 @@ class Service:
             out.append(select_fields(shown, fields))
         return out
 
+    @retry_on_conflict  # optimistic stores (etcd): re-run the request on a write race
     def _ensure_default_sg(self, project_id: str) -> None:
         """Neutron creates a project's default group on first use, listing included."""
         if any(sg["name"] == "default" and sg["project_id"] == project_id
@@ -210,12 +214,14 @@ class Service:
             secgroup.ensure_default(tx, project_id)
 
     # ---- routers -----------------------------------------------------------------------------
+    @retry_on_conflict  # optimistic stores (etcd): re-run the request on a write race
     def add_router_interface(self, router_id: str, body: Any, ctx: Context | None = None) -> dict[str, Any]:
         ctx = ctx or self.admin_context()
         with self._write() as tx:
             rtr = common.get_visible(tx, ROUTER, router_id, ctx)
             return router.add_interface(tx, rtr, body, ctx)
 
+    @retry_on_conflict  # optimistic stores (etcd): re-run the request on a write race
     def remove_router_interface(self, router_id: str, body: Any, ctx: Context | None = None) -> dict[str, Any]:
         ctx = ctx or self.admin_context()
         with self._write() as tx:
@@ -236,6 +242,7 @@ class Service:
         return self.create(ROUTER, body, ctx)
 
     # ---- internal API for the controller --------------------------------------------------------
+    @retry_on_conflict  # optimistic stores (etcd): re-run the request on a write race
     def set_port_binding(self, port_id: str, host: str | None, status: str) -> Record:
         """Record where a port is plugged and whether it is up. No write (no feed noise) if unchanged.
 
@@ -260,6 +267,7 @@ class Service:
                 return old
             return copy.deepcopy(tx.replace(PORT, old, new))
 
+    @retry_on_conflict  # optimistic stores (etcd): re-run the request on a write race
     def register_chassis(self, name: str, datapath_id: int | None, tunnel_ip: str | None = None,
                          bridge_mappings: dict[str, str] | None = None) -> Record:
         """Idempotent upsert by name (no write when nothing changes). Returns the raw record."""

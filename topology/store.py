@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import functools
+import random
+import time
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 # Record kinds (Neutron resource names, singular, underscores).
 NETWORK = "network"
@@ -37,6 +40,34 @@ class Change:
 
 class Compacted(Exception):
     """The feed no longer holds changes after the asked revision: re-read a snapshot."""
+
+
+class Conflict(Exception):
+    """Another writer changed what this transaction read before it committed (optimistic backends
+    such as etcd): nothing was written; run the whole transaction again from the start."""
+
+
+CONFLICT_ATTEMPTS = 100
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def retry_on_conflict(fn: _F) -> _F:
+    """Re-run `fn` (which opens and commits its own transaction) when it raises Conflict.
+
+    Why a re-run and not a commit retry: the transaction's decisions (free IP, key, VNI) depend on
+    what it read, so only running it again on fresh data is correct. Backoff is jittered so two
+    machines racing for the same records do not collide in lockstep."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        for attempt in range(CONFLICT_ATTEMPTS):
+            try:
+                return fn(*args, **kwargs)
+            except Conflict:
+                if attempt == CONFLICT_ATTEMPTS - 1:
+                    raise
+                time.sleep(random.uniform(0, min(0.1, 0.002 * 2 ** min(attempt, 6))))
+        raise AssertionError("unreachable")
+    return wrapper  # type: ignore[return-value]
 
 
 class Txn(abc.ABC):
@@ -74,7 +105,10 @@ class Store(abc.ABC):
     @abc.abstractmethod
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Txn]:
-        """All writes inside commit atomically as one revision step per record, or not at all."""
+        """All writes inside commit atomically as one revision step per record, or not at all.
+
+        Optimistic backends raise Conflict on leaving the block if a concurrent writer got there
+        first; callers that may race wrap the whole transaction in retry_on_conflict."""
 
     @abc.abstractmethod
     def changes(self, after: int, timeout: float | None = None) -> list[Change]:
