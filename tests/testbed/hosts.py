@@ -24,10 +24,10 @@ class Host:
     name: str
     ns: str
     mac: str
-    workdir: Path
+    workdir: Path = field(repr=False)
     ip: str | None = None
     ifname: str = "eth0"
-    port: dict[str, Any] | None = None      # the Neutron port (VMs only)
+    port: dict[str, Any] | None = field(default=None, repr=False)  # Neutron port (VMs only)
     chassis: Any = None                      # the Chassis it is plugged into (VMs only)
     tap: str | None = None                   # switch-side interface name (VMs only)
     _procs: list[subprocess.Popen[str]] = field(default_factory=list, repr=False)
