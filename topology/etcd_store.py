@@ -163,8 +163,11 @@ class EtcdStore(Store):
         payload = {"compare": compare, "success": success, "failure": []}
         try:
             return (client or self._client).transaction(payload)
+        except (etcd_exc.ConnectionFailedError, etcd_exc.ConnectionTimeoutError) as exc:
+            raise ConnectionError(f"cannot reach etcd at {self.endpoint}: "
+                                  f"{exc.detail_text or type(exc).__name__}") from exc
         except etcd_exc.Etcd3Exception as exc:
-            detail = getattr(exc, "detail_text", None) or str(exc)
+            detail = exc.detail_text or type(exc).__name__
             if "too many operations" in detail or "request is too large" in detail:
                 raise RuntimeError(
                     f"etcd at {self.endpoint} refused a transaction of {len(success)} operations: {detail} "
@@ -332,7 +335,7 @@ class EtcdStore(Store):
         try:
             with self._lock:
                 self.trim()
-        except etcd_exc.Etcd3Exception:
+        except (etcd_exc.Etcd3Exception, ConnectionError):
             LOG.exception("etcd store: trimming the change log failed; will retry later")
 
     def trim(self) -> None:

@@ -126,6 +126,12 @@ def test_url_parsing(etcd):
         open_store("etcd:///nohost")
 
 
+def test_unreachable_etcd_is_a_clear_error():
+    port = _free_port()
+    with pytest.raises(ConnectionError, match=f"cannot reach etcd at 127.0.0.1:{port}"):
+        open_store(f"etcd://127.0.0.1:{port}")
+
+
 def test_put_get_list_delete_and_revisions(store):
     assert store.revision() == 0
     with store.transaction() as t:
