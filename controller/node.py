@@ -112,12 +112,13 @@ def ensure_uplink(bridge: str, port: str, changes: list[str]) -> None:
     if current is not None:
         LOG.warning("uplink %s is on bridge %s, not %s; leaving it", port, current, bridge)
         return
-    if not os.path.exists(f"/sys/class/net/{port}"):
-        LOG.warning("uplink interface %s does not exist yet; add it later with ovs-vsctl add-port %s %s",
-                    port, bridge, port)
-        return
+    # No /sys/class/net check: that shows the caller's netns, not necessarily the one OVS runs in.
     vsctl("--may-exist", "add-port", bridge, port)
     changes.append(f"added uplink {port}")
+    error = _unquote(_get("interface", port, "error"))
+    if error:
+        LOG.warning("uplink %s added to %s but OVS reports: %s (create the interface; OVS retries)",
+                    port, bridge, error)
 
 
 def register(url: str, name: str, dpid: str, tunnel_ip: str | None, mappings: dict[str, str],

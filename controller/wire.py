@@ -153,8 +153,15 @@ def user_value(name: str, value: int):
 
 
 def _serialize(action) -> bytes:
+    """One action's bytes, padded to the length its header declares.
+
+    os-ken's NXActionLearn declares a length rounded up to 8 but writes no padding; in a buffer
+    of its own the pad would be lost and OVS rejects the instruction (OFPBRC_BAD_LEN).
+    """
     buf = bytearray()
     action.serialize(buf, 0)
+    declared = struct.unpack_from("!H", buf, 2)[0]
+    buf += bytes(max(0, declared - len(buf)))
     return bytes(buf)
 
 
