@@ -77,6 +77,10 @@ CASES = {
     "ct_clear": (CTClear(),),
     "conjunction": (Conjunction(7, 1, 2),),
     "learn": (LEARN, GotoTable(60)),
+    "learn_constants": (Learn(table=42, priority=100, idle_timeout=300, cookie=8 << 56, specs=(
+        LearnSpec("match", dst="metadata", value=1, n_bits=64),
+        LearnSpec("match", dst="eth_dst", src="eth_src", n_bits=48),
+        LearnSpec("load", dst="reg7", value=0xFFFFFFFE, n_bits=32))),),
     "meter": (Meter(2), Output(7)),
     "metadata_goto": (SetField("reg6", 1), WriteMetadata(7), GotoTable(10)),
     "metadata_masked": (WriteMetadata(7, 0xFFFF), GotoTable(10)),
