@@ -110,6 +110,7 @@ class Core:
         self.ready = threading.Event()
         self.batches = 0
         self._busy = False
+        self._binding = False
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -361,9 +362,13 @@ class Core:
                     break
                 if batch is None:
                     return
-            with self.view_lock:
-                todo = [(pid, h, s) for pid, (h, s) in latest.items() if self._binding_differs(pid, h, s)]
-            self._write_bindings(todo)
+            self._binding = True
+            try:
+                with self.view_lock:
+                    todo = [(pid, h, s) for pid, (h, s) in latest.items() if self._binding_differs(pid, h, s)]
+                self._write_bindings(todo)
+            finally:
+                self._binding = False
 
     def _write_bindings(self, todo: list[tuple[str, str, str]]) -> None:
         many = getattr(self.service, "set_port_bindings", None)
@@ -438,4 +443,4 @@ class Core:
                                           desired_flows=e.reconciler.desired_count(),
                                           installed_flows=len(e.reconciler.installed))
         return {"datapaths": out, "revision": getattr(self, "_rev", 0), "batches": self.batches,
-                "idle": self._q.empty() and not self._busy}
+                "idle": self._q.empty() and not self._busy and self._bind_q.empty() and not self._binding}
