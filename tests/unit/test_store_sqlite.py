@@ -136,8 +136,6 @@ def test_memory_store():
 def test_unknown_url():
     with pytest.raises(ValueError):
         open_store("foo://bar")
-    with pytest.raises(NotImplementedError):
-        open_store("etcd://127.0.0.1:2379")
 
 
 WRITER = textwrap.dedent("""
