@@ -27,8 +27,10 @@ class T(IntEnum):
     L3_GATEWAY = 30     # eth_dst is a router port MAC → route; else L2
     L3_ROUTE = 31       # longest-prefix match of ipv4_dst → next hop, out router port
     L3_NEIGHBOR = 32    # next hop → MAC; rewrite eth, dec_ttl, enter the next network
+    L3_EXT_NEIGHBOR = 33  # (routing) next hops on external networks, learned from ARP on the uplink
     NAT_IN = 35         # floating-IP DNAT / SNAT reverse on the external side
     NAT_OUT = 36        # floating-IP SNAT / router SNAT towards the external network
+    EXT_OUTPUT = 37     # (routing) out of the external network's uplink; unresolved next hop → ARP
     L2_LOOKUP = 40      # metadata + eth_dst → reg OUT_PORT; unknown/bcast → flood
     L2_FLOOD = 41       # per-network replication list (local ports, tunnels, uplink)
     L2_LEARN = 42       # MACs learned in the datapath (provider networks)
@@ -61,7 +63,12 @@ PIPELINE: dict[T, TableSpec] = {s.table: s for s in [
     _spec(T.L3_ROUTE, "router LPM", (T.L3_NEIGHBOR, T.NAT_OUT)),
     _spec(T.L3_NEIGHBOR, "next-hop MAC and network", (T.L2_LOOKUP, T.NAT_OUT)),
     _spec(T.NAT_IN, "DNAT / un-SNAT from the external network", (T.L3_ROUTE, T.L2_LOOKUP, T.NAT_IN)),
-    _spec(T.NAT_OUT, "SNAT towards the external network", (T.L2_LOOKUP, T.NAT_OUT)),
+    _spec(T.NAT_OUT, "SNAT towards the external network",
+          (T.L2_LOOKUP, T.NAT_OUT, T.L3_EXT_NEIGHBOR, T.EXT_OUTPUT)),  # last two added by routing
+    # Added by routing (flows/nat.py). L3_EXT_NEIGHBOR holds only `learn`ed entries (cookie kind
+    # LEARNED) loading eth_dst; it is entered by resubmit and a miss leaves eth_dst unchanged.
+    _spec(T.L3_EXT_NEIGHBOR, "learned external next hops (resubmit only)", ()),
+    _spec(T.EXT_OUTPUT, "external network: uplink output, or ARP punt", ()),
     _spec(T.L2_LOOKUP, "destination MAC → port", (T.INGRESS_CT, T.L2_FLOOD, T.L2_LEARN, T.OUTPUT)),
     _spec(T.L2_FLOOD, "broadcast replication", (T.INGRESS_CT, T.OUTPUT, T.L2_FLOOD)),
     # Entered by resubmit from L2_LOOKUP (provider networks): a learned hit loads

@@ -1,0 +1,106 @@
+"""NatApp: floating IPs, router SNAT and the external network's output (flows.nat), plus the
+controller half of next-hop resolution on external networks.
+
+Packet-ins (userdata b"l3arp"): a routed packet reached EXT_OUTPUT with no learned MAC for its
+next hop (reg1). We broadcast one ARP request for reg1 out of the external network's uplink,
+from the address the packet carries (its floating IP or the router's gateway IP, already
+translated, with that address's MAC), and drop the packet; the reply is learned in the datapath
+(flows.nat.neighbor_learn), so the next packet flows without the controller.
+"""
+from __future__ import annotations
+
+import collections
+import ipaddress
+import logging
+import struct
+from typing import Iterable
+
+from apps.base import ChassisContext, PacketIn, PacketOut
+from apps.owners import split_owner
+from apps.ratelimit import TokenBuckets
+from flows import nat, provider
+from flows.flow import Flow
+from flows.tables import R, Owner
+from topology.store import FLOATINGIP, NETWORK, ROUTER
+
+LOG = logging.getLogger(__name__)
+
+ETH_IP, ETH_ARP, ETH_VLAN = 0x0800, 0x0806, 0x8100
+BROADCAST = b"\xff" * 6
+
+
+def build_arp_request(src_mac: bytes, src_ip: int, target_ip: int, vlan: int = 0) -> bytes:
+    """Ethernet (+802.1Q) ARP request `who-has target tell src`."""
+    eth = BROADCAST + src_mac
+    if vlan:
+        eth += struct.pack("!HH", ETH_VLAN, vlan & 0xFFF)
+    eth += struct.pack("!H", ETH_ARP)
+    arp = struct.pack("!HHBBH6s4s6s4s", 1, ETH_IP, 6, 4, 1, src_mac, src_ip.to_bytes(4, "big"),
+                      b"\0" * 6, target_ip.to_bytes(4, "big"))
+    return eth + arp
+
+
+def parse_ipv4_source(data: bytes) -> tuple[bytes, int] | None:
+    """(eth_src, ipv4_src) of an untagged Ethernet/IPv4 frame, or None."""
+    if len(data) < 34 or data[12:14] != b"\x08\x00" or data[14] >> 4 != 4:
+        return None
+    return data[6:12], int.from_bytes(data[26:30], "big")
+
+
+class NatApp:
+    """FlowApp (FIP / router SNAT / external network owners) + PacketApp (external next-hop ARP)."""
+
+    name = "nat"
+    userdata = nat.USERDATA_EXT_ARP
+
+    def __init__(self, rate: float = 5.0, burst: float = 3.0) -> None:
+        self.limit = TokenBuckets(rate, burst)
+        self.stats: collections.Counter[str] = collections.Counter()
+
+    # ---------------------------------------------------------------- FlowApp
+    def owners_for_change(self, view, change) -> Iterable[int]:
+        return nat.owners_for_change(view, change)
+
+    def owners_for_chassis(self, view, ctx) -> Iterable[int]:
+        return nat.owners_on_chassis(view, ctx)
+
+    def compile(self, view, ctx, owner: int) -> Iterable[Flow]:
+        kind, key = split_owner(owner)
+        if kind is Owner.FLOATINGIP:
+            return nat.fip_flows(view, ctx, view.by_key(FLOATINGIP, key))
+        if kind is Owner.ROUTER:
+            return nat.router_nat_flows(view, ctx, view.by_key(ROUTER, key))
+        if kind is Owner.NETWORK:
+            net = view.by_key(NETWORK, key)
+            return nat.ext_network_flows(view, ctx, net) if net is not None and net.get("router:external") else ()
+        return ()
+
+    # ---------------------------------------------------------------- PacketApp
+    def packet_in(self, view, ctx: ChassisContext, pkt: PacketIn) -> list[PacketOut]:
+        try:
+            return self._resolve(view, ctx, pkt)
+        except Exception:  # noqa: BLE001 - contract: never raise into dispatch
+            self.stats["error"] += 1
+            LOG.exception("external ARP packet-in on %s failed", ctx.name)
+            return []
+
+    def _resolve(self, view, ctx: ChassisContext, pkt: PacketIn) -> list[PacketOut]:
+        target = pkt.registers.get(R.NEXTHOP, 0)
+        net = view.by_key(NETWORK, pkt.registers.get(R.NETWORK, 0))
+        src = parse_ipv4_source(pkt.data)
+        if net is None or not target or src is None:
+            self.stats["malformed"] += 1
+            return []
+        uplink = provider.uplink_ofport(ctx, net)
+        if uplink is None:
+            self.stats["no_uplink"] += 1
+            return []
+        if not self.limit.allow((ctx.name, net["_key"], target)):
+            self.stats["rate_limited"] += 1
+            return []
+        src_mac, src_ip = src
+        vid = provider.vlan_vid(net)
+        self.stats["arp_sent"] += 1
+        LOG.debug("ARP who-has %s tell %s on %s (chassis %s)", ipaddress.IPv4Address(target),
+                  ipaddress.IPv4Address(src_ip), net.get("name") or net["id"], ctx.name)
+        return [PacketOut(uplink, build_arp_request(src_mac, src_ip, target, vid & 0xFFF))]

@@ -1,0 +1,377 @@
+"""Distributed routing on the sending chassis (east-west), like OVN/Dragonflow.
+
+Why on the sending chassis: a routed packet then crosses the underlay once, straight to the
+chassis of its destination port, where it re-enters at L2_LOOKUP (tunnel) and runs that port's
+ingress security. No chassis ever hairpins through a "router node".
+
+Per router R (Owner.ROUTER, key = R's `_key`), on every chassis where R is *present* (a local
+port on one of R's networks, or the chassis is R's SNAT gateway chassis, see flows.nat):
+
+  L3_GATEWAY  metadata=<net>, eth_dst=<R's MAC on net>, ip  → reg2=R, reg0=ROUTED, goto L3_ROUTE
+  L3_ROUTE    reg2=R, ip, ipv4_dst=<subnet>  (priority by prefix length: longest prefix wins;
+              a connected subnet beats an extra route of equal length)
+                connected:  metadata=<net>, eth_src=<R's MAC on net>, reg1=ipv4_dst, dec_ttl
+                            → L3_NEIGHBOR
+                extra route: the same, reg1=<nexthop>, on the subnet holding the nexthop
+                external (gateway subnet, default route): metadata=<ext net>,
+                            eth_src=<gateway port MAC>, reg1=dst / ext gateway → NAT_OUT
+  L3_NEIGHBOR reg2=R, metadata=<net>, reg1=<port IP> → eth_dst=<port MAC>, then
+                local port / network present here → L2_LOOKUP (local delivery or the
+                network's own tunnel entry); otherwise straight to the port's chassis
+                (tunnel: reg7, tun_id, tun_dst, output), or the provider uplink.
+
+Security groups still hold at both ends: the packet passed the sender's egress stages before
+L3 (reg6 = sending port), and L2_LOOKUP sets reg7 for the receiver's INGRESS_CT/INGRESS_SG on
+the delivering chassis. Tenants stay apart: every L3 flow matches its own router (reg2), and a
+router only has gateway entries on the networks it is attached to.
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from flows.fields import ipv4
+from flows.flow import DecTtl, Flow, GotoTable, Move, Output, PushVlan, SetField, WriteMetadata, flow
+from flows.tables import F, R, T, Owner, cookie
+from flows.view_helpers import (is_overlay, is_provider, is_up, network_present, port_mac, remote_chassis,
+                                segmentation_id)
+from flows import provider
+from topology.store import NETWORK, PORT, ROUTER, SUBNET, Change
+
+LOG = logging.getLogger(__name__)
+
+Record = dict[str, Any]
+
+DEVICE_ROUTER_INTERFACE = "network:router_interface"
+DEVICE_ROUTER_GATEWAY = "network:router_gateway"
+DEVICE_FLOATINGIP = "network:floatingip"
+ETH_IP = 0x0800
+
+PRIO_GATEWAY = 100
+PRIO_ROUTE_BASE = 1000   # + 2 * prefix length (+1 for connected subnets)
+PRIO_NEIGHBOR = 100
+
+_IFACE_INDEX = "routing.interfaces_by_network"
+
+
+# --------------------------------------------------------------------------- topology questions
+
+def _ensure_index(view) -> None:
+    """Router interface ports by network, registered on first use (incremental afterwards)."""
+    try:
+        view.find_ids(_IFACE_INDEX, None)
+    except KeyError:
+        view.add_index(PORT, _IFACE_INDEX,
+                       lambda r: [r.get("network_id")] if r.get("device_owner") == DEVICE_ROUTER_INTERFACE else [])
+
+
+def routers_of_network(view, network_id: str | None) -> list[Record]:
+    """Routers with an interface on the network, sorted by key."""
+    if not network_id:
+        return []
+    _ensure_index(view)
+    out = {}
+    for p in view.find(_IFACE_INDEX, network_id):
+        rtr = view.get(ROUTER, p.get("device_id"))
+        if rtr is not None and rtr.get("_key") is not None:
+            out[rtr["id"]] = rtr
+    return sorted(out.values(), key=lambda r: r["_key"])
+
+
+def router_cookie(router: Record) -> int:
+    return cookie(Owner.ROUTER, router["_key"])
+
+
+def _v4(text: str | None) -> ipaddress.IPv4Address | None:
+    try:
+        return ipaddress.IPv4Address(text) if text else None
+    except ValueError:
+        return None
+
+
+def _v4net(text: str | None) -> ipaddress.IPv4Network | None:
+    try:
+        return ipaddress.IPv4Network(text, strict=False) if text else None
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class Leg:
+    """One router port on one IPv4 subnet: where the router meets a network."""
+    port: Record
+    network: Record
+    subnet: Record
+    cidr: ipaddress.IPv4Network
+    ip: ipaddress.IPv4Address
+    mac: int
+
+
+def _legs_of_port(view, port: Record) -> list[Leg]:
+    net = view.network(port.get("network_id"))
+    pmac = port_mac(port)
+    if net is None or pmac is None:
+        return []
+    out = []
+    for fip in port.get("fixed_ips") or ():
+        sn = view.subnet(fip.get("subnet_id"))
+        ip = _v4(fip.get("ip_address"))
+        cidr = _v4net(sn.get("cidr")) if sn else None
+        if sn is None or ip is None or cidr is None:
+            continue
+        out.append(Leg(port, net, sn, cidr, ip, pmac))
+    return out
+
+
+def interface_legs(view, router: Record) -> list[Leg]:
+    """The router's interfaces (internal networks), deterministic order."""
+    ports = [p for p in view.ports_of_device(router["id"]) if p.get("device_owner") == DEVICE_ROUTER_INTERFACE]
+    legs: list[Leg] = []
+    for p in sorted(ports, key=lambda p: p["id"]):
+        if not is_up(p):
+            continue
+        legs += [leg for leg in _legs_of_port(view, p) if is_up(leg.network)]
+    return legs
+
+
+def gateway_port(view, router: Record) -> Record | None:
+    gw = router.get("external_gateway_info") or {}
+    if not gw.get("network_id"):
+        return None
+    for p in view.ports_of_device(router["id"]):
+        if p.get("device_owner") == DEVICE_ROUTER_GATEWAY and p.get("network_id") == gw["network_id"]:
+            return p
+    return None
+
+
+def gateway_legs(view, router: Record) -> list[Leg]:
+    """The router's leg(s) on its external network (gateway port), or [] without a gateway."""
+    port = gateway_port(view, router)
+    if port is None or not is_up(view.network(port.get("network_id"))):
+        return []
+    return _legs_of_port(view, port)
+
+
+def external_network(view, router: Record) -> Record | None:
+    gw = router.get("external_gateway_info") or {}
+    return view.network(gw.get("network_id"))
+
+
+def gateway_chassis_name(view, router: Record) -> str | None:
+    """The one chassis that does SNAT and owns the gateway IP (see flows.nat).
+
+    Deterministic: the chassis named by the gateway port's binding:host_id if it maps the
+    external physnet, else the first chassis (by name) whose bridge_mappings has that physnet.
+    """
+    net = external_network(view, router)
+    if net is None or not is_provider(net):
+        return None
+    physnet = net.get("provider:physical_network") or ""
+    candidates = sorted(c.get("name") for c in view.records("chassis").values()
+                        if physnet in (c.get("bridge_mappings") or {}) and c.get("name"))
+    if not candidates:
+        return None
+    port = gateway_port(view, router)
+    host = (port or {}).get("binding:host_id") or ""
+    return host if host in candidates else candidates[0]
+
+
+def is_gateway_chassis(view, ctx, router: Record) -> bool:
+    net = external_network(view, router)
+    if net is None or gateway_chassis_name(view, router) != ctx.name:
+        return False
+    return provider.uplink_ofport(ctx, net) is not None
+
+
+def router_present(view, ctx, router: Record) -> bool:
+    """Routers live where their traffic starts: a local port on one of their networks, or the gateway."""
+    if not is_up(router):
+        return False
+    for net_id in {leg.network["id"] for leg in interface_legs(view, router)}:
+        if network_present(view, ctx, net_id):
+            return True
+    return is_gateway_chassis(view, ctx, router)
+
+
+# --------------------------------------------------------------------------- flows
+
+def _route_prio(prefixlen: int, connected: bool) -> int:
+    return PRIO_ROUTE_BASE + 2 * prefixlen + (1 if connected else 0)
+
+
+def gateway_flows(router: Record, legs: list[Leg]) -> list[Flow]:
+    ck, rkey = router_cookie(router), router["_key"]
+    seen, out = set(), []
+    for leg in legs:
+        k = (leg.network["_key"], leg.mac)
+        if k in seen:
+            continue
+        seen.add(k)
+        out.append(flow(T.L3_GATEWAY, PRIO_GATEWAY, ck,
+                        [SetField(R.ROUTER, rkey), SetField(R.FLAGS, F.ROUTED), GotoTable(T.L3_ROUTE)],
+                        match=dict(metadata=leg.network["_key"], eth_dst=leg.mac, eth_type=ETH_IP)))
+    return out
+
+
+def _to_leg(leg: Leg, nexthop: int | None, table: T) -> list:
+    """Enter `leg`'s network: metadata, source MAC, next hop (None = the destination itself)."""
+    hop = [Move("ipv4_dst", R.NEXTHOP, 32)] if nexthop is None else [SetField(R.NEXTHOP, nexthop)]
+    return [SetField("eth_src", leg.mac), *hop, DecTtl(), WriteMetadata(leg.network["_key"]), GotoTable(table)]
+
+
+def route_flows(view, router: Record, legs: list[Leg], ext_legs: list[Leg]) -> list[Flow]:
+    """LPM over connected subnets, extra routes, the external subnet and the default route."""
+    ck, rkey = router_cookie(router), router["_key"]
+    out: dict[tuple, Flow] = {}
+
+    def add(cidr: ipaddress.IPv4Network, connected: bool, actions: list) -> None:
+        f = flow(T.L3_ROUTE, _route_prio(cidr.prefixlen, connected), ck, actions,
+                 match={R.ROUTER: rkey, "eth_type": ETH_IP,
+                        "ipv4_dst": (int(cidr.network_address), int(cidr.netmask))})
+        out.setdefault(f.key, f)  # first wins: two legs on one subnet are the same route
+
+    for leg in legs:
+        add(leg.cidr, True, _to_leg(leg, None, T.L3_NEIGHBOR))
+    for leg in ext_legs:
+        add(leg.cidr, True, _to_leg(leg, None, T.NAT_OUT))
+    for route in router.get("routes") or ():
+        dest, hop = _v4net(route.get("destination")), _v4(route.get("nexthop"))
+        if dest is None or hop is None:
+            continue
+        leg = next((lg for lg in legs if hop in lg.cidr), None)
+        if leg is not None:
+            add(dest, False, _to_leg(leg, int(hop), T.L3_NEIGHBOR))
+            continue
+        leg = next((lg for lg in ext_legs if hop in lg.cidr), None)
+        if leg is not None:
+            add(dest, False, _to_leg(leg, int(hop), T.NAT_OUT))
+        else:
+            LOG.warning("router %s: route %s via %s has no connected subnet; ignored",
+                        router["id"], route.get("destination"), route.get("nexthop"))
+    for leg in ext_legs:  # default route via the external subnet's gateway
+        gw_ip = _v4(leg.subnet.get("gateway_ip"))
+        if gw_ip is not None and gw_ip in leg.cidr:
+            add(ipaddress.IPv4Network("0.0.0.0/0"), False, _to_leg(leg, int(gw_ip), T.NAT_OUT))
+            break
+    return list(out.values())
+
+
+def _deliver(view, ctx, net: Record, port: Record) -> list | None:
+    """Actions after eth_dst=<port MAC> that get the packet to `port`, or None (unreachable here)."""
+    if port["id"] in ctx.local_ports or network_present(view, ctx, net["id"]):
+        return [GotoTable(T.L2_LOOKUP)]  # local entry, or the network's own remote entry
+    chassis = remote_chassis(view, ctx, port)
+    if chassis is None:
+        return None
+    if is_overlay(net):
+        ofport = ctx.tunnel_ports.get(net.get("provider:network_type") or "")
+        if ofport is None or not chassis.get("tunnel_ip"):
+            return None
+        return [SetField(R.OUT_PORT, port["_key"]), SetField("tunnel_id", segmentation_id(net)),
+                SetField("tun_ipv4_dst", ipv4(chassis["tunnel_ip"])), Output(ofport)]
+    if is_provider(net):
+        uplink = provider.uplink_ofport(ctx, net)
+        if uplink is None:
+            return None
+        vid = provider.vlan_vid(net)
+        return ([PushVlan(), SetField("vlan_vid", vid)] if vid else []) + [Output(uplink)]
+    return None
+
+
+def neighbor_flows(view, ctx, router: Record, legs: list[Leg]) -> list[Flow]:
+    """Next hop → MAC for every addressed port of the router's networks (not router ports)."""
+    ck, rkey = router_cookie(router), router["_key"]
+    out: dict[tuple, Flow] = {}
+    for net_id in sorted({leg.network["id"] for leg in legs}):
+        net = view.network(net_id)
+        cidrs = [leg.cidr for leg in legs if leg.network["id"] == net_id]
+        for port in sorted(view.ports_of_network(net_id), key=lambda p: p["id"]):
+            owner = port.get("device_owner") or ""
+            if owner in (DEVICE_ROUTER_INTERFACE, DEVICE_ROUTER_GATEWAY) or not is_up(port):
+                continue
+            pmac = port_mac(port)
+            if pmac is None or port.get("_key") is None:
+                continue
+            deliver = _deliver(view, ctx, net, port)
+            if deliver is None:
+                continue
+            for fip in port.get("fixed_ips") or ():
+                ip = _v4(fip.get("ip_address"))
+                if ip is None or not any(ip in c for c in cidrs):
+                    continue
+                f = flow(T.L3_NEIGHBOR, PRIO_NEIGHBOR, ck, [SetField("eth_dst", pmac), *deliver],
+                         match={R.ROUTER: rkey, "metadata": net["_key"], R.NEXTHOP: int(ip)})
+                out.setdefault(f.key, f)
+    return list(out.values())
+
+
+def router_flows(view, ctx, router: Record) -> list[Flow]:
+    """Everything Owner.ROUTER needs from east-west routing on ctx's chassis."""
+    if router is None or not router_present(view, ctx, router):
+        return []
+    legs = interface_legs(view, router)
+    ext_legs = gateway_legs(view, router)
+    return (gateway_flows(router, legs) + route_flows(view, router, legs, ext_legs)
+            + neighbor_flows(view, ctx, router, legs))
+
+
+# --------------------------------------------------------------------------- dependencies
+
+def _router_cookies_of_network(view, network_id: str | None) -> set[int]:
+    return {router_cookie(r) for r in routers_of_network(view, network_id)}
+
+
+def owners_for_change(view, change: Change) -> set[int]:
+    """Router owners whose flows may differ after `change` (over-approximates)."""
+    recs = [r for r in (change.old, change.new) if r]
+    out: set[int] = set()
+    if change.kind == ROUTER:
+        out |= {router_cookie(r) for r in recs if r.get("_key") is not None}
+    elif change.kind == PORT:
+        for r in recs:
+            if r.get("device_owner") in (DEVICE_ROUTER_INTERFACE, DEVICE_ROUTER_GATEWAY):
+                rtr = view.get(ROUTER, r.get("device_id"))
+                if rtr is not None and rtr.get("_key") is not None:
+                    out.add(router_cookie(rtr))
+            out |= _router_cookies_of_network(view, r.get("network_id"))
+        # a port (re)appearing may also flip the router's presence on a chassis: covered above
+        # (its network's routers). An interface port deleted along with its network: covered
+        # by device_id.
+    elif change.kind in (SUBNET, NETWORK):
+        for r in recs:  # attached routers, and routers whose gateway is on this network
+            net_id = r.get("network_id") if change.kind == SUBNET else r.get("id")
+            out |= _router_cookies_of_network(view, net_id)
+            out |= {router_cookie(rt) for rt in routers_with_gateway_on(view, net_id)}
+    elif change.kind == "chassis":
+        out |= {router_cookie(r) for r in view.records(ROUTER).values() if r.get("_key") is not None}
+    return out
+
+
+def routers_with_gateway_on(view, network_id: str | None) -> list[Record]:
+    if not network_id:
+        return []
+    return [r for r in view.records(ROUTER).values()
+            if (r.get("external_gateway_info") or {}).get("network_id") == network_id and r.get("_key") is not None]
+
+
+def present_routers(view, ctx) -> list[Record]:
+    """Routers with flows on ctx's chassis."""
+    found: dict[str, Record] = {}
+    nets = set()
+    for pid in ctx.local_ports:
+        port = view.port(pid)
+        if port is not None:
+            nets.add(port.get("network_id"))
+    for net_id in nets:
+        for r in routers_of_network(view, net_id):
+            found[r["id"]] = r
+    for r in view.records(ROUTER).values():
+        if r.get("_key") is not None and r.get("external_gateway_info") and is_gateway_chassis(view, ctx, r):
+            found[r["id"]] = r
+    return [r for r in found.values() if router_present(view, ctx, r)]
+
+
+def owners_on_chassis(view, ctx) -> set[int]:
+    return {router_cookie(r) for r in present_routers(view, ctx)}
