@@ -18,8 +18,9 @@ Tables (see docs/routing.md):
   CLASSIFY        uplink (+VLAN) ARP for a FIP / gateway IP: learn the asker as external next
                   hop (L3_EXT_NEIGHBOR), answer requests in the datapath (reply out IN_PORT,
                   tag kept), swallow replies. IPv4 to FIP/gateway (its MAC) → NAT_IN.
-  NAT_IN          FIP: ipv4_dst=FIP → fixed IP, reg2=router → L3_ROUTE.
-                  Gateway IP: ct(zone=Z, nat) → NAT_IN; +est+rpl in zone Z → reg2 → L3_ROUTE.
+  NAT_IN          FIP: ipv4_dst=FIP → fixed IP, reg2=router → resubmit(L3_ROUTE) (an earlier
+                  table: goto may only go forward). Gateway IP: ct(zone=Z, nat) → NAT_IN;
+                  +est+rpl in zone Z → reg2 → resubmit(L3_ROUTE).
   NAT_OUT         FIP: reg2, ipv4_src=fixed → ipv4_src=FIP, eth_src=FIP MAC → resolve → out.
                   SNAT: reg2 → ct(commit, zone=Z, nat(src=gateway IP)) → NAT_OUT; ct_zone=Z →
                   resolve → out. "Resolve" = eth_dst=0, resubmit(L3_EXT_NEIGHBOR), goto EXT_OUTPUT.
@@ -160,7 +161,7 @@ def fip_flows(view, ctx, fip: Record) -> list[Flow]:
     ck, ext = fip_cookie(fip), net["_key"]
     return uplink_address_flows(ctx, net, ck, fip_ip, mac_) + [
         flow(T.NAT_IN, PRIO_NAT, ck,
-             [SetField("ipv4_dst", fixed), SetField(R.ROUTER, router["_key"]), GotoTable(T.L3_ROUTE)],
+             [SetField("ipv4_dst", fixed), SetField(R.ROUTER, router["_key"]), Resubmit(T.L3_ROUTE)],
              match=dict(metadata=ext, eth_type=ETH_IP, ipv4_dst=fip_ip)),
         flow(T.NAT_OUT, PRIO_FIP_OUT, ck,
              [SetField("ipv4_src", fip_ip), SetField("eth_src", mac_), *RESOLVE_AND_SEND],
@@ -195,7 +196,7 @@ def router_nat_flows(view, ctx, router: Record) -> list[Flow]:
         # replies to the gateway IP: un-SNAT, then route to the inside
         flow(T.NAT_IN, PRIO_NAT, ck, [CT(zone=zone, nat=NAT(), table=T.NAT_IN)],
              match=dict(metadata=ext, eth_type=ETH_IP, ipv4_dst=gw_ip)),
-        flow(T.NAT_IN, PRIO_NAT_POST, ck, [SetField(R.ROUTER, rkey), GotoTable(T.L3_ROUTE)],
+        flow(T.NAT_IN, PRIO_NAT_POST, ck, [SetField(R.ROUTER, rkey), Resubmit(T.L3_ROUTE)],
              match=dict(post, ct_state=(CT_TRK | CT_EST | CT_RPL, CT_TRK | CT_EST | CT_RPL | CT_INV))),
         flow(T.NAT_IN, PRIO_NAT_POST_DROP, ck, [], match=post),
         # SNAT towards the outside

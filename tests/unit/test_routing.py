@@ -107,8 +107,9 @@ def routed_topo() -> Routed:
 
 
 def ip_pkt(src_port: dict, dst_mac: str, dst_ip: str, ttl: int = 64, **more) -> dict:
+    more.setdefault("icmpv4_type", 8)
     pkt = packet(eth_src=src_port["mac_address"], eth_dst=dst_mac, eth_type=0x0800, ip_proto=1,
-                 ipv4_src=src_port["fixed_ips"][0]["ip_address"], ipv4_dst=dst_ip, icmpv4_type=8, **more)
+                 ipv4_src=src_port["fixed_ips"][0]["ip_address"], ipv4_dst=dst_ip, **more)
     pkt["ip_ttl"] = ttl
     return pkt
 
