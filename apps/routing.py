@@ -25,3 +25,15 @@ class RoutingApp:
             return ()
         router = view.by_key(ROUTER, key)
         return routing.router_flows(view, ctx, router) if router is not None else ()
+
+
+def with_routing() -> list:
+    """The registry's apps plus routing and NAT, each once.
+
+    For `tenantflow serve --apps apps.routing:with_routing` while apps.registry does not list
+    them (and harmless after it does)."""
+    from apps.nat import NatApp
+    from apps.registry import default_apps
+    apps = default_apps()
+    names = {getattr(a, "name", "") for a in apps}
+    return apps + [a for a in (RoutingApp(), NatApp()) if a.name not in names]
