@@ -9,6 +9,7 @@ APPS: list[str] = [
     "apps.tunnels:TunnelApp",
     "apps.arp:ArpApp", "apps.dhcp:DhcpApp",
     "apps.port_security:PortSecurityApp", "apps.security_groups:SecurityGroupsApp",
+    "apps.routing:RoutingApp", "apps.nat:NatApp",
 ]
 
 
