@@ -7,8 +7,10 @@ Why this split:
   each MAC on one uplink only, no flapping.
 - SNAT shares one address among many, so it needs conntrack state, which lives in one
   datapath: the router's *gateway chassis* (flows.routing.gateway_chassis_name). That chassis
-  also owns the gateway IP/MAC on the outside. Limitation: only VMs on the gateway chassis are
-  SNATed; other chassis drop SNAT traffic (no transit to the gateway chassis yet).
+  also owns the gateway IP/MAC on the outside. Other chassis send a router's SNAT traffic
+  (already routed there) to the gateway chassis over VXLAN with a per-router *transit key*
+  (tun_id = TRANSIT_KEY_BASE | router key), where it is routed again and SNATed; replies are
+  un-NATed there and routed straight to the VM's chassis (flows.routing's neighbor entries).
 
 Conntrack zone of a router's SNAT = its gateway port's `_key`. Port keys are the security
 groups' zones (1..65535), but a gateway port is never plugged anywhere, so reg6/reg7 never hold
@@ -60,6 +62,13 @@ PRIO_EXT_UNRESOLVED = 200
 PRIO_EXT_OUT = 100
 NEIGHBOR_LEARN_PRIORITY = 100
 NEIGHBOR_IDLE_TIMEOUT = 300
+PRIO_TRANSIT_IN = 150        # NAT_IN: above FIP / gateway-IP entries (those come from the uplink)
+PRIO_TRANSIT_OUT = 50        # NAT_OUT: below FIP (300) — only what no local NAT takes
+TRANSIT_CLASSIFY_PRIORITY = 100
+# Tunnel keys of router transit traffic: bit 23 set, router key below. Tenant VNIs must stay
+# below 0x800000 (the default VNI range is 1-65535).
+TRANSIT_KEY_BASE = 0x800000
+TRANSIT_TUNNEL = "vxlan"
 
 
 def _ip(text: str | None) -> int | None:
@@ -177,10 +186,53 @@ def snat_zone(view, router: Record) -> int | None:
     return int(gw["_key"]) if gw is not None and gw.get("_key") is not None else None
 
 
-def router_nat_flows(view, ctx, router: Record) -> list[Flow]:
-    """Gateway IP (ARP, un-SNAT) and SNAT of a router, on its gateway chassis only."""
-    if router is None or not is_up(router) or not is_gateway_chassis(view, ctx, router):
+def transit_key(router: Record) -> int | None:
+    key = int(router["_key"])
+    return TRANSIT_KEY_BASE | key if 0 < key < TRANSIT_KEY_BASE else None
+
+
+def _snat_enabled(router: Record) -> bool:
+    gw = router.get("external_gateway_info") or {}
+    return bool(gw.get("network_id")) and gw.get("enable_snat", True) is not False
+
+
+def transit_out_flows(view, ctx, router: Record) -> list[Flow]:
+    """Not the gateway chassis: hand SNAT traffic (routed here, no local FIP) to the gateway chassis."""
+    net = external_network(view, router)
+    gw_name = gateway_chassis_name(view, router)
+    gw = view.chassis_by_name(gw_name) if gw_name else None
+    ofport, tkey = ctx.tunnel_ports.get(TRANSIT_TUNNEL), transit_key(router)
+    if (net is None or gw is None or not gw.get("tunnel_ip") or gw_name == ctx.name or ofport is None
+            or tkey is None or not _snat_enabled(router) or not gateway_legs(view, router)):
         return []
+    return [flow(T.NAT_OUT, PRIO_TRANSIT_OUT, router_cookie(router),
+                 [SetField("tunnel_id", tkey), SetField("tun_ipv4_dst", _ip(gw["tunnel_ip"]) or 0), Output(ofport)],
+                 match={"metadata": net["_key"], R.ROUTER: router["_key"], "eth_type": ETH_IP})]
+
+
+def transit_in_flows(ctx, router: Record, net: Record) -> list[Flow]:
+    """Gateway chassis: transit traffic from other chassis is routed again here (then SNATed)."""
+    ofport, tkey = ctx.tunnel_ports.get(TRANSIT_TUNNEL), transit_key(router)
+    if ofport is None or tkey is None:
+        return []
+    ck, rkey = router_cookie(router), router["_key"]
+    return [
+        flow(T.CLASSIFY, TRANSIT_CLASSIFY_PRIORITY, ck,
+             [SetField(R.FLAGS, F.FROM_TUNNEL), SetField(R.ROUTER, rkey), WriteMetadata(net["_key"]),
+              GotoTable(T.NAT_IN)],
+             match=dict(in_port=ofport, tunnel_id=tkey)),
+        flow(T.NAT_IN, PRIO_TRANSIT_IN, ck, [Resubmit(T.L3_ROUTE)],
+             match={"metadata": net["_key"], R.ROUTER: rkey, R.FLAGS: (F.FROM_TUNNEL, F.FROM_TUNNEL),
+                    "eth_type": ETH_IP}),
+    ]
+
+
+def router_nat_flows(view, ctx, router: Record) -> list[Flow]:
+    """Gateway IP (ARP, un-SNAT) and SNAT of a router on its gateway chassis; transit elsewhere."""
+    if router is None or not is_up(router):
+        return []
+    if not is_gateway_chassis(view, ctx, router):
+        return transit_out_flows(view, ctx, router)
     net = external_network(view, router)
     legs = gateway_legs(view, router)
     zone = snat_zone(view, router)
@@ -189,10 +241,10 @@ def router_nat_flows(view, ctx, router: Record) -> list[Flow]:
     leg = legs[0]
     ck, ext, rkey, gw_ip = router_cookie(router), net["_key"], router["_key"], int(leg.ip)
     flows = uplink_address_flows(ctx, net, ck, gw_ip, leg.mac)
-    if (router.get("external_gateway_info") or {}).get("enable_snat", True) is False:
+    if not _snat_enabled(router):
         return flows
     post = {"metadata": ext, "ct_zone": zone, "eth_type": ETH_IP}
-    return flows + [
+    return flows + transit_in_flows(ctx, router, net) + [
         # replies to the gateway IP: un-SNAT, then route to the inside
         flow(T.NAT_IN, PRIO_NAT, ck, [CT(zone=zone, nat=NAT(), table=T.NAT_IN)],
              match=dict(metadata=ext, eth_type=ETH_IP, ipv4_dst=gw_ip)),

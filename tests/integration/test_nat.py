@@ -2,10 +2,12 @@
 an outside learning switch with an outside host on an access port), floating IPs and SNAT.
 
 c1 and c2 both map physnet1; c1 is the router's gateway chassis (first by name). vm-fip on c2
-has a floating IP; vm-snat on c1 has none.
+has a floating IP; vm-snat on c1 and vm-snat2 on c2 have none (vm-snat2's traffic reaches c1
+over the VXLAN transit key and is SNATed there).
 Proven: the outside host pings the floating IP and the VM sees the outside host's real
 address; the VM pings out and the outside host sees the floating IP; the VM without a
-floating IP reaches the outside host, which sees the router's gateway IP (SNAT), TCP included;
+floating IP reaches the outside host, which sees the router's gateway IP (SNAT), TCP included,
+from the gateway chassis and from the other chassis;
 ARP for the floating IP is answered from c2's uplink only and for the gateway IP from c1's only.
 """
 from __future__ import annotations
@@ -34,6 +36,7 @@ class Env:
     outside: Host
     vm_fip: Host
     vm_snat: Host
+    vm_snat2: Host
     fip: dict[str, Any]
     gw_ip: str
     gw_mac: str
@@ -60,16 +63,18 @@ def _build(bed: Bed) -> Env:
     outside = sw.add_host("out1", ip=f"{OUTSIDE_IP}/24")
     p_fip = api.port(net, name="vm-fip", fixed_ips=fixed_ip(sub, "10.71.0.20"))
     p_snat = api.port(net, name="vm-snat", fixed_ips=fixed_ip(sub, "10.71.0.30"))
+    p_snat2 = api.port(net, name="vm-snat2", fixed_ips=fixed_ip(sub, "10.71.0.31"))
     allow_icmp_in(api, p_fip)
     api.create("security-group-rules", security_group_id=p_fip["security_groups"][0], direction="ingress",
                ethertype="IPv4", protocol="tcp", port_range_min=5001, port_range_max=5009,
                remote_ip_prefix="0.0.0.0/0")
     vm_fip = bed.add_vm(c2, p_fip, gateway=True, name="vm-fip")
     vm_snat = bed.add_vm(c1, p_snat, gateway=True, name="vm-snat")
-    for p in (p_fip, p_snat):
+    vm_snat2 = bed.add_vm(c2, p_snat2, gateway=True, name="vm-snat2")
+    for p in (p_fip, p_snat, p_snat2):
         assert bed.wait_port_status(p)
     fip = api.create("floatingips", floating_network_id=ext["id"], port_id=p_fip["id"])
-    return Env(bed, sw, c1, c2, outside, vm_fip, vm_snat, fip, gw_ip, gw_port["mac_address"])
+    return Env(bed, sw, c1, c2, outside, vm_fip, vm_snat, vm_snat2, fip, gw_ip, gw_port["mac_address"])
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +118,17 @@ def test_snat_vm_without_floating_ip_reaches_outside_as_gateway_ip(env: Env):
     listener = env.outside.nc_listen(5006, timeout=15)
     assert env.vm_snat.nc_send(OUTSIDE_IP, 5006, "via-snat")
     assert listener.wait_for("via-snat")
+
+
+def test_snat_from_the_other_chassis_via_the_gateway_chassis(env: Env):
+    cap = env.bed.tcpdump(env.outside, "eth0", f"icmp[icmptype] = icmp-echo and host {OUTSIDE_IP}",
+                          count=1, timeout=15)
+    assert eventually(lambda: env.vm_snat2.ping_ok(OUTSIDE_IP), timeout=30), env.bed.diagnostics()
+    lines = cap.wait()
+    assert lines and f"{env.gw_ip} > {OUTSIDE_IP}" in lines[0], lines
+    listener = env.outside.nc_listen(5007, timeout=15)
+    assert env.vm_snat2.nc_send(OUTSIDE_IP, 5007, "via-transit")
+    assert listener.wait_for("via-transit")
 
 
 def test_snat_gives_outside_no_way_in(env: Env):

@@ -12,10 +12,10 @@ from apps.base import PacketIn
 from apps.nat import NatApp, build_arp_request
 from flows import compiler, nat, routing
 from flows.fields import ipv4, mac
-from flows.simulator import CtState, Simulator, packet
+from flows.simulator import CtState, packet
 from flows.tables import R, T, Owner, cookie
 from tests.unit.l2topo import UPLINK
-from tests.unit.test_routing import apps, delivered, ip_pkt, routed_topo, service_port, subnet
+from tests.unit.test_routing import apps, ip_pkt, routed_topo, service_port, subnet
 
 OUTSIDE_MAC = "00:00:5e:00:53:01"
 OUTSIDE_IP = "172.24.4.100"
@@ -176,12 +176,33 @@ def test_snat_disabled_means_no_snat_flows():
     assert c1.run(ip_pkt(r.ports["vmA1"], r.macs["R1A"], OUTSIDE_IP), in_port=1).outputs == []
 
 
-def test_no_snat_from_a_non_gateway_chassis():
-    """Documented limitation: SNAT happens only for VMs on the gateway chassis."""
+def test_snat_from_another_chassis_goes_through_the_gateway_chassis():
+    """vmB2 on c2 without a floating IP: routed on c2, tunnelled (transit key) to c1, SNATed there;
+    the reply is un-NATed on c1 and tunnelled straight to c2."""
     r = with_external()
     r.topo.update("floatingip", r.extra["fip"]["id"], port_id=None, fixed_ip_address=None, router_id=None)
-    c2 = r.sim("c2")
-    assert c2.run(ip_pkt(r.ports["vmB2"], r.macs["R1B"], OUTSIDE_IP), in_port=1).outputs == []
+    fab = r.fabric()
+    fab._chassis["c1"].sim.run(arp(1, OUTSIDE_MAC, OUTSIDE_IP, GW_IP), in_port=UPLINK)
+    out = fab.send("c2", 1, ip_pkt(r.ports["vmB2"], r.macs["R1B"], OUTSIDE_IP))
+    ext = [d for d in out if d.chassis == "physnet:physnet1"]
+    assert len(ext) == 1 and len(out) == 1, out
+    assert ext[0].packet["ipv4_src"] == ipv4(GW_IP) and ext[0].packet["eth_src"] == mac(GW_MAC)
+    assert ext[0].packet["eth_dst"] == mac(OUTSIDE_MAC)
+    back = fab.send("c1", UPLINK, outside_ip(GW_MAC, GW_IP, itype=0))
+    assert [(d.chassis, d.port) for d in back] == [("c2", 1)]
+    assert back[0].packet["ipv4_dst"] == ipv4("10.2.0.12") and back[0].packet["eth_dst"] == mac("fa:16:3e:00:0b:02")
+    # the transit key is not a tenant network: nothing else on c1 accepts it
+    c2 = r.contexts()[1]
+    flows = compiler.compile_owner(apps(), r.topo.view(), c2, cookie(Owner.ROUTER, r.routers["R1"]["_key"]))
+    assert any(f.table == T.NAT_OUT for f in flows)
+
+
+def test_no_transit_when_snat_disabled():
+    r = with_external(snat=False)
+    r.topo.update("floatingip", r.extra["fip"]["id"], port_id=None, fixed_ip_address=None, router_id=None)
+    fab = r.fabric()
+    fab._chassis["c1"].sim.run(arp(1, OUTSIDE_MAC, OUTSIDE_IP, GW_IP), in_port=UPLINK)
+    assert fab.send("c2", 1, ip_pkt(r.ports["vmB2"], r.macs["R1B"], OUTSIDE_IP)) == []
 
 
 def test_fip_wins_over_snat_on_gateway_chassis():

@@ -20,7 +20,7 @@ from flows import compiler, routing
 from flows.fields import ipv4, mac
 from flows.simulator import Fabric, Simulator, packet
 from flows.tables import F, R, T, Owner, cookie
-from tests.unit.l2topo import UPLINK, Topo, ctx
+from tests.unit.l2topo import Topo, ctx
 
 ROUTER_IFACE = "network:router_interface"
 
