@@ -117,7 +117,7 @@ def rss_kb(pid: int) -> dict[str, int]:
     out = {}
     with open(f"/proc/{pid}/status") as fh:
         for line in fh:
-            if line.startswith(("VmRSS:", "VmHWM:")):
+            if line.startswith(("VmRSS:", "VmHWM:", "RssAnon:", "RssFile:")):
                 out[line.split(":")[0]] = int(line.split()[1])
     return out
 
@@ -146,7 +146,8 @@ class Bench:
         self.ovs.start()
         (self.dir / "ctl").mkdir()
         self.ctl = Controller(self.dir / "ctl", ofp_host="127.0.0.1")
-        env = {"OSKEN_HUB_TYPE": self.hub} if self.hub == "eventlet" else {"OSKEN_HUB_TYPE": "native"}
+        env = {"OSKEN_HUB_TYPE": self.hub}
+        env.update(kv.split("=", 1) for kv in self.args.env)
         self.ctl.start(["--apps", APPS, "--log-level", "INFO"], env=env)
         self.api = self.ctl.client()
         tf = str(REPO / ".venv/bin/tenantflow")
@@ -360,14 +361,17 @@ class Bench:
         res = self.result
         res["loadavg_start"] = loadavg()
         self.start()
+        res["rss_kb_idle"] = rss_kb(self.ctl.proc.pid)
         t0 = time.perf_counter()
         nets = self.topology()
         res["topology_s"] = round(time.perf_counter() - t0, 3)
         self.settle(time.perf_counter(), 0.05)
+        res["rss_kb_topology"] = rss_kb(self.ctl.proc.pid)
         res["before_ports_flows"] = self.counter.count()
         res["bulk"] = self.bulk(nets, taps_first=self.args.order in ("before", "both"))
         res["rss_kb_after_bulk"] = rss_kb(self.ctl.proc.pid)
         res["all_active_s"] = self.wait_active(self.bulk_t0)
+        res["rss_kb_bound"] = rss_kb(self.ctl.proc.pid)
         kinds = self.by_owner()
         res["flows_by_owner"] = kinds
         res["flows_per_port"] = round(res["bulk"]["flows"] / self.args.ports, 2)
@@ -423,6 +427,7 @@ def report(res: dict) -> None:
     print(f"  bulk: {b['flow_mods']} flow-mods in {b['bundles']} bundles; API→switch rate {big:.0f} flows/s")
     print(f"  ovs-ofctl --bundle add-flows of the same {base['flows']} flows: {base['seconds']:.3f} s "
           f"= {base['flows_per_s']} flows/s; whole API→switch path vs that: {big / base['flows_per_s']:.2f}")
+    print(f"  controller RSS idle (connected, no topology) {res['rss_kb_idle']['VmRSS'] / 1024:.1f} MB")
     print(f"  controller RSS after bulk {res['rss_kb_after_bulk']['VmRSS'] / 1024:.1f} MB, end "
           f"{res['rss_kb_end']['VmRSS'] / 1024:.1f} MB (peak {res['rss_kb_end']['VmHWM'] / 1024:.1f} MB)   target ≤ 100 MB")
 
@@ -449,6 +454,7 @@ def main() -> int:
     ap.add_argument("--order", choices=["before", "after", "both"], default="both",
                     help="taps created before the POST (main figure), after it, or both")
     ap.add_argument("--profile", action="store_true", help="py-spy the controller (bulk, first extra port)")
+    ap.add_argument("--env", action="append", default=[], metavar="K=V", help="extra env for tenantflow serve")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, flow dumps)")
     args = ap.parse_args()
     rc = ensure_netns([str(Path(__file__).resolve()), *sys.argv[1:]])
