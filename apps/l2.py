@@ -6,7 +6,7 @@ from typing import Iterable
 from flows import l2
 from flows.flow import Flow
 from flows.tables import Owner
-from apps.owners import split_owner
+from apps.owners import owner_record
 
 
 class L2App:
@@ -19,11 +19,11 @@ class L2App:
         return l2.owners_on_chassis(view, ctx)
 
     def compile(self, view, ctx, owner: int) -> Iterable[Flow]:
-        kind, key = split_owner(owner)
+        kind, rec = owner_record(view, owner)
+        if rec is None:
+            return ()
         if kind is Owner.PORT:
-            port = view.by_key("port", key)
-            return l2.port_flows(view, ctx, port) if port is not None else ()
+            return l2.port_flows(view, ctx, rec)
         if kind is Owner.NETWORK:
-            net = view.by_key("network", key)
-            return l2.network_flows(view, ctx, net) if net is not None else ()
+            return l2.network_flows(view, ctx, rec)
         return ()

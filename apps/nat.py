@@ -16,12 +16,12 @@ import struct
 from typing import Iterable
 
 from apps.base import ChassisContext, PacketIn, PacketOut
-from apps.owners import split_owner
+from apps.owners import owner_record
 from apps.ratelimit import TokenBuckets
 from flows import nat, provider
 from flows.flow import Flow
 from flows.tables import R, Owner
-from topology.store import FLOATINGIP, NETWORK, ROUTER
+from topology.store import NETWORK
 
 LOG = logging.getLogger(__name__)
 
@@ -65,14 +65,13 @@ class NatApp:
         return nat.owners_on_chassis(view, ctx)
 
     def compile(self, view, ctx, owner: int) -> Iterable[Flow]:
-        kind, key = split_owner(owner)
+        kind, rec = owner_record(view, owner)
         if kind is Owner.FLOATINGIP:
-            return nat.fip_flows(view, ctx, view.by_key(FLOATINGIP, key))
+            return nat.fip_flows(view, ctx, rec)
         if kind is Owner.ROUTER:
-            return nat.router_nat_flows(view, ctx, view.by_key(ROUTER, key))
-        if kind is Owner.NETWORK:
-            net = view.by_key(NETWORK, key)
-            return nat.ext_network_flows(view, ctx, net) if net is not None and net.get("router:external") else ()
+            return nat.router_nat_flows(view, ctx, rec)
+        if kind is Owner.NETWORK and rec is not None and rec.get("router:external"):
+            return nat.ext_network_flows(view, ctx, rec)
         return ()
 
     # ---------------------------------------------------------------- PacketApp

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from apps.owners import split_owner
+from apps.owners import owner_record
 from flows import routing
 from flows.flow import Flow
 from flows.tables import Owner
-from topology.store import ROUTER
 
 
 class RoutingApp:
@@ -20,20 +19,7 @@ class RoutingApp:
         return routing.owners_on_chassis(view, ctx)
 
     def compile(self, view, ctx, owner: int) -> Iterable[Flow]:
-        kind, key = split_owner(owner)
-        if kind is not Owner.ROUTER:
+        kind, router = owner_record(view, owner)
+        if kind is not Owner.ROUTER or router is None:
             return ()
-        router = view.by_key(ROUTER, key)
-        return routing.router_flows(view, ctx, router) if router is not None else ()
-
-
-def with_routing() -> list:
-    """The registry's apps plus routing and NAT, each once.
-
-    For `tenantflow serve --apps apps.routing:with_routing` while apps.registry does not list
-    them (and harmless after it does)."""
-    from apps.nat import NatApp
-    from apps.registry import default_apps
-    apps = default_apps()
-    names = {getattr(a, "name", "") for a in apps}
-    return apps + [a for a in (RoutingApp(), NatApp()) if a.name not in names]
+        return routing.router_flows(view, ctx, router)

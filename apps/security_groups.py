@@ -131,16 +131,3 @@ class SecurityGroupsApp:
             return sg.group_flows(ViewGroups(view), group["id"])
         return ()
 
-
-def with_security() -> list:
-    """The registry's apps plus port security and security groups, each once.
-
-    For `tenantflow serve --apps apps.security_groups:with_security` while apps.registry does
-    not list these apps yet (tests that still assume unfiltered ports keep passing).
-    """
-    from apps.port_security import PortSecurityApp
-    from apps.registry import default_apps
-    apps = default_apps()
-    names = {getattr(a, "name", "") for a in apps}
-    apps += [a for a in (PortSecurityApp(), SecurityGroupsApp()) if a.name not in names]
-    return apps

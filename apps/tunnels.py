@@ -10,7 +10,7 @@ from typing import Iterable
 from flows import l2, overlay
 from flows.flow import Flow
 from flows.tables import Owner
-from apps.owners import split_owner
+from apps.owners import owner_record
 
 
 class TunnelApp:
@@ -24,11 +24,11 @@ class TunnelApp:
         return l2.owners_on_chassis(view, ctx)
 
     def compile(self, view, ctx, owner: int) -> Iterable[Flow]:
-        kind, key = split_owner(owner)
+        kind, rec = owner_record(view, owner)
+        if rec is None:
+            return ()
         if kind is Owner.PORT:
-            port = view.by_key("port", key)
-            return overlay.remote_port_flows(view, ctx, port) if port is not None else ()
+            return overlay.remote_port_flows(view, ctx, rec)
         if kind is Owner.NETWORK:
-            net = view.by_key("network", key)
-            return overlay.network_flows(view, ctx, net) if net is not None else ()
+            return overlay.network_flows(view, ctx, rec)
         return ()

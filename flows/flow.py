@@ -9,7 +9,7 @@ is dropped, so two spellings of the same match compare equal.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Mapping, Union
 
 from flows.fields import FIELDS, format_value, full_mask

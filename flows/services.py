@@ -22,7 +22,7 @@ import ipaddress
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from flows.flow import Controller, Flow, GotoTable, flow
 from flows.tables import Owner, R, T, cookie, cookie_owner

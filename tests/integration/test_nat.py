@@ -23,7 +23,6 @@ from tests.testbed import Bed, Chassis, Host, PhysicalSwitch, serve_implemented
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not serve_implemented(), reason="tenantflow serve not implemented yet")]
 
-APPS_ARG = ["--apps", "apps.routing:with_routing"]
 OUTSIDE_IP = "172.30.0.200"
 
 
@@ -43,7 +42,7 @@ class Env:
 
 
 def _build(bed: Bed) -> Env:
-    bed.start_controller(extra_args=APPS_ARG)
+    bed.start_controller()
     sw = bed.add_physical_switch("phys")
     c1 = bed.add_chassis("c1", bridge_mappings={"physnet1": sw})
     c2 = bed.add_chassis("c2", bridge_mappings={"physnet1": sw})

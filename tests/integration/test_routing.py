@@ -19,7 +19,6 @@ from tests.testbed import Bed, serve_implemented
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not serve_implemented(), reason="tenantflow serve not implemented yet")]
 
-APPS_ARG = ["--apps", "apps.routing:with_routing"]
 
 
 def two_subnets_and_router(api, prefix: str, name: str):
@@ -35,7 +34,7 @@ def two_subnets_and_router(api, prefix: str, name: str):
 @pytest.fixture(scope="module")
 def env(module_bed: Bed):
     bed = module_bed
-    bed.start_controller(extra_args=APPS_ARG)
+    bed.start_controller()
     c1, c2 = bed.add_chassis("c1"), bed.add_chassis("c2")
     for ch in (c1, c2):
         assert ch.wait_connected(timeout=30), bed.diagnostics()

@@ -12,13 +12,12 @@ from typing import Any, Callable
 
 from tests.testbed import Bed
 
-APPS_ARG = ["--apps", "apps.security_groups:with_security"]
 _subnets = itertools.count(40)
 
 
 def start(bed: Bed, chassis: tuple[str, ...] = ("c1", "c2")) -> list:
     """Controller with port security + security groups, and chassis connected to it."""
-    bed.start_controller(extra_args=APPS_ARG)
+    bed.start_controller()
     out = [bed.add_chassis(name) for name in chassis]
     for ch in out:
         assert ch.wait_connected(timeout=30), bed.diagnostics()

@@ -93,14 +93,14 @@ def test_arp_replies_and_other_traffic_follow_l2(topo):
 
 def test_punts_behind_port_security(topo):
     """With port security on, client requests still reach the punts; spoofed ARP never does."""
-    from apps.security_groups import with_security
+    from apps.registry import default_apps
     from flows import compiler
     from flows.simulator import Simulator
     from topology.store import Change
     view, c, o = topo
     secured = {**o["a"], "port_security_enabled": True}
     view.apply(Change(view.revision + 1, "port", secured["id"], o["a"], secured))
-    sim = Simulator(compiler.all_flows(compiler.compile_chassis(with_security(), view, c)))
+    sim = Simulator(compiler.all_flows(compiler.compile_chassis(default_apps(), view, c)))
     res = sim.run(dhcp(MAC_A), in_port=1)
     assert [p.userdata for p in res.punts] == [b"dhcp"], res.dump_trace()
     res = sim.run(arp(MAC_A, "10.0.0.3", "10.0.0.4"), in_port=1)
