@@ -104,11 +104,15 @@ class DhcpApp:
         return services.compile_owner(view, self.cache, ctx, owner, "dhcp", self.meter_id)
 
     # ---------------------------------------------------------------- settings
-    def _setting(self, view, name: str, mine, default):
-        if mine is not None:
-            return mine
-        settings = getattr(view, "settings", None)
-        value = getattr(settings, name, None) if settings is not None else None
+    def configure(self, settings) -> None:
+        """Deployment settings (topology.settings.Settings); explicit constructor args win."""
+        if self.dns_domain is None:
+            self.dns_domain = getattr(settings, "dns_domain", None)
+        if self.lease_time is None:
+            self.lease_time = getattr(settings, "dhcp_lease_time", None)
+
+    @staticmethod
+    def _setting(value, default):
         return value if value is not None else default
 
     # ---------------------------------------------------------------- PacketApp
@@ -220,7 +224,7 @@ class DhcpApp:
         opts: list[tuple[int, bytes]] = [(P.OPT_MSG_TYPE, bytes([msg_type])),
                                          (P.OPT_SERVER_ID, _ip_bytes(lease.server_ip))]
         if not inform:
-            lease_s = int(self._setting(view, "dhcp_lease_time", self.lease_time, DEFAULT_LEASE))
+            lease_s = int(self._setting(self.lease_time, DEFAULT_LEASE))
             opts += [(OPT_LEASE, lease_s.to_bytes(4, "big")),
                      (OPT_T1, int(lease_s * 0.5).to_bytes(4, "big")),
                      (OPT_T2, int(lease_s * 0.875).to_bytes(4, "big"))]
@@ -231,7 +235,7 @@ class DhcpApp:
         if dns:
             opts.append((OPT_DNS, b"".join(_ip_bytes(d) for d in dns)))
         opts.append((OPT_HOSTNAME, services.hostname_for(lease.port, lease.ip).encode("ascii")))
-        domain = str(self._setting(view, "dns_domain", self.dns_domain, DEFAULT_DOMAIN)).strip(".")
+        domain = str(self._setting(self.dns_domain, DEFAULT_DOMAIN)).strip(".")
         if domain:
             opts.append((OPT_DOMAIN, domain.encode("ascii", "replace")[:255]))
         opts.append((OPT_MTU, self._mtu(lease.network).to_bytes(2, "big")))

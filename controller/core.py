@@ -150,6 +150,10 @@ class Core:
         self.store = store
         self.service = service
         self.settings = settings
+        for app in apps:  # apps with deployment settings (DHCP lease time, DNS domain, …)
+            configure = getattr(app, "configure", None)
+            if configure is not None:
+                configure(settings)
         self.compiler = AppCompiler(apps)
         self.packet_apps = {bytes(a.userdata): a for a in apps if getattr(a, "userdata", None)}
         self.encoder = wire.Encoder()

@@ -157,7 +157,7 @@ def test_hostname_falls_back_to_host_ip():
     assert opts["hostname"] == b"host-10-0-0-10"
 
 
-def test_settings_from_constructor_and_from_view():
+def test_settings_from_constructor_and_from_configure():
     app, view = DhcpApp(dns_domain="example.org.", lease_time=600), make_view()
     _, _, _, opts = parse_reply(one_reply(app, view, dhcp_frame("discover")).data)
     assert opts["domain"] == b"example.org" and opts["lease_time"] == 600
@@ -165,9 +165,13 @@ def test_settings_from_constructor_and_from_view():
 
     class S:
         dns_domain, dhcp_lease_time = "lab.test", 1200
-    view.settings = S()
-    _, _, _, opts = parse_reply(one_reply(DhcpApp(), view, dhcp_frame("discover")).data)
+    configured = DhcpApp()
+    configured.configure(S())  # what controller.core does with the serve settings
+    _, _, _, opts = parse_reply(one_reply(configured, view, dhcp_frame("discover")).data)
     assert opts["domain"] == b"lab.test" and opts["lease_time"] == 1200
+    app.configure(S())  # explicit constructor values win
+    _, _, _, opts = parse_reply(one_reply(app, view, dhcp_frame("discover")).data)
+    assert opts["domain"] == b"example.org" and opts["lease_time"] == 600
 
 
 def test_mtu_defaults_from_network_type_when_missing():
