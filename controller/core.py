@@ -26,6 +26,7 @@ from controller import wire
 from controller.reconciler import Reconciler, ReconcileError, XidSource, owner_label
 from controller.registry import (IFNAME_INDEX, DatapathEntry, Registry, SwitchPort, build_context,
                                  dpid_name, port_ifnames)
+from flows import compiler
 from flows.flow import Flow
 from topology.store import CHASSIS, PORT, Change, Compacted
 from topology.view import TopologyView
@@ -36,47 +37,24 @@ ACTIVE, DOWN = "ACTIVE", "DOWN"
 
 
 class AppCompiler:
-    """Adapter to flows.compiler (H2); falls back to asking the apps directly if it is absent."""
+    """The apps bound to flows.compiler: which owners a change touches, and their flows."""
 
     def __init__(self, apps: list) -> None:
         self.apps = list(apps)
         self.flow_apps = [a for a in self.apps if hasattr(a, "compile")]
-        try:
-            from flows import compiler as mod  # noqa: WPS433 — optional until it lands
-        except ImportError:
-            mod = None
-        self._mod = mod
 
     def owners_for_change(self, view, change: Change) -> set[int]:
-        if self._mod is not None:
-            return set(self._mod.owners_for_change(self.flow_apps, view, change))
-        out: set[int] = set()
-        for app in self.flow_apps:
-            out.update(app.owners_for_change(view, change))
-        return out
+        return set(compiler.owners_for_change(self.flow_apps, view, change))
 
     def compile_owner(self, view, ctx: ChassisContext, owner: int) -> frozenset[Flow]:
-        if self._mod is not None:
-            return frozenset(self._mod.compile_owner(self.flow_apps, view, ctx, owner))
-        flows: set[Flow] = set()
-        for app in self.flow_apps:
-            flows.update(app.compile(view, ctx, owner))
-        return frozenset(flows)
+        return frozenset(compiler.compile_owner(self.flow_apps, view, ctx, owner))
 
     def owners_for_port_location(self, view, port_id: str) -> set[int]:
         """Owners to recompile when a port's tap appears on / vanishes from a chassis."""
-        if self._mod is not None:
-            return set(self._mod.owners_for_port_location(self.flow_apps, view, port_id))
-        port = view.port(port_id)
-        if port is None:
-            return set()
-        return self.owners_for_change(view, Change(view.revision, PORT, port_id, port, port))
+        return set(compiler.owners_for_port_location(self.flow_apps, view, port_id))
 
     def owners_for_chassis(self, view, ctx: ChassisContext) -> set[int]:
-        owners: set[int] = set()
-        for app in self.flow_apps:
-            owners.update(app.owners_for_chassis(view, ctx))
-        return owners
+        return set(compiler.owners_for_chassis(self.flow_apps, view, ctx))
 
 
 BIG_BATCH = 1000  # changes or flow-mods after which the worker hands freed memory back to the OS
@@ -100,36 +78,6 @@ def release_memory() -> None:
     gc.collect()
     if _MALLOC_TRIM is not None:
         _MALLOC_TRIM(0)
-
-
-def write_port_bindings(service, todo: list[tuple[str, str, str]]) -> int:
-    """Many (port id, host, status) bindings in ONE store transaction; returns ports changed.
-
-    Why: Service.set_port_binding is one transaction per port, and a transaction decodes every
-    port record of the store, so 1,000 taps appearing cost 1,000 × 1,000 decodes (≈ 40 s and
-    ~25 MB of fragmented heap). Same record update as Service.set_port_binding; used until the
-    service offers `set_port_bindings` (preferred when present). Deleted ports are skipped."""
-    import copy
-    from topology.service import PORT_STATUSES
-    from topology.writetx import WriteTx
-    changed = 0
-    with service.store.transaction() as txn:
-        tx = WriteTx(txn, service.settings)
-        for port_id, host, status in todo:
-            if status not in PORT_STATUSES:
-                raise ValueError(f"status must be one of {PORT_STATUSES}")
-            old = tx.get(PORT, port_id)
-            if old is None:
-                continue
-            host = host or ""
-            new = copy.deepcopy(old)
-            new.update({"status": status, "binding:host_id": host,
-                        "binding:vif_type": "ovs" if host else "unbound",
-                        "binding:vif_details": {"port_filter": True, "ovs_hybrid_plug": False} if host else {}})
-            if new != old:
-                tx.replace(PORT, old, new)
-                changed += 1
-    return changed
 
 
 def _differs_beyond_ports(a: ChassisContext, b: ChassisContext) -> bool:
@@ -442,12 +390,8 @@ class Core:
 
     def _write_bindings(self, todo: list[tuple[str, str, str]]) -> None:
         if len(todo) > 1:
-            many = getattr(self.service, "set_port_bindings", None)
             try:
-                if many is not None:
-                    many(todo)
-                else:
-                    write_port_bindings(self.service, todo)
+                self.service.set_port_bindings(todo)
                 return
             except Exception:  # noqa: BLE001 — e.g. a store hiccup: retry one by one
                 LOG.warning("batch binding of %d ports failed; writing one by one", len(todo), exc_info=True)

@@ -24,6 +24,8 @@ def _patch_hub() -> None:
     if os.environ.get("OSKEN_HUB_TYPE") == "eventlet":
         # Not hub.patch(thread=True): eventlet reads an explicit True as "patch only these", so
         # that call patches threading alone and leaves select/socket/time blocking the hub.
+        # Green DNS pulls in dnspython (~15 MB resident) for lookups we never make.
+        os.environ.setdefault("EVENTLET_NO_GREENDNS", "yes")
         import eventlet
         eventlet.monkey_patch()
 

@@ -211,6 +211,20 @@ def test_set_port_binding_is_noop_when_unchanged(svc):
     raises(errors.PortNotFound, svc.set_port_binding, "0b1e3b2c-8d6a-4c8a-9a3e-4b4c1d2e3f40", None, "DOWN")
 
 
+def test_set_port_bindings_is_one_transaction_and_skips_unchanged_and_deleted(svc):
+    n, _ = net_with_subnet(svc)
+    a, b, c = (svc.create("port", {"network_id": n["id"]}) for _ in range(3))
+    svc.set_port_binding(c["id"], "chassis-1", "ACTIVE")
+    rev = svc.store.revision()
+    gone = "0b1e3b2c-8d6a-4c8a-9a3e-4b4c1d2e3f40"
+    changed = svc.set_port_bindings([(a["id"], "chassis-1", "ACTIVE"), (b["id"], "chassis-2", "ACTIVE"),
+                                     (c["id"], "chassis-1", "ACTIVE"), (gone, "chassis-1", "ACTIVE")])
+    assert changed == 2
+    assert [ch.id for ch in svc.store.changes(rev)] == [a["id"], b["id"]]
+    assert svc.get("port", b["id"])["binding:host_id"] == "chassis-2"
+    raises(errors.InvalidInput, svc.set_port_bindings, [(a["id"], "chassis-1", "UP")])
+
+
 # ---- routers and floating IPs ----------------------------------------------------------------
 def _ext(svc):
     ext = svc.create("network", {"router:external": True, "provider:network_type": "flat",
