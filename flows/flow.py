@@ -146,7 +146,7 @@ class CT:
     """NXAST_CT: send through conntrack in `zone` (or zone from a register), then to `table`."""
     commit: bool = False
     zone: int = 0
-    zone_reg: str = ""  # e.g. "reg13": take the zone from this register's low 16 bits
+    zone_reg: str = ""  # e.g. "reg6": take the zone from this register's low 16 bits
     table: int | None = None  # recirculate into this table; None = no recirculation
     nat: NAT | None = None
     actions: tuple = ()  # e.g. (SetField("ct_mark", 1),) — only with commit

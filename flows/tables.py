@@ -88,7 +88,6 @@ class R:
     ROUTER = "reg2"     # L3: key of the router routing this packet
     IN_PORT = "reg6"    # logical ingress port key (0 = tunnel/uplink)
     OUT_PORT = "reg7"   # logical egress port key
-    ZONE = "reg13"      # conntrack zone of the port whose rules are evaluated
     NETWORK = "metadata"  # logical network key (write_metadata)
 
 
