@@ -1,6 +1,7 @@
 #!/bin/bash
-# Tear the `make demo` set-up down: controller, VM namespaces, their veths and ports on br-int,
-# br-int itself if the demo made it, Open vSwitch if the demo started it. Idempotent.
+# Tear the `make demo` set-up down: controller, processes in the VMs (nc listeners), VM and outside
+# namespaces, their veths and ports on br-int (uplink included), br-int itself if the demo made it,
+# Open vSwitch if the demo started it. Idempotent.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DIR=${TF_DEMO_DIR:-$(pwd)/run/demo}
@@ -18,6 +19,13 @@ if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
     kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
     echo "demo-stop: controller (pid $pid) stopped"
 fi
+# Processes the demo started inside the VMs (nc listeners, dhclient if still running).
+# Checked by name first: a pid recorded long ago may belong to someone else by now.
+for p in $(get proc) $(cat "$DIR"/dhcp/*.pid 2>/dev/null); do
+    case "$(cat "/proc/$p/comm" 2>/dev/null)" in
+        timeout|nc|dhclient) kill -TERM "$p" 2>/dev/null ;;
+    esac
+done
 for tap in $(get tap); do
     ovs-vsctl --timeout=5 --if-exists del-port "$BR" "$tap" 2>/dev/null
     ip link del "$tap" 2>/dev/null
@@ -33,5 +41,5 @@ fi
 if [ -n "$(get ovs_started)" ]; then
     scripts/ovs-stop
 fi
-rm -f "$DIR/state" "$DIR/tenantflow.pid"
+rm -rf "$DIR/state" "$DIR/tenantflow.pid" "$DIR/dhcp" "$DIR"/outside-*.log
 echo "demo-stop: done (log kept: $DIR/tenantflow.log)"
