@@ -16,7 +16,7 @@ import logging
 import sqlite3
 import threading
 import time
-from typing import Any, Iterator
+from typing import Any, Callable, Hashable, Iterable, Iterator, Mapping
 
 import msgpack
 
@@ -35,6 +35,8 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 DEFAULT_KEEP_CHANGES = 100_000
 POLL_INTERVAL = 0.25  # s; how soon a write by *another process* is noticed by a waiting feed reader
 
+Entries = Callable[[Record], Iterable[tuple[Hashable, Hashable]]]
+
 
 def _pack(record: Record | None) -> bytes | None:
     return None if record is None else msgpack.packb(record, use_bin_type=True)
@@ -44,39 +46,107 @@ def _unpack(data: bytes | None) -> Record | None:
     return None if data is None else msgpack.unpackb(data, raw=False, strict_map_key=False)
 
 
+class RecordIndex:
+    """bucket → {item: count} over the committed records of one kind, kept current by the store.
+
+    Why in the store: a write transaction of the business layer needs facts about *all* records
+    of a kind (IPs in use per subnet, MACs per network, free `_key`s). Rebuilding those per
+    transaction costs O(records); the store sees every committed put/delete (its own and, via the
+    change log, other processes'), so it keeps them current in O(records written) — and a failed
+    transaction cannot leave them inconsistent, because they only change on COMMIT.
+    `entries(record)` yields the (bucket, item) pairs a record contributes; counts make two
+    records contributing the same pair safe. Read-only for everybody but the store.
+    """
+
+    __slots__ = ("kind", "entries", "buckets")
+
+    def __init__(self, kind: str, entries: Entries) -> None:
+        self.kind = kind
+        self.entries = entries
+        self.buckets: dict[Hashable, dict[Hashable, int]] = {}
+
+    def update(self, record: Record | None, sign: int) -> None:
+        if record is None:
+            return
+        buckets = self.buckets
+        for bucket, item in self.entries(record):
+            items = buckets.get(bucket)
+            if items is None:
+                items = buckets[bucket] = {}
+            count = items.get(item, 0) + sign
+            if count > 0:
+                items[item] = count
+            else:
+                items.pop(item, None)
+                if not items:
+                    del buckets[bucket]
+
+
 class SqliteTxn(Txn):
-    """Reads see the transaction's own writes; records are decoded once per transaction."""
+    """Reads see the transaction's own writes. Records are decoded lazily, one `get` at a time
+    (a create-port transaction reads a handful of records, not every port); `list` decodes the
+    whole kind once. Decoded records belong to this transaction only (never shared)."""
 
     def __init__(self, store: "SqliteStore") -> None:
         self._store = store
-        self._decoded: dict[str, dict[str, Record]] = {}
+        self.base_revision = store._cache_rev
+        self._decoded: dict[str, dict[str, Record | None]] = {k: {} for k in KINDS}
+        self._complete: set[str] = set()
         self._written: dict[tuple[str, str], Record | None] = {}
+        self._order: dict[str, dict[str, None]] = {k: {} for k in KINDS}  # new ids, in write order
 
-    def _kind(self, kind: str) -> dict[str, Record]:
-        if kind not in KINDS:
-            raise KeyError(f"unknown record kind {kind!r}")
+    def _table(self, kind: str) -> dict[str, Record | None]:
         table = self._decoded.get(kind)
         if table is None:
-            table = {rid: _unpack(data) for rid, data in self._store._cache[kind].items()}
-            self._decoded[kind] = table
+            raise KeyError(f"unknown record kind {kind!r}")
         return table
 
     def get(self, kind: str, rid: str) -> Record | None:
-        return self._kind(kind).get(rid)
+        table = self._table(kind)
+        written = self._written
+        if (kind, rid) in written:
+            return written[(kind, rid)]
+        try:
+            return table[rid]
+        except KeyError:
+            rec = _unpack(self._store._cache[kind].get(rid))
+            table[rid] = rec
+            return rec
 
     def list(self, kind: str) -> list[Record]:
-        return list(self._kind(kind).values())
+        table = self._table(kind)
+        committed = self._store._cache[kind]
+        if kind not in self._complete:
+            for rid, data in committed.items():
+                if rid not in table:
+                    table[rid] = _unpack(data)
+            self._complete.add(kind)
+        written = self._written
+        out = []
+        for rid in committed:
+            rec = written[(kind, rid)] if (kind, rid) in written else table[rid]
+            if rec is not None:
+                out.append(rec)
+        for rid in self._order[kind]:
+            rec = written.get((kind, rid))
+            if rec is not None and rid not in committed:
+                out.append(rec)
+        return out
 
     def put(self, kind: str, record: Record) -> None:
+        self._table(kind)
         rid = record["id"]
-        self._kind(kind)[rid] = record
         self._written[(kind, rid)] = record
+        self._order[kind][rid] = None
 
     def delete(self, kind: str, rid: str) -> None:
-        table = self._kind(kind)
-        if rid in table:
-            del table[rid]
+        if self.get(kind, rid) is not None:
             self._written[(kind, rid)] = None
+
+    def index(self, name: str, kind: str, entries: Entries) -> Mapping[Hashable, Mapping[Hashable, int]]:
+        """The store's committed index `name` (see RecordIndex) as of this transaction's start,
+        WITHOUT this transaction's own writes; read-only. Built on first use per store."""
+        return self._store._record_index(name, kind, entries).buckets
 
 
 class SqliteStore(Store):
@@ -92,6 +162,8 @@ class SqliteStore(Store):
         self._conn.executescript(SCHEMA)
         self._cache: dict[str, dict[str, bytes]] = {k: {} for k in KINDS}
         self._cache_rev = -1
+        self._indexes: dict[str, RecordIndex] = {}          # built record indexes, by name
+        self._indexes_of: dict[str, list[RecordIndex]] = {k: [] for k in KINDS}
         with self._lock:
             self._refresh()
         self._closed = False
@@ -111,6 +183,7 @@ class SqliteStore(Store):
             cache.setdefault(kind, {})[rid] = data
         self._cache = cache
         self._cache_rev = rev
+        self._drop_indexes()  # rebuilt from the new cache on next use
 
     def _refresh(self) -> None:
         """Bring the cache up to the file's revision (cheap when nothing changed). Caller holds the lock."""
@@ -122,11 +195,46 @@ class SqliteStore(Store):
             return
         for kind, rid, new in self._conn.execute(
                 "SELECT kind, id, new FROM changes WHERE revision > ? ORDER BY revision", (self._cache_rev,)):
-            if new is None:
-                self._cache[kind].pop(rid, None)
-            else:
-                self._cache[kind][rid] = new
+            self._apply(kind, rid, new)
         self._cache_rev = rev
+
+    def _apply(self, kind: str, rid: str, new: bytes | None, new_record: Record | None = None) -> None:
+        """Put committed bytes into the cache and keep the record indexes of the kind current."""
+        table = self._cache[kind]
+        old = table.pop(rid, None) if new is None else table.get(rid)
+        if new is not None:
+            table[rid] = new
+        indexes = self._indexes_of[kind]
+        if not indexes:
+            return
+        try:
+            old_record = _unpack(old)
+            if new is not None and new_record is None:
+                new_record = _unpack(new)
+            for index in indexes:
+                index.update(old_record, -1)
+                index.update(new_record, 1)
+        except Exception:  # noqa: BLE001 — a bad keyfunc must not fail a committed write; rebuild later
+            LOG.exception("record index of %s failed on %s; dropping the indexes", kind, rid)
+            self._drop_indexes()
+
+    def _drop_indexes(self) -> None:
+        self._indexes = {}
+        self._indexes_of = {k: [] for k in KINDS}
+
+    def _record_index(self, name: str, kind: str, entries: Entries) -> RecordIndex:
+        """The index `name` over committed records of `kind`; built (one decode per record) on first
+        use, then maintained by every commit and refresh. Caller holds the lock."""
+        index = self._indexes.get(name)
+        if index is None:
+            if kind not in self._indexes_of:
+                raise KeyError(f"unknown record kind {kind!r}")
+            index = RecordIndex(kind, entries)
+            for data in self._cache[kind].values():
+                index.update(_unpack(data), 1)
+            self._indexes[name] = index
+            self._indexes_of[kind].append(index)
+        return index
 
     # -- Store API --------------------------------------------------------------------------
     def revision(self) -> int:
@@ -168,10 +276,7 @@ class SqliteStore(Store):
                 raise
             if changed:
                 for (kind, rid), data in changed:
-                    if data is None:
-                        self._cache[kind].pop(rid, None)
-                    else:
-                        self._cache[kind][rid] = data
+                    self._apply(kind, rid, data, txn._written.get((kind, rid)))
                 self._cache_rev = self._last_written
                 self._cond.notify_all()
 
