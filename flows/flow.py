@@ -18,22 +18,36 @@ MatchItem = tuple[str, int, Union[int, None]]  # (field, value, mask or None)
 Match = tuple[MatchItem, ...]
 
 
+_FULL_MASK: dict[str, int] = {name: full_mask(name) for name in FIELDS}
+
+
 def make_match(**fields: Union[int, tuple[int, int]]) -> Match:
     """Build a canonical match: make_match(reg6=3, ipv4_dst=(net, mask))."""
+    return _canonical(fields)
+
+
+def _canonical(fields: Mapping[str, Union[int, tuple[int, int]]]) -> Match:
+    """The canonical Match of a {field: value or (value, mask)} mapping (see the module doc).
+    Hot: every compiled flow goes through it, so it avoids per-field function calls."""
     items: list[MatchItem] = []
+    full = _FULL_MASK
     for name, spec in fields.items():
-        if name not in FIELDS:
-            raise ValueError(f"unknown match field {name!r}")
         if isinstance(spec, tuple):
             value, mask = spec
-            if mask == full_mask(name):
+            fm = full.get(name)
+            if fm is None:
+                raise ValueError(f"unknown match field {name!r}")
+            if mask == fm:
                 mask = None
             else:
                 value &= mask
+            items.append((name, value, mask))
         else:
-            value, mask = spec, None
-        items.append((name, value, mask))
-    items.sort()
+            if name not in full:
+                raise ValueError(f"unknown match field {name!r}")
+            items.append((name, spec, None))
+    if len(items) > 1:
+        items.sort()
     return tuple(items)
 
 
@@ -291,4 +305,4 @@ class Flow:
 def flow(table: int, priority: int, cookie: int, actions: Iterable = (),
          match: Mapping[str, Union[int, tuple[int, int]]] | None = None, **kw) -> Flow:
     """Convenience constructor: flow(T.L2, 100, ck, [Output(3)], match=dict(reg6=1))."""
-    return Flow(table, priority, make_match(**(match or {})), tuple(actions), cookie, **kw)
+    return Flow(table, priority, _canonical(match) if match else (), tuple(actions), cookie, **kw)

@@ -27,9 +27,14 @@ and direction d, conj ids are (g << 16) | r, all at priority P_GROUP + g:
           per local member, owned by that PORT), clause 2 = the rules' matches (protocol, masked
           port ranges, icmp type/code, remote_ip_prefix) — owned by g.
   r = rg  rules of g with remote_group_id rg: clause 1 as above, clause 2 = those rules'
-          protocol/port matches, clause 3 = one flow per IP of each member of rg (src for
-          ingress, dst for egress) — owned by g too, so every flow at priority P_GROUP + g has a
-          single owner and identical matches from different groups never share a flow key.
+          protocol/port matches (owned by g), clause 3 = one flow per address of each member
+          of rg (src for ingress, dst for egress), owned by that MEMBER PORT (member_flows) on
+          every chassis where g is active — so a port joining rg adds O(1) flows and
+          recompiles O(1) owners, not g's whole member list. One address = one flow key: an
+          address held by several members of g's remote groups (a shared VIP, overlapping
+          subnets in one project) is emitted once, by its lowest-keyed holder, carrying every
+          holder's conjunctions; an address that is also a whole clause-2 match of g
+          ("anything from 10.0.0.5/32") is g's flow, with the clause-3 conjunctions added.
 A port in several groups gets one membership flow per group (the union: any group's
 conjunction completing allows the packet). Identical matches inside a group are one flow with
 several conjunction actions; overlapping port ranges are merged before masking.
@@ -47,7 +52,7 @@ import ipaddress
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, Iterable, Protocol
+from typing import Any, Callable, Iterable, Protocol
 
 from flows.flow import CT, Conjunction, Flow, GotoTable, SetField, flow, make_match
 from flows.port_security import (ETH_ARP, ETH_IP, ETH_IPV6, PROTO_ICMPV6, SECURITY_BASE,
@@ -115,6 +120,12 @@ class GroupIndex(Protocol):
     def rules(self, gid: str) -> list[Record]: ...
 
     def members(self, gid: str) -> list[Record]: ...
+
+    def referencing(self, gid: str) -> set[str]:
+        """Groups with a rule whose remote group is `gid`."""
+
+    def claimers(self, address: str) -> list[Record]:
+        """Ports with a member address whose address_key() is `address`."""
 
 
 def ct_state(plus: int = 0, minus: int = 0) -> tuple[int, int]:
@@ -296,6 +307,15 @@ def member_addresses(port: Record) -> list[str]:
 
 
 @functools.lru_cache(maxsize=1 << 16)
+def address_key(address: str) -> str | None:
+    """Canonical text of a member address ('10.0.0.5' and '10.0.0.5/32' are one key), None if malformed."""
+    try:
+        return str(ipaddress.ip_network(address, strict=False))
+    except ValueError:
+        return None
+
+
+@functools.lru_cache(maxsize=1 << 16)
 def _member_match(eth: int, side: str, address: str):
     """Clause-3 match of one member address (cached: a big group re-lists the same addresses
     on every membership change), or None if the address is malformed or of the other family."""
@@ -353,10 +373,13 @@ class _FlowSet:
 
 
 def group_flows(idx: GroupIndex, gid: str) -> list[Flow]:
-    """Rules of group `gid` as conjunction clauses 2/3 plus the conj_id verdict flows (owner: the group).
+    """Rules of group `gid` as conjunction clause 2 plus the conj_id verdict flows (owner: the group).
 
-    Emitted on a chassis where the group has a local secured member; membership (clause 1)
-    comes from port_flows of those members.
+    Emitted on a chassis where the group has a local secured member; membership (clause 1) and
+    remote-group member addresses (clause 3) come from the member ports (port_flows,
+    member_flows) — except an address that is also a whole clause-2 match of this group (a rule
+    "anything from 10.0.0.5/32" beside a remote-group member 10.0.0.5): one key, so the group
+    owns it and adds the clause-3 conjunctions itself.
     """
     group = idx.group(gid)
     if group is None:
@@ -364,39 +387,116 @@ def group_flows(idx: GroupIndex, gid: str) -> list[Flow]:
     gkey = int(group["_key"])
     prio = group_priority(gkey)
     fs = _FlowSet(group_cookie(group))
-    rules = group_rules(idx, gid)
+    plan = group_plan(idx, gid)
     for d in DIRS.values():
-        buckets: dict[tuple, list[Rule]] = defaultdict(list)
-        for r in rules:
-            if r.direction == d.name:
-                buckets[(r.eth, r.prefix, r.remote_group)].append(r)
         verdict_eths: dict[int, set[int]] = defaultdict(set)  # conj id → eth types
-        member_cache: dict[str, list] = {}
-        for (eth, prefix, rgid), rs in sorted(buckets.items(), key=lambda kv: repr(kv[0])):
-            if rgid is None:
-                rkey, n = 0, 2
-            else:
-                rg = idx.group(rgid)
-                if rg is None:
-                    continue
-                rkey, n = int(rg["_key"]), 3
+        for (eth, prefix, rgid), rs in plan.buckets[d.name]:
+            rkey, n = (0, 2) if rgid is None else (plan.remote[d.name][eth][rgid], 3)
             cid = conj_id(gkey, rkey)
             verdict_eths[cid].add(eth)
             for pm in _proto_matches(rs):
                 match = {"eth_type": eth, **pm, **_net_match(eth, d.remote_side, prefix)}
                 fs.conj(d.sg_table, prio, match, Conjunction(cid, 2, n))
-            if rgid is not None:
-                if rgid not in member_cache:
-                    member_cache[rgid] = [a for p in idx.members(rgid) for a in member_addresses(p)]
-                clause3 = Conjunction(cid, 3, 3)
-                for address in member_cache[rgid]:
-                    m = _member_match(eth, d.remote_side, address)
-                    if m is not None:
-                        fs.conj(d.sg_table, prio, m, clause3)
+        for (eth, address), match in plan.pure[d.name].items():
+            rgs = plan.remote[d.name].get(eth, {})
+            for other in idx.claimers(address):
+                for rgid in rgs.keys() & set(other.get("security_groups") or ()):
+                    fs.conj(d.sg_table, prio, match, Conjunction(conj_id(gkey, rgs[rgid]), 3, 3))
         for cid, eths in verdict_eths.items():
             for eth in eths:
                 fs.add(d.sg_table, prio, {"conj_id": cid, "eth_type": eth}, _allow(d))
     return fs.flows()
+
+
+@dataclass(frozen=True, slots=True)
+class GroupPlan:
+    """What a group's rules decide, per direction: rule buckets (eth, prefix, remote group) → rules;
+    remote groups by ethertype (id → key); pure-address clause-2 matches ((eth, address) → match)."""
+    gkey: int
+    buckets: dict[str, list[tuple[tuple, list[Rule]]]]
+    remote: dict[str, dict[int, dict[str, int]]]
+    pure: dict[str, dict[tuple[int, str], tuple]]
+
+
+def group_plan(idx: GroupIndex, gid: str) -> GroupPlan | None:
+    group = idx.group(gid)
+    if group is None:
+        return None
+    rules = group_rules(idx, gid)
+    buckets_of, remote_of, pure_of = {}, {}, {}
+    for d in DIRS.values():
+        buckets: dict[tuple, list[Rule]] = defaultdict(list)
+        for r in rules:
+            if r.direction == d.name:
+                buckets[(r.eth, r.prefix, r.remote_group)].append(r)
+        kept, remote, pure = [], {}, {}
+        for (eth, prefix, rgid), rs in sorted(buckets.items(), key=lambda kv: repr(kv[0])):
+            if rgid is not None:
+                rg = idx.group(rgid)
+                if rg is None:
+                    continue
+                remote.setdefault(eth, {})[rgid] = int(rg["_key"])
+            elif prefix is not None and _proto_matches(rs) == [{}]:
+                pure[(eth, str(prefix))] = make_match(eth_type=eth, **_net_match(eth, d.remote_side, prefix))
+            kept.append(((eth, prefix, rgid), rs))
+        buckets_of[d.name], remote_of[d.name], pure_of[d.name] = kept, remote, pure
+    return GroupPlan(int(group["_key"]), buckets_of, remote_of, pure_of)
+
+
+def member_flows(idx: GroupIndex, port: Record, active: Callable[[str], bool]) -> list[Flow]:
+    """Clause 3 of every group that names one of the port's groups as remote group: one flow per
+    address of the port, owned by the PORT (so a member joining costs O(1), not a recompile of
+    the group), on chassis where that group is `active`. An address claimed by several members
+    (a shared VIP, overlapping tenant subnets in one project) is one flow key: its lowest-keyed
+    claimer owns it and carries every claimer's conjunctions."""
+    my_groups = set(port.get("security_groups") or ())
+    addrs = [k for k in dict.fromkeys(address_key(a) for a in member_addresses(port)) if k]
+    if not my_groups or not addrs or port.get("_key") is None:
+        return []
+    pid, pkey, ck = port["id"], int(port["_key"]), port_cookie(port)
+    gids: set[str] = set()
+    for rg in my_groups:
+        gids |= idx.referencing(rg)
+    out: list[Flow] = []
+    for gid in sorted(gids):
+        if not active(gid):
+            continue
+        plan = group_plan(idx, gid)
+        if plan is None:
+            continue
+        prio = group_priority(plan.gkey)
+        for d in DIRS.values():
+            for eth, rgs in plan.remote[d.name].items():
+                if not my_groups & rgs.keys():
+                    continue
+                for address in addrs:
+                    match = _member_match(eth, d.remote_side, address)
+                    if match is None or (eth, address) in plan.pure[d.name]:
+                        continue
+                    conj_rgs = _claim(idx, address, pid, pkey, my_groups, rgs)
+                    if conj_rgs is None:
+                        continue  # a lower-keyed claimer owns this flow
+                    acts = sorted((Conjunction(conj_id(plan.gkey, rgs[r]), 3, 3) for r in conj_rgs),
+                                  key=lambda c: c.conj_id)
+                    out.append(Flow(d.sg_table, prio, match, tuple(acts), ck))
+    return out
+
+
+def _claim(idx: GroupIndex, address: str, pid: str, pkey: int, my_groups: set[str],
+           rgs: dict[str, int]) -> set[str] | None:
+    """Remote groups (of `rgs`) whose members hold `address`, or None if a lower-keyed member
+    than port `pid` holds it (then that member emits the flow)."""
+    conj = my_groups & rgs.keys()
+    for other in idx.claimers(address):
+        if other["id"] == pid:
+            continue
+        theirs = rgs.keys() & set(other.get("security_groups") or ())
+        if not theirs:
+            continue
+        if int(other.get("_key") or 0) < pkey:
+            return None
+        conj |= theirs
+    return conj
 
 
 def port_flows(idx: GroupIndex, port: Record) -> list[Flow]:

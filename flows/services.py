@@ -26,6 +26,7 @@ from typing import Any
 
 from flows.flow import Controller, Flow, GotoTable, flow
 from flows.tables import Owner, R, T, cookie, cookie_owner
+from flows.view_helpers import network_present
 from topology.store import FLOATINGIP, NETWORK, PORT, ROUTER, SUBNET, Change
 
 LOG = logging.getLogger(__name__)
@@ -216,18 +217,25 @@ def dhcp_punt_flows(view, ctx, port: Record, meter_id: int = 0) -> list[Flow]:
 
 
 def arp_flows(ni: NetworkIndex, meter_id: int = 0) -> list[Flow]:
-    """All ARP flows of one network (to be installed where it has local ports)."""
+    """All ARP flows of one network (to be installed where it has local ports).
+
+    Built straight from canonical match tuples (the fields' sorted order is fixed: arp_op <
+    arp_tpa < eth_type < metadata), not through flow()/make_match per address: this runs for
+    every address of the network each time one of its ports changes."""
     ck = cookie(Owner.NETWORK, ni.key)
-    base = {R.NETWORK: ni.key, "eth_type": ETH_ARP, "arp_op": ARP_REQUEST}
-    punt = [Controller(userdata=USERDATA_ARP, meter_id=meter_id)]
-    out = [flow(T.SERVICE, PRIO_ARP_KNOWN, ck, punt, match={**base, "arp_tpa": ip})
+    head = (("arp_op", ARP_REQUEST, None),)
+    tail = (("eth_type", ETH_ARP, None), (R.NETWORK, ni.key, None))
+    punt = (Controller(userdata=USERDATA_ARP, meter_id=meter_id),)
+    passing = (GotoTable(T.EGRESS_CT),)
+    out = [Flow(T.SERVICE, PRIO_ARP_KNOWN, head + (("arp_tpa", ip, None),) + tail, punt, ck)
            for ip in sorted(ni.known)]
-    out += [flow(T.SERVICE, PRIO_ARP_SHARED, ck, [GotoTable(T.EGRESS_CT)], match={**base, "arp_tpa": ip})
+    out += [Flow(T.SERVICE, PRIO_ARP_SHARED, head + (("arp_tpa", ip, None),) + tail, passing, ck)
             for ip in sorted(ni.shared)]
-    out += [flow(T.SERVICE, PRIO_ARP_CIDR, ck, [GotoTable(T.EGRESS_CT)],
-                 match={**base, "arp_tpa": (net, mask)}) for net, mask in sorted(ni.cidrs)]
+    out += [flow(T.SERVICE, PRIO_ARP_CIDR, ck, passing,
+                 match={R.NETWORK: ni.key, "eth_type": ETH_ARP, "arp_op": ARP_REQUEST, "arp_tpa": (net, mask)})
+            for net, mask in sorted(ni.cidrs)]
     if ni.is_overlay:
-        out.append(flow(T.SERVICE, PRIO_ARP_DROP, ck, [], match=base))
+        out.append(Flow(T.SERVICE, PRIO_ARP_DROP, head + tail, (), ck))
     return out
 
 
@@ -245,7 +253,7 @@ def compile_owner(view, cache: IndexCache, ctx, owner: int, feature: str,
         net = view.by_key(NETWORK, key)
         if net is None or net.get("admin_state_up") is False:
             return []
-        if net["id"] not in local_networks(view, ctx):
+        if not network_present(view, ctx, net["id"]):  # O(min(network ports, local ports))
             return []
         ni = cache.network(view, net["id"])
         return arp_flows(ni, meter_id) if ni is not None else []

@@ -210,6 +210,14 @@ def group_flows(t, group, local):
     return flows_of(t, local).get(sg.group_cookie(group), frozenset())
 
 
+def group_clause_flows(t, group, local):
+    """Flows of the group's conjunctions other than membership (clause 1): its rules and verdicts
+    (owned by the group) and remote-group member addresses (owned by the member ports)."""
+    prio = sg.group_priority(group["_key"])
+    return {f for f in compiler.all_flows(flows_of(t, local)) if f.priority == prio
+            and f.table in (T.EGRESS_SG, T.INGRESS_SG) and not any(n.startswith("reg") for n, _, _ in f.match)}
+
+
 def test_overlapping_rules_do_not_double_up():
     t = SecTopo()
     net = t.network("n1")
@@ -248,7 +256,7 @@ def test_flows_grow_with_members_plus_rules_not_their_product():
         a = t.vm(net, 1, [g])
         for i in range(n_members):
             t.vm(net, 10 + i, [peers], host="elsewhere")
-        return len(group_flows(t, g, {a["id"]: 1}))
+        return len(group_clause_flows(t, g, {a["id"]: 1}))
 
     base = count(1, 1)
     assert count(11, 1) - base == 10      # one flow per extra member
@@ -264,10 +272,15 @@ def test_per_port_flow_budget_with_default_group():
     flows = flows_of(t, {p["id"]: i + 1 for i, p in enumerate(ports)})
     per_port = {len(flows[port_cookie(p)]) for p in ports}
     assert max(per_port) <= 20, per_port
-    # the group adds one flow per member (its IP in the remote-group clause) + a constant
-    five = len(flows[sg.group_cookie(d)])
-    t.vm(net, 9, [d], host="elsewhere")
-    assert len(flows_of(t, {p["id"]: i + 1 for i, p in enumerate(ports)})[sg.group_cookie(d)]) == five + 1
+    # the group adds one flow per member (its IP in the remote-group clause, owned by the member
+    # port, remote members included) + a constant (rules and verdicts, owned by the group)
+    five = len(group_clause_flows(t, d, {p["id"]: i + 1 for i, p in enumerate(ports)}))
+    rules = len(flows[sg.group_cookie(d)])
+    far = t.vm(net, 9, [d], host="elsewhere")
+    flows = flows_of(t, {p["id"]: i + 1 for i, p in enumerate(ports)})
+    assert len(group_clause_flows(t, d, {p["id"]: i + 1 for i, p in enumerate(ports)})) == five + 1
+    assert len(flows[sg.group_cookie(d)]) == rules
+    assert len(flows[port_cookie(far)]) == 1  # the remote member's address, nothing else here
 
 
 def test_group_flows_only_where_a_member_is_local():
