@@ -180,10 +180,15 @@ def configure_addresses(net: Mininet, hosts: list[LabHost], workdir: str | None)
         node = net.get(h.name)
         intf = node.defaultIntf().name
         if workdir:
+            # In the foreground (-d) of a background job: its pid is ours to stop once bound
+            # (the lease lasts a day), rather than a daemon that forks after binding.
             lease, pidf = (os.path.join(workdir, f"{h.name}.{ext}") for ext in ("leases", "pid"))
-            node.cmd(f"timeout 15 dhclient -1 -cf {conf} -lf {lease} -pf {pidf} -sf {script} {intf}")
-            # dhclient stays in the background for renewals; the lease lasts a day: stop it.
-            node.cmd(f"[ -f {pidf} ] && kill $(cat {pidf}) 2>/dev/null; rm -f {pidf}")
+            pid = node.cmd(f"timeout 15 dhclient -d -1 -cf {conf} -lf {lease} -pf {pidf} -sf {script} "
+                           f"{intf} </dev/null >/dev/null 2>&1 & echo $!").split()[-1]
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and "inet " not in node.cmd(f"ip -4 -o addr show dev {intf}"):
+                time.sleep(0.1)
+            node.cmd(f"kill {pid} 2>/dev/null; wait {pid} 2>/dev/null; true")
         else:
             node.cmd(f"ip addr replace {h.ip}/{h.prefix} dev {intf}; ip link set dev {intf} mtu {h.mtu}")
             if h.gateway:

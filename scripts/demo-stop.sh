@@ -19,11 +19,11 @@ if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
     kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
     echo "demo-stop: controller (pid $pid) stopped"
 fi
-# Processes the demo started inside the VMs (nc listeners, dhclient if still running).
-# Checked by name first: a pid recorded long ago may belong to someone else by now.
-for p in $(get proc) $(cat "$DIR"/dhcp/*.pid 2>/dev/null); do
+# Processes the demo started inside the VMs (nc listeners). Checked by name first: a pid
+# recorded long ago may belong to someone else by now.
+for p in $(get proc); do
     case "$(cat "/proc/$p/comm" 2>/dev/null)" in
-        timeout|nc|dhclient) kill -TERM "$p" 2>/dev/null ;;
+        timeout|nc) kill -TERM "$p" 2>/dev/null ;;
     esac
 done
 for tap in $(get tap); do

@@ -183,23 +183,29 @@ vm() {
     eval "PORT_${name//-/_}=$id IP_${name//-/_}=$ip"
 }
 
-# dhcp_vms EXPECTED_GATEWAY_VAR... : each named VM runs ISC dhclient (in parallel, once, 15 s at
-# most), then one line per VM with what it got: address, default gateway, MTU, DHCP server.
-# Arguments: NAME=GATEWAY.
+# dhcp_vms NAME=GATEWAY... : each named VM runs ISC dhclient (in parallel, in the foreground of a
+# background job, 15 s at most), then one line per VM with what it got: address, default
+# gateway, MTU, DHCP server. The clients are stopped once bound (the lease lasts a day).
 dhcp_vms() {
-    local spec name gw pids=() addr got_gw mtu server d=$DIR/dhcp
+    local spec name gw addr got_gw mtu server d=$DIR/dhcp all
+    local -a names=() pids=()
     for spec in "$@"; do
-        name=${spec%%=*}
-        ( ip netns exec "$NSP-$name" timeout 15 dhclient -1 -v -cf "$d/dhclient.conf" \
-              -lf "$d/$name.leases" -pf "$d/$name.pid" -sf "$d/dhclient-script" eth0 \
-              >"$d/$name.log" 2>&1 || true
-          # dhclient stays in the background after binding; the lease lasts a day: stop it.
-          if [ -f "$d/$name.pid" ]; then
-              kill "$(cat "$d/$name.pid")" 2>/dev/null || true; rm -f "$d/$name.pid"
-          fi ) &
+        name=${spec%%=*}; names+=("$name")
+        ip netns exec "$NSP-$name" timeout 15 dhclient -d -1 -v -cf "$d/dhclient.conf" \
+            -lf "$d/$name.leases" -pf "$d/$name.pid" -sf "$d/dhclient-script" eth0 \
+            >"$d/$name.log" 2>&1 </dev/null &
         pids+=($!)
     done
-    for p in "${pids[@]}"; do wait "$p" || true; done
+    for _ in $(seq 1 150); do
+        all=1
+        for name in "${names[@]}"; do
+            ip netns exec "$NSP-$name" ip -4 -o addr show dev eth0 | grep -q inet || { all=0; break; }
+        done
+        [ "$all" = 1 ] && break
+        sleep 0.1
+    done
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
     for spec in "$@"; do
         name=${spec%%=*}; gw=${spec#*=}
         addr=$(ip netns exec "$NSP-$name" ip -4 -o addr show dev eth0 | awk '{print $4; exit}')
@@ -309,7 +315,7 @@ vm alice alice-vm2 alice-net alice-subnet 10.0.0.12
 vm bob   bob-vm1   bob-net   bob-subnet   10.0.0.12
 vm bob   bob-vm2   bob-net   bob-subnet   10.0.0.21
 wait_active "$PORT_alice_vm1" "$PORT_alice_vm2" "$PORT_bob_vm1" "$PORT_bob_vm2"
-info "4 ports ACTIVE (bound to their taps); each VM runs: dhclient -1 eth0 (private lease file)"
+info "4 ports ACTIVE (bound to their taps); each VM runs: dhclient -1 eth0 (private files)"
 dhcp_vms alice-vm1=10.0.0.1 alice-vm2=10.0.0.1 bob-vm1=10.0.0.1 bob-vm2=10.0.0.1
 
 # ---- 6: isolation -------------------------------------------------------------------------
@@ -325,7 +331,7 @@ expect_eq "$mac_seen" "$mac_a2" "10.0.0.12 is in both tenants: alice-vm1 reached
 # ---- 7: security groups -------------------------------------------------------------------
 say "7. Security groups (stateful, conntrack in OVS)"
 info "Every port starts in its tenant's 'default' group: all egress, ingress only from members."
-tfc alice security-group create web --description "web servers" -f json
+tfc alice security-group create web -f json
 info "-> group 'web': no ingress rule yet. A new VM alice-web (10.0.0.13) is only in 'web':"
 vm alice alice-web alice-net alice-subnet 10.0.0.13 web
 wait_active "$PORT_alice_web"
