@@ -116,7 +116,7 @@ def ensure_uplink(bridge: str, port: str, changes: list[str]) -> None:
     vsctl("--may-exist", "add-port", bridge, port)
     changes.append(f"added uplink {port}")
     error = _unquote(_get("interface", port, "error"))
-    if error:
+    if error and error != "[]":  # an empty OVSDB set prints as []
         LOG.warning("uplink %s added to %s but OVS reports: %s (create the interface; OVS retries)",
                     port, bridge, error)
 

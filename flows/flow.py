@@ -39,6 +39,8 @@ def _canonical(fields: Mapping[str, Union[int, tuple[int, int]]]) -> Match:
                 raise ValueError(f"unknown match field {name!r}")
             if mask == fm:
                 mask = None
+            elif mask == 0:
+                continue  # a zero mask matches anything: OVS stores no field, so neither do we
             else:
                 value &= mask
             items.append((name, value, mask))

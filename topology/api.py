@@ -306,7 +306,7 @@ class ServerHandle:
 def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0, threads: int = 8) -> ServerHandle:
     """Start waitress on host:port (0 = a free port) in a thread; returns once it is listening."""
     server = waitress.server.create_server(app, host=host, port=port, threads=threads, ident="tenantflow",
-                                           clear_untrusted_proxy_headers=True, asyncore_loop_timeout=0.5)
+                                           clear_untrusted_proxy_headers=True, asyncore_loop_timeout=1)  # waitress rounds to int: 0 would spin
     thread = threading.Thread(target=server.run, name=f"api-{host}:{server.effective_port}", daemon=True)
     thread.start()
     handle = ServerHandle(server, thread)

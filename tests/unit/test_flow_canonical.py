@@ -40,3 +40,10 @@ def test_arp_flows_equal_the_generic_constructor():
                   match={**base, "arp_tpa": (0x0A000100, 0xFFFFFF00)})]
     want += [flow(T.SERVICE, services.PRIO_ARP_DROP, ck, [], match=base)]
     assert services.arp_flows(ni, meter_id=2) == want
+
+
+def test_zero_mask_is_no_match_at_all():
+    """OVS stores nw_dst=0.0.0.0/0 as no field; a Flow that kept it would never equal what the
+    switch reports and `tenantflow flows --diff` would show it missing and extra forever."""
+    from flows.flow import make_match
+    assert make_match(eth_type=0x800, ipv4_dst=(0, 0)) == make_match(eth_type=0x800)
