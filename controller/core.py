@@ -145,6 +145,11 @@ class Core:
         self._q.put(_Item("port", dpid, (reason, port)))
 
     def datapath_disconnected(self, datapath, dpid: int) -> None:
+        # Detach now, not when the worker gets to the item: the worker may be the one waiting
+        # (up to the reply timeout) for an answer this dead connection will never send.
+        e = self.registry.get(dpid)
+        if e is not None:
+            e.reconciler.detach(datapath.send)
         self._q.put(_Item("disconnected", dpid, datapath))
 
     def request_resync(self, dpid: int) -> None:

@@ -11,6 +11,7 @@ import functools
 import logging
 
 from os_ken.base import app_manager
+from os_ken.controller import controller as osken_controller
 from os_ken.controller import ofp_event
 from os_ken.controller.handler import DEAD_DISPATCHER, MAIN_DISPATCHER, CONFIG_DISPATCHER, set_ev_cls
 from os_ken.ofproto import ofproto_v1_3 as ofp
@@ -22,6 +23,37 @@ from controller.registry import SwitchPort
 
 LOG = logging.getLogger(__name__)
 NXPIF_NXT_PACKET_IN2 = 2  # OVS packet-in format carrying controller() userdata; os-ken lacks the name
+
+
+def _end_connections_when_the_switch_hangs_up() -> None:
+    """Make a closed switch connection end promptly on os-ken's native hub.
+
+    os-ken 4's Datapath.serve() ends with hub.kill() + joinall() of its send and echo threads.
+    On the native hub kill() is a no-op, so joinall() waits forever for the send thread blocked
+    on its empty queue: the connection never reaches DEAD_DISPATCHER and apps never learn the
+    switch left (sends to it queue up and waits for its replies time out). After the receive
+    loop ends we therefore mark the datapath dead at once (apps are told, the echo loop stops)
+    and wake the send thread with an empty write on the closed socket, which ends it.
+    Harmless under eventlet, where kill() works.
+    """
+    datapath_cls = osken_controller.Datapath
+    if getattr(datapath_cls, "_tenantflow_hangup_fix", False):
+        return
+    receive_loop = datapath_cls._recv_loop
+
+    @functools.wraps(receive_loop)
+    def receive_then_release(self):
+        try:
+            receive_loop(self)
+        finally:
+            self.set_state(DEAD_DISPATCHER)
+            self.send(b"")
+
+    datapath_cls._recv_loop = receive_then_release
+    datapath_cls._tenantflow_hangup_fix = True
+
+
+_end_connections_when_the_switch_hangs_up()
 
 
 def guarded(handler):

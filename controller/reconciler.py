@@ -187,7 +187,11 @@ class Reconciler:
             self._send = send
             self.installed_known = False
 
-    def detach(self) -> None:
+    def detach(self, send: Callable[[bytes], bool] | None = None) -> None:
+        """Forget the transport (only if it is still `send`, when given: a reconnect may
+        already have attached a new one) and wake every waiter."""
+        if send is not None and self._send != send:
+            return
         self._send = None
         self.installed_known = False
         for w in list(self._waits.values()):
