@@ -7,19 +7,16 @@ DHCP port (device_owner network:dhcp), as in Neutron. Replies go only to the por
 """
 from __future__ import annotations
 
-import collections
 import ipaddress
 import logging
 from dataclasses import dataclass
-from typing import Iterable
 
 from apps import packets as P
 from apps.base import ChassisContext, PacketIn, PacketOut
-from apps.ratelimit import TokenBuckets, env_float
+from apps.punt import PuntApp
 from flows import services
-from flows.flow import Flow
 from flows.tables import R
-from topology.store import NETWORK, PORT, Change
+from topology.store import NETWORK, PORT
 
 LOG = logging.getLogger(__name__)
 
@@ -75,35 +72,20 @@ class Lease:
     server_mac: str
 
 
-class DhcpApp:
+class DhcpApp(PuntApp):
     """FlowApp + PacketApp for DHCPv4 (see module doc)."""
 
     name = "dhcp"
     userdata = services.USERDATA_DHCP
+    default_rate = 10.0
 
     def __init__(self, dns_domain: str | None = None, lease_time: int | None = None,
                  rate: float | None = None, burst: float | None = None, meter_id: int = 0,
                  cache: services.IndexCache | None = None) -> None:
+        super().__init__(rate, burst, meter_id, cache)
         self.dns_domain = dns_domain
         self.lease_time = lease_time
-        self.meter_id = meter_id
-        self.cache = cache or services.IndexCache()
-        rate = rate if rate is not None else env_float("TENANTFLOW_DHCP_RATE", 10.0)
-        burst = burst if burst is not None else env_float("TENANTFLOW_DHCP_BURST", max(20.0, 2 * rate))
-        self.limit = TokenBuckets(rate, burst)
-        self.stats: collections.Counter[str] = collections.Counter()
 
-    # ---------------------------------------------------------------- FlowApp
-    def owners_for_change(self, view, change: Change) -> Iterable[int]:
-        return services.owners_changed(view, change, "dhcp")
-
-    def owners_for_chassis(self, view, ctx: ChassisContext) -> Iterable[int]:
-        return services.owners_on_chassis(view, ctx, "dhcp")
-
-    def compile(self, view, ctx: ChassisContext, owner: int) -> Iterable[Flow]:
-        return services.compile_owner(view, self.cache, ctx, owner, "dhcp", self.meter_id)
-
-    # ---------------------------------------------------------------- settings
     def configure(self, settings) -> None:
         """Deployment settings (topology.settings.Settings); explicit constructor args win."""
         if self.dns_domain is None:
@@ -116,19 +98,8 @@ class DhcpApp:
         return value if value is not None else default
 
     # ---------------------------------------------------------------- PacketApp
-    def packet_in(self, view, ctx: ChassisContext, pkt: PacketIn) -> list[PacketOut]:
-        try:
-            return self._answer(view, ctx, pkt)
-        except Exception:  # noqa: BLE001 - contract: never raise into dispatch
-            self.stats["error"] += 1
-            LOG.exception("DHCP packet-in on %s port %s failed", ctx.name, pkt.in_ofport)
-            return []
-
-    def _answer(self, view, ctx: ChassisContext, pkt: PacketIn) -> list[PacketOut]:
+    def answer(self, view, ctx: ChassisContext, pkt: PacketIn) -> list[PacketOut]:
         port_key = pkt.registers.get(R.IN_PORT, 0)
-        if not self.limit.allow((ctx.name, port_key or -pkt.in_ofport)):
-            self.stats["rate_limited"] += 1
-            return []
         req = P.parse_dhcp(pkt.data)
         if req is None:
             self.stats["malformed"] += 1

@@ -14,7 +14,6 @@ equal byte for byte and a restart sends nothing.
 """
 from __future__ import annotations
 
-import ipaddress
 import struct
 from dataclasses import dataclass
 from typing import Iterable, Iterator
@@ -23,7 +22,7 @@ from os_ken.ofproto import nicira_ext
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from flows.fields import FIELDS
+from flows.fields import FIELDS, format_value
 from flows.flow import (CT, NAT, Conjunction, Controller, CTClear, DecTtl, Flow, GotoTable, Learn,
                         Meter, Move, Output, PopVlan, PushVlan, Resubmit, SetField, WriteMetadata)
 
@@ -142,14 +141,7 @@ def parse_oxms(buf: bytes, offset: int, end: int) -> tuple:
 def user_value(name: str, value: int):
     """Int → the form os-ken's parser classes take for this field (MAC/IP strings)."""
     kind = FIELDS[name].kind if name in FIELDS else "int"
-    if kind == "mac":
-        h = f"{value:012x}"
-        return ":".join(h[i:i + 2] for i in range(0, 12, 2))
-    if kind == "ipv4":
-        return str(ipaddress.IPv4Address(value))
-    if kind == "ipv6":
-        return str(ipaddress.IPv6Address(value))
-    return value
+    return format_value(name, value) if kind in ("mac", "ipv4", "ipv6") else value
 
 
 def _serialize(action) -> bytes:

@@ -1,0 +1,63 @@
+"""What the controller-answered services (ARP, DHCP) share: punt flows, rate limit, safety net.
+
+Each service is a FlowApp (its punt flows come from flows/services.py, selected by `service`)
+and a PacketApp whose `answer` never has to worry about exceptions or floods: `packet_in`
+applies the per-port token bucket first and turns any exception into a counted drop.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+from typing import Iterable
+
+from apps.base import ChassisContext, PacketIn, PacketOut
+from apps.ratelimit import TokenBuckets, env_float
+from flows import services
+from flows.flow import Flow
+from flows.tables import R
+from topology.store import Change
+
+LOG = logging.getLogger(__name__)
+
+
+class PuntApp:
+    name: str        # also the flows.services selector ("arp" | "dhcp")
+    userdata: bytes
+    default_rate: float  # answers per second per port before the token bucket drops
+
+    def __init__(self, rate: float | None = None, burst: float | None = None, meter_id: int = 0,
+                 cache: services.IndexCache | None = None) -> None:
+        self.meter_id = meter_id
+        self.cache = cache or services.IndexCache()
+        env = f"TENANTFLOW_{self.name.upper()}"
+        rate = rate if rate is not None else env_float(f"{env}_RATE", self.default_rate)
+        burst = burst if burst is not None else env_float(f"{env}_BURST", max(2 * self.default_rate, 2 * rate))
+        self.limit = TokenBuckets(rate, burst)
+        self.stats: collections.Counter[str] = collections.Counter()
+
+    # ---------------------------------------------------------------- FlowApp
+    def owners_for_change(self, view, change: Change) -> Iterable[int]:
+        return services.owners_changed(view, change, self.name)
+
+    def owners_for_chassis(self, view, ctx: ChassisContext) -> Iterable[int]:
+        return services.owners_on_chassis(view, ctx, self.name)
+
+    def compile(self, view, ctx: ChassisContext, owner: int) -> Iterable[Flow]:
+        return services.compile_owner(view, self.cache, ctx, owner, self.name, self.meter_id)
+
+    # ---------------------------------------------------------------- PacketApp
+    def packet_in(self, view, ctx: ChassisContext, pkt: PacketIn) -> list[PacketOut]:
+        try:
+            port_key = pkt.registers.get(R.IN_PORT, 0)
+            if not self.limit.allow((ctx.name, port_key or -pkt.in_ofport)):
+                self.stats["rate_limited"] += 1
+                return []
+            return self.answer(view, ctx, pkt)
+        except Exception:  # noqa: BLE001 - contract: never raise into dispatch
+            self.stats["error"] += 1
+            LOG.exception("%s packet-in on %s port %s failed", self.name, ctx.name, pkt.in_ofport)
+            return []
+
+    def answer(self, view, ctx: ChassisContext, pkt: PacketIn) -> list[PacketOut]:
+        """The service's reply to one (rate-limited) punted packet; may raise."""
+        raise NotImplementedError
