@@ -19,6 +19,7 @@ from topology.backends import open_store
 from topology.etcd_store import SUB, EtcdStore
 from topology.service import Service
 from topology.store import Compacted, Conflict
+from tests.unit.store_contract import *  # noqa: F401,F403 — the backend-neutral contract tests
 
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 
@@ -132,54 +133,6 @@ def test_unreachable_etcd_is_a_clear_error():
         open_store(f"etcd://127.0.0.1:{port}")
 
 
-def test_put_get_list_delete_and_revisions(store):
-    assert store.revision() == 0
-    with store.transaction() as t:
-        t.put("network", {"id": "n1", "name": "a"})
-        t.put("port", {"id": "p1", "network_id": "n1"})
-        assert t.get("network", "n1")["name"] == "a"  # reads see own writes
-    first = store.revision()
-    assert first > 0
-    assert store.get("network", "n1") == {"id": "n1", "name": "a"}
-    assert [p["id"] for p in store.list("port")] == ["p1"]
-    with store.transaction() as t:
-        t.delete("port", "p1")
-    assert store.get("port", "p1") is None
-    assert store.revision() > first
-    changes = store.changes(0)
-    assert [c.revision for c in changes] == sorted({c.revision for c in changes}), "not strictly increasing"
-    assert changes[-1].revision == store.revision()
-    assert changes[1].revision == first  # revision() = the last change of the last commit
-
-
-def test_failed_transaction_changes_nothing(store):
-    with store.transaction() as t:
-        t.put("network", {"id": "n1", "name": "a"})
-    before = store.snapshot()
-    with pytest.raises(RuntimeError):
-        with store.transaction() as t:
-            t.put("network", {"id": "n1", "name": "changed"})
-            t.put("network", {"id": "n2"})
-            raise RuntimeError("boom")
-    assert store.snapshot() == before
-
-
-def test_change_feed_records_old_and_new(store):
-    for body in ({"id": "n1", "v": 1}, {"id": "n1", "v": 2}):
-        with store.transaction() as t:
-            t.put("network", body)
-    with store.transaction() as t:
-        t.delete("network", "n1")
-    changes = store.changes(0)
-    assert [(c.kind, c.id, c.old, c.new) for c in changes] == [
-        ("network", "n1", None, {"id": "n1", "v": 1}),
-        ("network", "n1", {"id": "n1", "v": 1}, {"id": "n1", "v": 2}),
-        ("network", "n1", {"id": "n1", "v": 2}, None),
-    ]
-    assert store.changes(changes[-1].revision) == []
-    assert store.changes(changes[0].revision) == changes[1:]
-
-
 def test_changes_after_a_revision_inside_one_commit(store):
     """A commit of N records is N feed steps; resuming in the middle of it returns the rest."""
     with store.transaction() as t:
@@ -191,16 +144,6 @@ def test_changes_after_a_revision_inside_one_commit(store):
     assert store.changes(changes[2].revision) == []
 
 
-def test_unchanged_put_is_not_a_change(store):
-    with store.transaction() as t:
-        t.put("network", {"id": "n1", "v": 1})
-    rev = store.revision()
-    with store.transaction() as t:
-        t.put("network", {"id": "n1", "v": 1})
-    assert store.revision() == rev
-    assert len(store.changes(0)) == 1
-
-
 def test_snapshot_is_consistent_with_its_revision(store):
     with store.transaction() as t:
         t.put("router", {"id": "r1"})
@@ -208,24 +151,6 @@ def test_snapshot_is_consistent_with_its_revision(store):
     assert rev == store.revision() and data["router"] == {"r1": {"id": "r1"}}
     assert set(data) >= {"network", "port", "chassis"}
     assert store.changes(rev) == []
-
-
-def test_changes_blocks_until_a_commit(store):
-    got = []
-    thread = threading.Thread(target=lambda: got.extend(store.changes(0, timeout=5)))
-    thread.start()
-    time.sleep(0.2)
-    assert not got
-    with store.transaction() as t:
-        t.put("router", {"id": "r1"})
-    thread.join(5)
-    assert [c.id for c in got] == ["r1"]
-
-
-def test_changes_times_out_empty(store):
-    start = time.monotonic()
-    assert store.changes(0, timeout=0.3) == []
-    assert time.monotonic() - start >= 0.25
 
 
 def test_another_machines_writes_are_seen(url):
