@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -34,45 +33,35 @@ from controller import wire  # noqa: E402
 from controller.reconciler import Reconciler  # noqa: E402
 from flows.flow import Flow, GotoTable, SetField, make_match  # noqa: E402
 from flows.tables import Owner, cookie  # noqa: E402
+from tests.testbed.ovs import OvsInstance  # noqa: E402
 
 BRIDGE = "tfbenchbr"
 
 
-class PrivateOVS:
+class PrivateOVS(OvsInstance):
+    """The test bed's private OVS with one OpenFlow13-only bridge to load."""
+
     def __init__(self) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="tfbw-"))
-        d = str(self.dir)
-        self.env = dict(os.environ, OVS_RUNDIR=d, OVS_DBDIR=d, OVS_LOGDIR=d, OVS_SYSCONFDIR=d)
+        super().__init__(Path(tempfile.mkdtemp(prefix="tfbw-")))
+        self.dir = self.rundir
 
     def run(self, *cmd: str, timeout: float = 300) -> str:
-        p = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=timeout)
+        p = subprocess.run(cmd, env={**os.environ, **self.env}, capture_output=True, text=True, timeout=timeout)
         if p.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)}: {p.stderr.strip()}")
         return p.stdout
 
-    def start(self) -> None:
-        d = self.dir
-        self.run("ovsdb-tool", "create", f"{d}/conf.db", "/usr/share/openvswitch/vswitch.ovsschema")
-        self.run("ovsdb-server", f"{d}/conf.db", f"--remote=punix:{d}/db.sock", f"--pidfile={d}/ovsdb.pid",
-                 "--detach", f"--log-file={d}/ovsdb.log")
-        self.run("ovs-vsctl", "--no-wait", "init")
-        self.run("ovs-vswitchd", f"unix:{d}/db.sock", f"--pidfile={d}/vswitchd.pid", "--detach",
-                 f"--log-file={d}/vswitchd.log")
+    def start(self) -> "PrivateOVS":
+        super().start()
         self.run("ovs-vsctl", "add-br", BRIDGE, "--", "set", "bridge", BRIDGE, "datapath_type=netdev",
                  "fail_mode=secure", "protocols=OpenFlow13")
         deadline = time.monotonic() + 10
-        while not (d / f"{BRIDGE}.mgmt").exists() and time.monotonic() < deadline:
+        while not (self.dir / f"{BRIDGE}.mgmt").exists() and time.monotonic() < deadline:
             time.sleep(0.05)
+        return self
 
     def stop(self) -> None:
-        for name in ("vswitchd", "ovsdb"):
-            pid = self.dir / f"{name}.pid"
-            if pid.exists():
-                try:
-                    os.kill(int(pid.read_text().strip()), signal.SIGTERM)
-                except (ProcessLookupError, ValueError):
-                    pass
-        time.sleep(0.2)
+        super().stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def count(self) -> int:

@@ -22,6 +22,7 @@ import pytest
 
 from flows.flow import Flow, GotoTable, Output, SetField, make_match
 from flows.tables import Owner, cookie, cookie_owner
+from tests.testbed.ovs import OvsInstance
 
 pytestmark = pytest.mark.integration
 
@@ -76,35 +77,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class OVS:
-    def __init__(self, base: Path) -> None:
-        self.dir = base
-        self.env = dict(os.environ, OVS_RUNDIR=str(base), OVS_DBDIR=str(base), OVS_LOGDIR=str(base),
-                        OVS_SYSCONFDIR=str(base))
+class OVS(OvsInstance):
+    """The test bed's private OVS, plus the raw command runner and flow dump these tests use."""
 
     def run(self, *cmd: str, check: bool = True) -> str:
-        p = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=30)
+        p = subprocess.run(cmd, env={**os.environ, **self.env}, capture_output=True, text=True, timeout=30)
         if check and p.returncode != 0:
             raise RuntimeError(f"{cmd}: {p.stderr}")
         return p.stdout
-
-    def start(self) -> None:
-        d = self.dir
-        self.run("ovsdb-tool", "create", f"{d}/conf.db", "/usr/share/openvswitch/vswitch.ovsschema")
-        self.run("ovsdb-server", f"{d}/conf.db", f"--remote=punix:{d}/db.sock", f"--pidfile={d}/ovsdb.pid",
-                 "--detach", f"--log-file={d}/ovsdb.log")
-        self.run("ovs-vsctl", "--no-wait", "init")
-        self.run("ovs-vswitchd", f"unix:{d}/db.sock", f"--pidfile={d}/vswitchd.pid", "--detach",
-                 f"--log-file={d}/vswitchd.log")
-
-    def stop(self) -> None:
-        for name in ("vswitchd", "ovsdb"):
-            pid = self.dir / f"{name}.pid"
-            if pid.exists():
-                try:
-                    os.kill(int(pid.read_text().strip()), signal.SIGTERM)
-                except (ProcessLookupError, ValueError):
-                    pass
 
     def flows(self, bridge: str) -> list[str]:
         out = self.run("ovs-ofctl", "-O", "OpenFlow13", "dump-flows", bridge)
@@ -166,7 +146,7 @@ def rig():
     if shutil.which("ovs-vswitchd") is None:
         pytest.skip("Open vSwitch not installed")
     tmp = Path(tempfile.mkdtemp(prefix="h3rec-"))
-    ovs = OVS(tmp)
+    ovs = OVS(tmp / "ovs")
     ovs.start()
     store_url = f"sqlite:///{tmp}/tf.db"
     from topology.backends import open_store
@@ -322,5 +302,4 @@ def test_eventlet_hub_variant(rig):
     serve.start()
     add_bridge(ovs, serve)
     wait_flows(ovs, "h3rbr", 2 + 2 * FLOWS_PER_NET)
-    nets = [n for n in service.list("network") if n["name"] == "out-2"] if hasattr(service, "list") else []
     assert serve.stop() == 0
