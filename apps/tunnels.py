@@ -7,21 +7,18 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from flows import l2, overlay
+from apps.l2 import L2App
+from flows import overlay
 from flows.flow import Flow
 from flows.tables import Owner
 from apps.owners import owner_record
 
 
-class TunnelApp:
+class TunnelApp(L2App):
+    """Same dependencies as L2 (port location, network VNI/admin state, chassis tunnel_ip), so
+    the owner questions are L2App's; only the flows differ."""
+
     name = "tunnels"
-
-    def owners_for_change(self, view, change) -> Iterable[int]:
-        # Same dependencies as L2 (port location, network VNI/admin state, chassis tunnel_ip).
-        return l2.owners_for_change(view, change)
-
-    def owners_for_chassis(self, view, ctx) -> Iterable[int]:
-        return l2.owners_on_chassis(view, ctx)
 
     def compile(self, view, ctx, owner: int) -> Iterable[Flow]:
         kind, rec = owner_record(view, owner)

@@ -56,16 +56,8 @@ DHCLIENT_CONF = """timeout 10;
 retry 1;
 request subnet-mask, broadcast-address, routers, interface-mtu, host-name, dhcp-lease-time;
 """
-DHCLIENT_SCRIPT = """#!/bin/sh
-case "$reason" in
-BOUND|RENEW|REBIND|REBOOT)
-    ip addr replace "$new_ip_address/$new_subnet_mask" dev "$interface"
-    [ -n "$new_interface_mtu" ] && ip link set dev "$interface" mtu "$new_interface_mtu"
-    for r in $new_routers; do ip route replace default via "$r" dev "$interface"; break; done
-    ;;
-esac
-exit 0
-"""
+DHCLIENT_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts",
+                               "vm-dhclient-script")
 
 
 class Api:
@@ -169,12 +161,9 @@ def wait_active(api: Api, hosts: list[LabHost], timeout: float = 20.0) -> int:
 def configure_addresses(net: Mininet, hosts: list[LabHost], workdir: str | None) -> bool:
     """DHCP from the controller (workdir given) or static from the ports; True if all as expected."""
     if workdir:
-        conf, script = os.path.join(workdir, "dhclient.conf"), os.path.join(workdir, "dhclient-script")
+        conf, script = os.path.join(workdir, "dhclient.conf"), DHCLIENT_SCRIPT
         with open(conf, "w") as f:
             f.write(DHCLIENT_CONF)
-        with open(script, "w") as f:
-            f.write(DHCLIENT_SCRIPT)
-        os.chmod(script, 0o755)
     ok = True
     for h in hosts:
         node = net.get(h.name)

@@ -192,7 +192,7 @@ dhcp_vms() {
     for spec in "$@"; do
         name=${spec%%=*}; names+=("$name")
         ip netns exec "$NSP-$name" timeout 15 dhclient -d -1 -v -cf "$d/dhclient.conf" \
-            -lf "$d/$name.leases" -pf "$d/$name.pid" -sf "$d/dhclient-script" eth0 \
+            -lf "$d/$name.leases" -pf "$d/$name.pid" -sf "$ROOT/scripts/vm-dhclient-script" eth0 \
             >"$d/$name.log" 2>&1 </dev/null &
         pids+=($!)
     done
@@ -296,19 +296,6 @@ retry 1;
 request subnet-mask, broadcast-address, routers, interface-mtu, domain-name,
         domain-name-servers, host-name, dhcp-lease-time;
 EOF
-# Instead of /sbin/dhclient-script: sets only the VM's address, MTU and default route.
-cat > "$DIR/dhcp/dhclient-script" <<'EOF'
-#!/bin/sh
-case "$reason" in
-BOUND|RENEW|REBIND|REBOOT)
-    ip addr replace "$new_ip_address/$new_subnet_mask" dev "$interface"
-    [ -n "$new_interface_mtu" ] && ip link set dev "$interface" mtu "$new_interface_mtu"
-    for r in $new_routers; do ip route replace default via "$r" dev "$interface"; break; done
-    ;;
-esac
-exit 0
-EOF
-chmod 755 "$DIR/dhcp/dhclient-script"
 # bob-vm1 deliberately has the same IP as alice-vm2: overlapping addresses stay apart.
 vm alice alice-vm1 alice-net alice-subnet 10.0.0.11
 vm alice alice-vm2 alice-net alice-subnet 10.0.0.12

@@ -20,17 +20,11 @@ request subnet-mask, broadcast-address, routers, domain-name, domain-name-server
         dhcp-rebinding-time;
 """
 
-# Records the environment per event, applies address (+ mask), MTU and default route.
-DHCLIENT_SCRIPT = """#!/bin/sh
-env | sort > "{out}.$reason"
-case "$reason" in
-BOUND|RENEW|REBIND|REBOOT)
-    ip addr replace "$new_ip_address/$new_subnet_mask" dev "$interface"
-    [ -n "$new_interface_mtu" ] && ip link set dev "$interface" mtu "$new_interface_mtu"
-    for r in $new_routers; do ip route replace default via "$r" dev "$interface"; break; done
-    ;;
-esac
-exit 0
+# Records the environment per event, then the shared VM script applies address, MTU and route.
+VM_DHCLIENT_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "vm-dhclient-script"
+DHCLIENT_SCRIPT = f"""#!/bin/sh
+env | sort > "{{out}}.$reason"
+exec {VM_DHCLIENT_SCRIPT}
 """
 
 UDHCPC_SCRIPT = """#!/bin/sh
