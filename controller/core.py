@@ -23,7 +23,7 @@ from os_ken.lib import hub
 
 from apps.base import ChassisContext
 from controller import wire
-from controller.reconciler import Reconciler, ReconcileError, XidSource, owner_label
+from controller.reconciler import FlowEncodeError, Reconciler, ReconcileError, XidSource, owner_label
 from controller.registry import (IFNAME_INDEX, DatapathEntry, Registry, SwitchPort, build_context,
                                  dpid_name, port_ifnames)
 from flows import compiler
@@ -57,6 +57,7 @@ class AppCompiler:
         return set(compiler.owners_for_chassis(self.flow_apps, view, ctx))
 
 
+RETRY_FIRST, RETRY_MAX = 0.5, 30.0  # seconds: backoff of a datapath whose convergence failed
 BIG_BATCH = 1000  # changes or flow-mods after which the worker hands freed memory back to the OS
 
 
@@ -88,7 +89,7 @@ def _differs_beyond_ports(a: ChassisContext, b: ChassisContext) -> bool:
 
 @dataclass
 class _Item:
-    kind: str  # changes | connected | port | disconnected | resync | reset | stop
+    kind: str  # changes | connected | port | disconnected | resync | retry | reset | stop
     dpid: int = 0
     payload: Any = None
 
@@ -212,7 +213,14 @@ class Core:
             try:
                 self._process(items)
             except Exception:  # noqa: BLE001 — the loop must survive anything a batch throws
-                LOG.exception("controller batch of %d items failed", len(items))
+                # Fail closed: the view may hold changes whose owners were never recompiled, so
+                # every datapath recomputes everything on the retry.
+                LOG.exception("controller batch of %d items failed; full recompute of every datapath",
+                              len(items))
+                for e in self.registry.all():
+                    e.needs_full = True
+                    e.last_error = "a controller batch failed"
+                    self._schedule_retry(e)
             finally:
                 self._busy = False
             self.batches += 1
@@ -247,7 +255,11 @@ class Core:
                             for e in self.registry.all():
                                 e.needs_full = True
             elif it.kind == "reset":
-                rev, data = self.store.snapshot()
+                try:
+                    rev, data = self.store.snapshot()
+                except Exception:  # noqa: BLE001 — the feed keeps asking for a reset until one works
+                    LOG.exception("reloading the topology snapshot failed; flows stay until it works")
+                    continue
                 with self.view_lock:
                     self.view = TopologyView.from_snapshot(rev, data)
                     self.view.add_index(PORT, IFNAME_INDEX, port_ifnames)
@@ -284,9 +296,27 @@ class Core:
                 e = self.registry.get(it.dpid)
                 if e is not None:
                     e.needs_resync = True
+            elif it.kind == "retry":
+                e = self.registry.get(it.dpid)
+                if e is not None:
+                    e.retry_scheduled = False
+                    if e.connected and e.chassis is None:
+                        self._ensure_chassis(e)
+                        rebuild_ctx = True
         for e in self.registry.connected():
-            extra = self._refresh_context(e) if rebuild_ctx or e.ctx is None else set()
-            self._converge(e, dirty | extra if extra else dirty)
+            try:
+                extra = self._refresh_context(e) if rebuild_ctx or e.ctx is None else set()
+                self._converge(e, dirty | extra if extra else dirty)
+            except Exception as exc:  # noqa: BLE001 — one datapath's failure never skips the others
+                LOG.exception("convergence of datapath %s (%s) failed; full recompute and resync",
+                              dpid_name(e.dpid), e.chassis)
+                e.needs_full = e.needs_resync = True
+                e.reconcile_errors += 1
+                e.last_error = f"{type(exc).__name__}: {exc}"
+            if e.needs_retry():
+                self._schedule_retry(e)
+            else:
+                e.retry_attempt = 0
         if self._bindings_pending:
             # after the flush: status writes never delay flows reaching the switch
             self._bind_q.put(self._bindings_pending)
@@ -307,9 +337,11 @@ class Core:
         name = dpid_name(e.dpid)
         try:
             rec = self.service.register_chassis(name, e.dpid)
-        except Exception:  # noqa: BLE001
-            LOG.exception("could not register chassis %s", name)
+        except Exception as exc:  # noqa: BLE001 — retried with backoff, reported as a problem
+            LOG.exception("could not register chassis %s; will retry", name)
+            e.chassis_failed = f"{type(exc).__name__}: {exc}"
             return
+        e.chassis_failed = None
         e.chassis = (rec or {}).get("name", name) if isinstance(rec, dict) else name
         LOG.info("registered datapath %s as chassis %s", dpid_name(e.dpid), e.chassis)
 
@@ -420,16 +452,21 @@ class Core:
                 # per owner, not compile_chassis: one broken owner must not block all the others
                 try:
                     owners = self.compiler.owners_for_chassis(self.view, e.ctx)
-                except Exception:  # noqa: BLE001
+                except Exception as exc:  # noqa: BLE001 — reported, retried with backoff
                     LOG.exception("listing owners for chassis %s failed; keeping previous flows", e.ctx.name)
+                    e.compile_errors += 1
+                    e.listing_failed = f"{type(exc).__name__}: {exc}"
                     owners = None
                 if owners is not None:
+                    e.listing_failed = None
                     for owner in rec.owners() - owners:
                         rec.set_owner(owner, ())
+                    for owner in set(e.failed_owners) - owners:
+                        del e.failed_owners[owner]
                     self._compile_into(e, owners)
                     e.needs_full = False
             else:
-                self._compile_into(e, dirty)
+                self._compile_into(e, dirty | e.failed_owners.keys() if e.failed_owners else dirty)
         t1 = time.monotonic()
         try:
             if e.needs_resync or not rec.installed_known:
@@ -437,23 +474,47 @@ class Core:
                 e.needs_resync = False
             else:
                 sent = rec.flush()
-        except ReconcileError as exc:
-            LOG.error("reconcile of %s failed: %s; will resync", e.ctx.name, exc)
+        except Exception as exc:  # noqa: BLE001 — whatever it was, the switch is read back next time
+            if isinstance(exc, ReconcileError):
+                LOG.error("reconcile of %s failed: %s; will resync", e.ctx.name, exc)
+            else:
+                LOG.exception("reconcile of %s failed; will resync", e.ctx.name)
             e.needs_resync = True
+            e.reconcile_errors += 1
+            e.last_error = f"{type(exc).__name__}: {exc}"
             return
         if sent or e.needs_full:
             LOG.info("chassis %s: compile %.3fs, %d flow-mods in %.3fs", e.ctx.name, t1 - t0, sent,
                      time.monotonic() - t1)
 
     def _compile_into(self, e: DatapathEntry, owners: Iterable[int]) -> None:
+        """Compile each owner into the reconciler. An owner that fails to compile or encode is
+        withdrawn (fail closed: no stale flow keeps allowing what the topology no longer allows),
+        counted, reported by DatapathEntry.problems() and recompiled on every retry until it works."""
+        rec = e.reconciler
         for owner in owners:
             try:
-                flows = self.compiler.compile_owner(self.view, e.ctx, owner)
-            except Exception:  # noqa: BLE001 — logged with its owner; previous flows stay
-                LOG.exception("compile of owner %s on chassis %s failed; keeping its flows",
-                              owner_label(owner), e.ctx.name)
+                rec.set_owner(owner, self.compiler.compile_owner(self.view, e.ctx, owner))
+            except Exception as exc:  # noqa: BLE001 — logged with its owner; the others go on
+                if isinstance(exc, FlowEncodeError):
+                    LOG.error("chassis %s: %s; its flows are withdrawn", e.ctx.name, exc)
+                else:
+                    LOG.exception("compile of owner %s on chassis %s failed; its flows are withdrawn",
+                                  owner_label(owner), e.ctx.name)
+                e.compile_errors += 1
+                e.failed_owners[owner] = f"{owner_label(owner)}: {type(exc).__name__}: {exc}"
+                rec.set_owner(owner, ())
                 continue
-            e.reconciler.set_owner(owner, flows)
+            e.failed_owners.pop(owner, None)
+
+    def _schedule_retry(self, e: DatapathEntry) -> None:
+        """Converge `e` again after a growing delay (RETRY_FIRST doubling up to RETRY_MAX)."""
+        if e.retry_scheduled or self._stopping:
+            return
+        delay = min(RETRY_MAX, RETRY_FIRST * 2 ** e.retry_attempt)
+        e.retry_attempt += 1
+        e.retry_scheduled = True
+        hub.spawn_after(delay, self._q.put, _Item("retry", e.dpid))
 
     # ------------------------------------------------------------------ inspection
     def stats(self) -> dict:
@@ -463,6 +524,9 @@ class Core:
                                           connected=e.connected, packet_ins=e.packet_ins,
                                           packet_in_errors=e.packet_in_errors, packet_outs=e.packet_outs,
                                           desired_flows=e.reconciler.desired_count(),
-                                          installed_flows=len(e.reconciler.installed))
+                                          installed_flows=len(e.reconciler.installed),
+                                          healthy=not (problems := e.problems()), problems=problems,
+                                          compile_errors=e.compile_errors,
+                                          reconcile_errors=e.reconcile_errors)
         return {"datapaths": out, "revision": getattr(self, "_rev", 0), "batches": self.batches,
                 "idle": self._q.empty() and not self._busy and self._bind_q.empty() and not self._binding}

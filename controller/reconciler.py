@@ -61,6 +61,7 @@ class Stats:
     bundles: int = 0
     errors: int = 0           # OpenFlow errors received for our messages
     resyncs: int = 0
+    flush_failures: int = 0   # flushes that raised (timeout, disconnect, encoder): each ends in a resync
     last_flush_mods: int = 0
     last_flush_seconds: float = 0.0
     biggest_flush_mods: int = 0      # the largest bundle so far and how long it took (bench)
@@ -79,7 +80,16 @@ class _Wait:
 
 
 class ReconcileError(RuntimeError):
-    pass
+    """The switch's state is uncertain after this: the caller resyncs the datapath."""
+
+
+class FlowEncodeError(ValueError):
+    """An owner's flow cannot be encoded; nothing of that owner's new flows was taken."""
+
+    def __init__(self, owner: int, flow: Flow, cause: Exception) -> None:
+        super().__init__(f"owner {owner_label(owner)}: cannot encode {flow!r}: {type(cause).__name__}: {cause}")
+        self.owner = owner
+        self.flow = flow
 
 
 class Reconciler:
@@ -94,6 +104,7 @@ class Reconciler:
         self._lock = threading.RLock()  # serialises flushes; replies arrive on another thread
         self._waits: dict[int, _Wait] = {}
         self._xid_ops: list[tuple[int, int, list]] = []  # (first xid, last xid, ops) of the bundle in flight
+        self._ctl_xids: tuple[int, ...] = ()  # its open and commit xids (their errors fail the bundle)
         self.installed: dict[tuple, tuple] = {}
         self.installed_known = False
         self._desired: dict[int, dict[tuple, Flow]] = {}
@@ -106,26 +117,40 @@ class Reconciler:
 
     # ------------------------------------------------------------------ desired state
     def set_owner(self, owner: int, flows: Iterable[Flow]) -> None:
-        """Replace everything `owner` wants on this datapath (empty = owner gone)."""
+        """Replace everything `owner` wants on this datapath (empty = owner gone).
+
+        All-or-nothing: every changed flow is encoded before any state changes, so a flow that
+        cannot be encoded raises FlowEncodeError and leaves this owner (and every other) as it was."""
         new = {f.key: f for f in flows}
         with self._lock:
             old = self._desired.get(owner, {})
             if new == old:
                 return
+            body = self.encoder.body
+            bodies: dict[tuple, tuple] = {}
+            for key, f in new.items():
+                if old.get(key) != f:
+                    try:
+                        bodies[key] = body(f)
+                    except Exception as exc:  # noqa: BLE001 — any encoder failure is this owner's
+                        raise FlowEncodeError(owner, f, exc) from exc
             for key in old.keys() - new.keys():
                 self._release(key, owner)
             self._desired_new = new
             try:
-                for key, f in new.items():
-                    if old.get(key) != f:
-                        self._claim(key, owner)
-                        self._dirty.add(key)
+                for key, b in bodies.items():
+                    self._claim(key, owner, b)
+                    self._dirty.add(key)
             finally:
                 self._desired_new = None
             if new:
                 self._desired[owner] = new
             else:
                 self._desired.pop(owner, None)
+
+    def rejected_count(self) -> int:
+        """Flows the switch refused and we still want: the datapath is not what we declared."""
+        return sum(1 for key, body in self._rejected.items() if (w := self._want.get(key)) and w[1] == body)
 
     def owners(self) -> set[int]:
         return set(self._desired)
@@ -144,12 +169,12 @@ class Reconciler:
                 return sorted(self._desired.get(owner, {}).values(), key=_sort_key)
             return sorted((fb[0] for fb in self._want.values()), key=_sort_key)
 
-    def _claim(self, key: tuple, owner: int) -> None:
+    def _claim(self, key: tuple, owner: int, body: tuple) -> None:
         cur = self._owner_of.get(key)
         if cur is None or cur == owner:
             self._owner_of[key] = owner
             f = self._desired_new[key] if self._desired_new is not None else self._desired[owner][key]
-            self._want[key] = (f, self.encoder.body(f))
+            self._want[key] = (f, body)
             return
         claims = self._conflicts.setdefault(key, {cur})
         claims.add(owner)
@@ -159,10 +184,10 @@ class Reconciler:
                   owner_label(winner))
         self._owner_of[key] = winner
         if winner == owner:
-            f = self._desired_new[key]
+            self._want[key] = (self._desired_new[key], body)
         else:
             f = self._desired[winner][key]
-        self._want[key] = (f, self.encoder.body(f))
+            self._want[key] = (f, self.encoder.body(f))  # encoded fine when the winner claimed it
 
     def _release(self, key: tuple, owner: int) -> None:
         self._dirty.add(key)
@@ -217,6 +242,12 @@ class Reconciler:
                 for w in self._waits.values():
                     w.errors.append(err)
                 return True
+        if err.xid in self._ctl_xids:  # the bundle's open or commit failed: every waiter sees it
+            self.stats.errors += 1
+            LOG.error("switch %s failed bundle control message xid %#x: %s", self.name, err.xid, err.describe())
+            for w in self._waits.values():
+                w.errors.append(err)
+            return True
         w = self._waits.get(err.xid)
         if w is not None:
             self.stats.errors += 1
@@ -307,15 +338,25 @@ class Reconciler:
             if not self.installed_known or self._send is None:
                 return 0  # resync on connect sends everything needed
             ops = self.pending()
-            self._dirty.clear()
             if not ops:
+                self._dirty.clear()
                 self.stats.last_flush_mods = 0
                 return 0
             t0 = time.monotonic()
             try:
                 sent = self._send_bundle(ops)
+            except Exception as exc:
+                # Fail closed: nothing is forgotten. What the switch holds is uncertain (the bundle
+                # may or may not have committed), so the next convergence reads it back (resync).
+                self.installed_known = False
+                self.stats.flush_failures += 1
+                if isinstance(exc, ReconcileError):
+                    raise
+                raise ReconcileError(f"{self.name}: flush of {len(ops)} flow-mods failed: "
+                                     f"{type(exc).__name__}: {exc}") from exc
             finally:
                 self._xid_ops = []
+            self._dirty.clear()
             st = self.stats
             st.last_flush_seconds = time.monotonic() - t0
             st.last_flush_mods = sent
@@ -343,7 +384,11 @@ class Reconciler:
         parts.append(wire.barrier(barrier_xid))
         self.stats.bundles += 1
         self.stats.flow_mods += n
-        w = self._request(b"".join(parts), barrier_xid, (first, first + n - 1, ops))
+        self._ctl_xids = (open_xid, commit_xid)
+        try:
+            w = self._request(b"".join(parts), barrier_xid, (first, first + n - 1, ops))
+        finally:
+            self._ctl_xids = ()
         failed_idx = {e.xid - first for e in w.errors if first <= e.xid < first + n}
         commit_failed = any(e.xid in (open_xid, commit_xid) for e in w.errors)
         if commit_failed:
@@ -354,9 +399,8 @@ class Reconciler:
             if failed_idx and retry:
                 self._xid_ops = []
                 return n + self._send_bundle(retry)
-            # nothing identifiable: the switch state is uncertain, read it back next time
-            self.installed_known = False
-            return n
+            # nothing identifiable: the switch state is uncertain; the caller resyncs
+            raise ReconcileError(f"{self.name}: bundle of {n} flow-mods failed to commit")
         installed, rejected = self.installed, self._rejected
         for i, (cmd, key, f, body) in enumerate(ops):
             if failed_idx and i in failed_idx:

@@ -54,10 +54,40 @@ class DatapathEntry:
     packet_ins: int = 0
     packet_in_errors: int = 0
     packet_outs: int = 0
+    # fail-closed bookkeeping (controller/core.py): what is wrong now, and how often it went wrong
+    failed_owners: dict[int, str] = field(default_factory=dict)  # owner → why its compile failed
+    listing_failed: str | None = None      # why the full owner list of this chassis could not be had
+    chassis_failed: str | None = None      # why the chassis could not be registered
+    compile_errors: int = 0
+    reconcile_errors: int = 0
+    last_error: str | None = None
+    retry_attempt: int = 0
+    retry_scheduled: bool = False
 
     @property
     def connected(self) -> bool:
         return self.datapath is not None
+
+    def needs_retry(self) -> bool:
+        """Something a later attempt can fix (a switch's refusal is not: it waits for a change)."""
+        return bool(self.connected and (self.chassis_failed or self.listing_failed or self.failed_owners
+                                        or self.needs_resync or self.needs_full
+                                        or not self.reconciler.installed_known))
+
+    def problems(self) -> list[str]:
+        """Why this datapath's flows may not be what the topology wants (empty = healthy)."""
+        out = []
+        if self.chassis_failed:
+            out.append(f"chassis not registered: {self.chassis_failed}")
+        if self.listing_failed:
+            out.append(f"owners not listed: {self.listing_failed}")
+        out += [f"compile failed: {reason}" for reason in self.failed_owners.values()]
+        if self.connected and (self.needs_resync or not self.reconciler.installed_known):
+            out.append(f"switch state unknown, resync pending: {self.last_error or 'not read yet'}")
+        rejected = self.reconciler.rejected_count()
+        if rejected:
+            out.append(f"{rejected} flows rejected by the switch")
+        return out
 
 
 def dpid_name(dpid: int) -> str:

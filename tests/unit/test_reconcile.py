@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import struct
 
 import pytest
 
@@ -10,54 +9,7 @@ from controller import wire
 from controller.reconciler import Reconciler
 from flows.flow import Flow, GotoTable, Output, SetField, make_match
 from flows.tables import Owner, cookie
-
-
-class FakeSwitch:
-    """Applies ONF bundles atomically, answers barriers and flow-stats, rejects chosen keys."""
-
-    def __init__(self, rec: Reconciler) -> None:
-        self.rec = rec
-        self.table: dict[tuple, tuple] = {}
-        self.reject: set[tuple] = set()
-        self.sent: list[bytes] = []
-        self.enc = wire.Encoder()
-
-    def send(self, buf: bytes) -> bool:
-        self.sent.append(buf)
-        bundle: list = []
-        for mtype, xid, msg in wire.iter_messages(buf):
-            if mtype == wire.OFPT_EXPERIMENTER:
-                exp_type, = struct.unpack_from("!I", msg, 12)
-                if exp_type == wire.ONF_ET_BUNDLE_ADD_MESSAGE:
-                    cmd, key, body = wire.parse_flow_mod(wire.unwrap_bundle_add(msg))
-                    if key in self.reject:
-                        self.rec.on_error(wire.ErrorMsg(xid, 3, 2, msg[:64]))
-                    else:
-                        bundle.append((cmd, key, body))
-                else:
-                    kind, = struct.unpack_from("!H", msg, 20)
-                    if kind == wire.BUNDLE_COMMIT_REQUEST:
-                        for cmd, key, body in bundle:
-                            if cmd == wire.OFPFC_ADD:
-                                self.table[key] = body
-                            else:
-                                self.table.pop(key, None)
-            elif mtype == wire.OFPT_BARRIER_REQUEST:
-                self.rec.on_barrier(xid)
-            elif mtype == wire.OFPT_MULTIPART_REQUEST:
-                self.rec.on_flow_stats(xid, self.stats_body(), False)
-        return True
-
-    def stats_body(self) -> bytes:
-        out = b""
-        for (table, prio, match), (ck, idle, hard, instr) in self.table.items():
-            m = self.enc.match(match)
-            length = 48 + len(m) + len(instr)
-            out += struct.pack("!HBxIIHHHH4xQQQ", length, table, 5, 0, prio, idle, hard, 0, ck, 0, 0) + m + instr
-        return out
-
-    def last_mods(self) -> list[tuple[int, tuple, tuple]]:
-        return [wire.parse_flow_mod(m) for _, m in wire.flow_mods_in(self.sent[-1])]
+from tests.unit.fakeswitch import FakeSwitch
 
 
 def port_flows(key: int, out: int) -> frozenset[Flow]:
@@ -71,7 +23,7 @@ def port_flows(key: int, out: int) -> frozenset[Flow]:
 @pytest.fixture
 def rig():
     rec = Reconciler("test-dp", timeout=2)
-    sw = FakeSwitch(rec)
+    sw = FakeSwitch.for_reconciler(rec)
     rec.attach(sw.send)
     return rec, sw
 

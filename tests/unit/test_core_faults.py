@@ -1,0 +1,321 @@
+"""Core + Reconciler against a fake switch, with faults injected: each ends in a resync or an
+unhealthy datapath that heals, never in missing or stale flows.
+
+The oracle is a from-scratch compile with fresh app instances over the core's own view: after
+the fault clears, the switch's table must equal it exactly, and every datapath must say healthy.
+"""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from apps.registry import default_apps
+from controller import core as core_mod
+from controller.core import Core
+from controller.registry import IFNAME_INDEX, SwitchPort, port_ifnames
+from flows import compiler
+from flows.tables import OWNER_SHIFT, Owner
+from tests.unit.fakeswitch import FakeSwitch
+from topology.backends import open_store
+from topology.service import Service
+from topology.settings import Settings
+from topology.store import PORT
+from topology.view import TopologyView
+
+DPID_A, DPID_B = 0xA1, 0xB2
+
+
+class Rig:
+    def __init__(self) -> None:
+        self.store = open_store("memory://")
+        self.service = Service(self.store, Settings())
+        self.core = Core(self.store, self.service, default_apps(), Settings(), feed_timeout=0.05)
+        self.switches: dict[int, FakeSwitch] = {}
+        net = self.service.create_network({"name": "n"})
+        self.service.create_subnet({"network_id": net["id"], "cidr": "10.0.0.0/24", "ip_version": 4})
+        self.ports = [self.service.create_port({"network_id": net["id"]}) for _ in range(4)]
+        self.core.start()
+
+    def connect(self, dpid: int, ports: list[dict]) -> FakeSwitch:
+        sw = self.switches.get(dpid) or FakeSwitch.for_core(self.core, dpid)
+        sw.connected = True
+        self.switches[dpid] = sw
+        self.core.attach_datapath(sw, dpid)
+        self.core.registry.get(dpid).reconciler.timeout = 0.3
+        taps = [SwitchPort("tap" + p["id"][:11], i + 10, True) for i, p in enumerate(ports)]
+        self.core.datapath_connected(sw, dpid, taps)
+        return sw
+
+    def settle(self, timeout: float = 10.0) -> None:
+        """Until the core has applied every store change and its queue is empty."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            rev = self.store.snapshot()[0]
+            if self.core._rev >= rev and self.core.stats()["idle"]:
+                time.sleep(0.05)
+                if self.core.stats()["idle"]:
+                    return
+            time.sleep(0.02)
+        raise AssertionError("core did not settle")
+
+    def expected(self, dpid: int) -> dict[tuple, tuple] | None:
+        """What a fresh controller would install: new view from the store, new app instances."""
+        e = self.core.registry.get(dpid)
+        if e is None or e.ctx is None:
+            return None
+        rev, data = self.store.snapshot()
+        view = TopologyView.from_snapshot(rev, data)
+        view.add_index(PORT, IFNAME_INDEX, port_ifnames)
+        fresh = compiler.compile_chassis(default_apps(), view, e.ctx)
+        enc = self.core.encoder
+        return {f.key: enc.body(f) for flows in fresh.values() for f in flows}
+
+    def health(self, dpid: int) -> dict:
+        return self.core.stats()["datapaths"][f"{dpid:016x}"]
+
+    def wait_healthy(self, dpid: int, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.health(dpid)["healthy"] and self.switches[dpid].table == self.expected(dpid):
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"datapath {dpid:#x} did not heal: {self.health(dpid)['problems']}")
+
+    def close(self) -> None:
+        self.core.stop()
+        time.sleep(0.1)  # the feed thread's last read (feed_timeout) ends before the store closes
+        self.store.close()
+
+
+@pytest.fixture
+def rig(monkeypatch):
+    monkeypatch.setattr(core_mod, "RETRY_FIRST", 0.05)
+    monkeypatch.setattr(core_mod, "RETRY_MAX", 0.2)
+    r = Rig()
+    yield r
+    r.close()
+
+
+def port_owner_of(table: dict, kind: Owner) -> set[int]:
+    return {body[0] for body in table.values() if body[0] >> OWNER_SHIFT == kind}
+
+
+def test_clean_start_matches_a_fresh_compile(rig):
+    sw = rig.connect(DPID_A, rig.ports[:2])
+    rig.settle()
+    assert sw.table and sw.table == rig.expected(DPID_A)
+    assert rig.health(DPID_A)["healthy"]
+
+
+def test_encode_error_in_one_owner_withdraws_it_keeps_the_rest_then_heals(rig):
+    enc = rig.core.encoder
+    real_body = enc.body
+    victim = {"cookie": None}
+
+    def body(f):
+        if victim["cookie"] is None and f.cookie >> OWNER_SHIFT == Owner.PORT:
+            victim["cookie"] = f.cookie
+        if f.cookie == victim["cookie"]:
+            raise ValueError("reg7 value 1099511627776 does not fit 32 bits")
+        return real_body(f)
+
+    enc.body = body
+    sw = rig.connect(DPID_A, rig.ports[:2])
+    rig.settle()
+    enc.body = real_body
+    bad = victim["cookie"]
+    assert bad is not None
+    # the broken owner has no flow (fail closed), every other owner's flows are on the switch
+    expected = rig.expected(DPID_A)
+    assert all(body[0] != bad for body in sw.table.values())
+    assert {k: v for k, v in expected.items() if v[0] != bad}.items() <= sw.table.items() or \
+        rig.health(DPID_A)["healthy"]  # the retry may already have healed it
+    rig.wait_healthy(DPID_A)
+    assert rig.health(DPID_A)["compile_errors"] >= 1
+
+
+def test_encode_error_reported_unhealthy_while_it_lasts(rig):
+    enc = rig.core.encoder
+    real_body = enc.body
+    enc.body = lambda f: (_ for _ in ()).throw(ValueError("boom")) if f.cookie >> OWNER_SHIFT == Owner.PORT \
+        else real_body(f)
+    sw = rig.connect(DPID_A, rig.ports[:2])
+    rig.settle()
+    time.sleep(0.3)  # several retries, all failing
+    h = rig.health(DPID_A)
+    assert not h["healthy"] and any("compile failed" in p for p in h["problems"])
+    assert h["compile_errors"] >= 2  # retried
+    assert not port_owner_of(sw.table, Owner.PORT)
+    enc.body = real_body
+    rig.wait_healthy(DPID_A)
+
+
+def test_compile_exception_in_one_app_withdraws_its_owner_and_retries(rig, monkeypatch):
+    real = rig.core.compiler.compile_owner
+    broken = {"on": True, "owner": None}
+
+    def compile_owner(view, ctx, owner):
+        if broken["on"] and owner >> OWNER_SHIFT == Owner.PORT and broken["owner"] in (None, owner):
+            broken["owner"] = owner
+            raise RuntimeError("app bug")
+        return real(view, ctx, owner)
+
+    monkeypatch.setattr(rig.core.compiler, "compile_owner", compile_owner)
+    sw = rig.connect(DPID_A, rig.ports[:2])
+    rig.settle()
+    assert broken["owner"] not in port_owner_of(sw.table, Owner.PORT)
+    assert port_owner_of(sw.table, Owner.PORT)  # the other port's flows are there
+    assert not rig.health(DPID_A)["healthy"]
+    broken["on"] = False
+    rig.wait_healthy(DPID_A)
+
+
+def test_compile_failure_after_a_change_does_not_keep_stale_flows(rig, monkeypatch):
+    """A port that changes and then fails to compile loses its flows; it never keeps the old ones."""
+    sw = rig.connect(DPID_A, rig.ports[:2])
+    rig.settle()
+    before = dict(sw.table)
+    real = rig.core.compiler.compile_owner
+    fail = {"on": True}
+    monkeypatch.setattr(rig.core.compiler, "compile_owner",
+                        lambda v, c, o: (_ for _ in ()).throw(RuntimeError("bug")) if fail["on"] else real(v, c, o))
+    rig.service.update("port", rig.ports[0]["id"], {"port_security_enabled": False, "security_groups": []})
+    rig.settle()
+    changed_owners = {b[0] for k, b in before.items() if sw.table.get(k) != b}
+    assert changed_owners  # something was withdrawn rather than kept
+    assert not rig.health(DPID_A)["healthy"]
+    fail["on"] = False
+    rig.wait_healthy(DPID_A)
+
+
+def test_error_reply_mid_bundle_keeps_the_rest_and_reports_rejection(rig):
+    sw = FakeSwitch.for_core(rig.core, DPID_A)
+    rig.switches[DPID_A] = sw
+    # reject the first flow-mod key of table 0 that we would send
+    rig.connect(DPID_A, rig.ports[:2])
+    rig.settle()
+    victim = next(iter(sw.table))
+    sw.table.pop(victim)
+    sw.reject.add(victim)
+    rig.core.request_resync(DPID_A)
+    rig.settle()
+    assert victim not in sw.table
+    assert {k: v for k, v in rig.expected(DPID_A).items() if k != victim} == sw.table
+    h = rig.health(DPID_A)
+    assert not h["healthy"] and any("rejected" in p for p in h["problems"])
+    sw.reject.clear()
+    rig.core.request_resync(DPID_A)
+    rig.wait_healthy(DPID_A)
+
+
+def test_failed_commit_ends_in_a_resync(rig):
+    sw = FakeSwitch.for_core(rig.core, DPID_A)
+    rig.switches[DPID_A] = sw
+    sw.fail_commits = 2
+    rig.connect(DPID_A, rig.ports[:2])
+    rig.wait_healthy(DPID_A)
+    assert rig.health(DPID_A)["reconcile_errors"] >= 1
+    assert rig.health(DPID_A)["resyncs"] >= 2
+
+
+def test_hung_switch_mid_flush_then_answers_again(rig):
+    sw = rig.connect(DPID_A, rig.ports[:1])
+    rig.settle()
+    sw.silent = True
+    rig.service.create_port({"network_id": rig.ports[0]["network_id"]})
+    new = rig.ports[1]
+    rig.connect(DPID_A, rig.ports[:1] + [new])  # the tap appears: a flush that gets no reply
+    time.sleep(0.8)
+    h = rig.health(DPID_A)
+    assert not h["healthy"] and h["reconcile_errors"] >= 1
+    sw.silent = False
+    rig.wait_healthy(DPID_A)
+
+
+def test_disconnect_mid_flush_then_reconnect(rig):
+    sw = rig.connect(DPID_A, rig.ports[:1])
+    rig.settle()
+    sw.connected = False  # send() fails: the connection is gone
+    rig.service.update("port", rig.ports[0]["id"], {"name": "renamed", "port_security_enabled": False,
+                                                      "security_groups": []})
+    time.sleep(0.3)
+    rig.connect(DPID_A, rig.ports[:1])
+    rig.wait_healthy(DPID_A)
+
+
+def test_one_datapath_failing_does_not_stop_the_others(rig):
+    a = rig.connect(DPID_A, rig.ports[:2])
+    b = rig.connect(DPID_B, rig.ports[2:])
+    rig.settle()
+
+    def explode(buf):
+        raise OSError("socket exploded")
+
+    real_send = a.send
+    rig.core.registry.get(DPID_A).reconciler._send = explode
+    rig.service.update("port", rig.ports[2]["id"], {"port_security_enabled": False, "security_groups": []})
+    rig.service.update("port", rig.ports[0]["id"], {"port_security_enabled": False, "security_groups": []})
+    rig.settle()
+    assert b.table == rig.expected(DPID_B)
+    assert not rig.health(DPID_A)["healthy"]
+    rig.core.registry.get(DPID_A).reconciler._send = real_send
+    rig.wait_healthy(DPID_A)
+    rig.wait_healthy(DPID_B)
+
+
+def test_store_errors_in_the_feed_are_retried(rig, monkeypatch):
+    sw = rig.connect(DPID_A, rig.ports[:2])
+    rig.settle()
+    real = rig.store.changes
+    failures = {"left": 3}
+
+    def changes(after, timeout):
+        if failures["left"]:
+            failures["left"] -= 1
+            raise OSError("database is locked")
+        return real(after=after, timeout=timeout)
+
+    monkeypatch.setattr(core_mod.hub, "sleep", lambda s: time.sleep(min(s, 0.05)))
+    monkeypatch.setattr(rig.store, "changes", changes)
+    time.sleep(0.1)  # the feed is now failing
+    rig.service.update("port", rig.ports[1]["id"], {"port_security_enabled": False, "security_groups": []})
+    deadline = time.monotonic() + 5
+    while failures["left"] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert failures["left"] == 0
+    rig.settle()
+    rig.wait_healthy(DPID_A)
+    assert sw.table == rig.expected(DPID_A)
+
+
+def test_listing_owners_failure_is_reported_and_retried(rig, monkeypatch):
+    real = rig.core.compiler.owners_for_chassis
+    fail = {"left": 3}
+
+    def owners_for_chassis(view, ctx):
+        if fail["left"]:
+            fail["left"] -= 1
+            raise RuntimeError("listing bug")
+        return real(view, ctx)
+
+    monkeypatch.setattr(rig.core.compiler, "owners_for_chassis", owners_for_chassis)
+    rig.connect(DPID_A, rig.ports[:2])
+    rig.wait_healthy(DPID_A)
+    assert fail["left"] == 0 and rig.health(DPID_A)["compile_errors"] >= 3
+
+
+def test_chassis_registration_failure_is_retried(rig, monkeypatch):
+    real = rig.service.register_chassis
+    fail = {"left": 2}
+
+    def register(*a, **kw):
+        if fail["left"]:
+            fail["left"] -= 1
+            raise OSError("disk I/O error")
+        return real(*a, **kw)
+
+    monkeypatch.setattr(rig.service, "register_chassis", register)
+    rig.connect(DPID_A, rig.ports[:2])
+    rig.wait_healthy(DPID_A)
+    assert fail["left"] == 0
