@@ -1,6 +1,6 @@
 # tenantflow — on a fresh Debian 12 machine, as root:
 #   make demo    set everything up and run the two-tenant demo (make demo-stop to end it)
-#   make test    set up, start Open vSwitch, run the whole test suite
+#   make test    set up, lint, start Open vSwitch, run the whole test suite
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -13,14 +13,15 @@ TEST_NETNS  ?= tf-test
 BENCH_NETNS ?= tf-bench
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-packages venv ovs ovs-stop demo demo-stop test unit bench lab \
+.PHONY: help setup system-packages venv ovs ovs-stop demo demo-stop test unit lint bench lab \
         cleanup-testbeds clean
 
 help:
 	@echo "make demo        set up, start OVS + tenantflow serve, two tenants with VMs, show isolation"
 	@echo "make demo-stop   tear the demo down"
-	@echo "make test        set up, start OVS, run unit + api + integration tests"
+	@echo "make test        set up, lint, start OVS, run unit + api + integration tests"
 	@echo "make unit        unit tests only (fast, no root needed)"
+	@echo "make lint        ruff check + mypy (settings in pyproject.toml); part of make test"
 	@echo "make bench       benchmarks, quick mode (bench/bench_*.py --quick)"
 	@echo "make lab         Mininet lab with two tenants (labs/)"
 	@echo "make setup       system packages + .venv with pinned deps (idempotent)"
@@ -54,12 +55,17 @@ demo: setup
 demo-stop:
 	@scripts/demo-stop.sh
 
+# Lint first: a lint or type error fails `make test` (and .ci/run) before OVS even starts.
 # Integration tests run inside network namespace $(TEST_NETNS), never in the host's.
-test: setup ovs
+test: setup lint ovs
 	@TEST_NETNS=$(TEST_NETNS) scripts/run-tests $(PYTEST_ARGS)
 
 unit: venv
 	@$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
+
+# Both always run (all findings in one go); either failing fails the target.
+lint: venv
+	@rc=0; $(VENV)/bin/ruff check . || rc=1; $(VENV)/bin/mypy || rc=1; exit $$rc
 
 bench: setup ovs
 	@shopt -s nullglob; files=(bench/bench_*.py); \
@@ -74,4 +80,4 @@ cleanup-testbeds:
 	@scripts/cleanup-testbeds
 
 clean: cleanup-testbeds
-	rm -rf run/ .pytest_cache
+	rm -rf run/ .pytest_cache .mypy_cache .ruff_cache

@@ -37,7 +37,8 @@ def _ensure_indexes(view) -> None:
         view.find_ids(ADDRESS_INDEX, None)
     except KeyError:
         view.add_index(PORT, ADDRESS_INDEX,
-                       lambda p: [sg.address_key(a) for a in sg.member_addresses(p)] if p.get("security_groups") else [])
+                       lambda p: [sg.address_key(a) for a in sg.member_addresses(p)]
+                       if p.get("security_groups") else [])
 
 
 class ViewGroups:
@@ -157,6 +158,9 @@ class _Installed:
     one port did), which is the common case: a port joining a group already present everywhere."""
 
     def __init__(self) -> None:
+        self._clear()
+
+    def _clear(self) -> None:
         self.view_ref: Any = None
         self.members = _MemberCookies()
         self.active: dict[str, set[str]] = {}
@@ -165,7 +169,7 @@ class _Installed:
 
     def bind(self, view) -> None:
         if self.view_ref is None or self.view_ref() is not view:
-            self.__init__()
+            self._clear()
             self.view_ref = weakref.ref(view)
 
     def reset_chassis(self, name: str) -> None:

@@ -24,7 +24,8 @@ from tests.testbed import Bed  # noqa: E402
 PROBE = r"""
 import json, select, socket, struct, sys, threading, time
 from scapy.all import ARP, BOOTP, DHCP, IP, UDP, Ether
-kind, mac, ip, target, rate, secs = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5]), float(sys.argv[6])
+kind, mac, ip, target = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+rate, secs = float(sys.argv[5]), float(sys.argv[6])
 if kind == "arp":
     frame = bytearray(bytes(Ether(src=mac, dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, hwsrc=mac, psrc=ip, pdst=target)))
 else:

@@ -1,8 +1,8 @@
 """`tenantflow serve` configuration: oslo.config options, CLI overrides, → topology Settings.
 
-Why os-ken's CONF (os_ken.cfg.CONF, its own ConfigOpts, not oslo's global): os-ken reads its OpenFlow listener options (ofp_listen_host,
-ofp_tcp_listen_port) from it, so our options live in the same object and `--ofp-listen` is
-turned into os-ken's two options with set_override.
+Why os-ken's CONF (os_ken.cfg.CONF, its own ConfigOpts, not oslo's global): os-ken reads its
+OpenFlow listener options (ofp_listen_host, ofp_tcp_listen_port) from it, so our options live in
+the same object and `--ofp-listen` is turned into os-ken's two options with set_override.
 """
 from __future__ import annotations
 
@@ -20,6 +20,9 @@ CLI_OPTS = [
     cfg.StrOpt("log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR"),
     cfg.ListOpt("apps", default=["apps.registry:default_apps"],
                 help="factories MODULE:CALLABLE returning feature app lists (tests swap in fakes)"),
+    cfg.BoolOpt("check-compile", default=False,
+                help="check mode: after every batch, compile everything afresh with new app instances "
+                     "and log (and count in stats) any difference from the incremental result; slow"),
 ]
 
 OPTS = [
@@ -94,6 +97,7 @@ class ServeConfig:
     log_level: str
     apps: list
     settings: object  # topology.settings.Settings
+    check_compile: bool = False
 
 
 def load(argv: list[str], conf: cfg.ConfigOpts | None = None) -> ServeConfig:
@@ -108,7 +112,7 @@ def load(argv: list[str], conf: cfg.ConfigOpts | None = None) -> ServeConfig:
     conf.set_override("ofp_listen_host", ofp_host)
     conf.set_override("ofp_tcp_listen_port", ofp_port)
     return ServeConfig(conf.store, api_host, api_port, ofp_host, ofp_port, conf.log_level.upper(),
-                       list(conf.apps), to_settings(conf))
+                       list(conf.apps), to_settings(conf), conf.check_compile)
 
 
 def to_settings(conf: cfg.ConfigOpts):

@@ -17,7 +17,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from os_ken.lib import hub
 
@@ -28,7 +28,7 @@ from controller.registry import (IFNAME_INDEX, DatapathEntry, Registry, SwitchPo
                                  dpid_name, port_ifnames)
 from flows import compiler
 from flows.flow import Flow
-from topology.store import CHASSIS, PORT, Change, Compacted
+from topology.store import CHASSIS, KINDS, PORT, Change, Compacted
 from topology.view import TopologyView
 
 LOG = logging.getLogger(__name__)
@@ -94,16 +94,24 @@ class _Item:
     payload: Any = None
 
 
+def _configure(apps: list, settings) -> None:
+    for app in apps:  # apps with deployment settings (DHCP lease time, DNS domain, …)
+        configure = getattr(app, "configure", None)
+        if configure is not None:
+            configure(settings)
+
+
 class Core:
-    def __init__(self, store, service, apps: list, settings, *, feed_timeout: float = 1.0) -> None:
+    def __init__(self, store, service, apps: list, settings, *, feed_timeout: float = 1.0,
+                 check_with: Callable[[], list] | None = None) -> None:
+        """`check_with`: a factory of fresh app instances turns on check mode (see check_compile)."""
         self.store = store
         self.service = service
         self.settings = settings
-        for app in apps:  # apps with deployment settings (DHCP lease time, DNS domain, …)
-            configure = getattr(app, "configure", None)
-            if configure is not None:
-                configure(settings)
+        _configure(apps, settings)
         self.compiler = AppCompiler(apps)
+        self.check_with = check_with
+        self.check_failures = 0   # check mode: batches after which incremental != from-scratch
         self.packet_apps = {bytes(a.userdata): a for a in apps if getattr(a, "userdata", None)}
         self.encoder = wire.Encoder()
         self.xids = XidSource()
@@ -226,6 +234,8 @@ class Core:
             self.batches += 1
             if first:
                 first = False
+            if self.check_with is not None and self._q.empty():
+                self.check_compile()
             if self._q.empty():
                 self.ready.set()
 
@@ -240,6 +250,7 @@ class Core:
     def _process_items(self, items: list[_Item]) -> None:
         dirty: set[int] = set()
         rebuild_ctx = False
+        e: DatapathEntry | None
         for it in items:
             if it.kind == "changes":
                 with self.view_lock:
@@ -388,6 +399,8 @@ class Core:
     def _update_bindings(self, e: DatapathEntry, up: dict[str, bool], old: ChassisContext | None) -> None:
         """Queue binding/status writes for the binder thread: they go to the store, so they must
         not hold up compiling and flushing flows (1,000 taps appearing = 1,000 port updates)."""
+        if e.chassis is None:
+            return
         previous = set(old.local_ports) if old is not None else set()
         todo = [(pid, e.chassis, ACTIVE if link else DOWN) for pid, link in up.items()]
         todo += [(pid, e.chassis, DOWN) for pid in previous - set(up)]
@@ -491,21 +504,58 @@ class Core:
         """Compile each owner into the reconciler. An owner that fails to compile or encode is
         withdrawn (fail closed: no stale flow keeps allowing what the topology no longer allows),
         counted, reported by DatapathEntry.problems() and recompiled on every retry until it works."""
-        rec = e.reconciler
+        rec, ctx = e.reconciler, e.ctx
+        assert ctx is not None  # _converge returns early without a context
         for owner in owners:
             try:
-                rec.set_owner(owner, self.compiler.compile_owner(self.view, e.ctx, owner))
+                rec.set_owner(owner, self.compiler.compile_owner(self.view, ctx, owner))
             except Exception as exc:  # noqa: BLE001 — logged with its owner; the others go on
                 if isinstance(exc, FlowEncodeError):
-                    LOG.error("chassis %s: %s; its flows are withdrawn", e.ctx.name, exc)
+                    LOG.error("chassis %s: %s; its flows are withdrawn", ctx.name, exc)
                 else:
                     LOG.exception("compile of owner %s on chassis %s failed; its flows are withdrawn",
-                                  owner_label(owner), e.ctx.name)
+                                  owner_label(owner), ctx.name)
                 e.compile_errors += 1
                 e.failed_owners[owner] = f"{owner_label(owner)}: {type(exc).__name__}: {exc}"
                 rec.set_owner(owner, ())
                 continue
             e.failed_owners.pop(owner, None)
+
+    def check_compile(self) -> list[str]:
+        """Check mode: compile every healthy datapath from scratch — fresh app instances, a fresh
+        copy of the view — and compare with what the incremental engine declared. Any difference
+        is a bug in some owners_for_* answer or in hidden state; it is logged and counted."""
+        try:
+            apps = self.check_with() if self.check_with is not None else []
+            _configure(apps, self.settings)
+        except Exception as exc:  # noqa: BLE001 — the check itself failing counts as a difference
+            LOG.exception("check mode: fresh app instances could not be made")
+            self.check_failures += 1
+            return [f"fresh apps: {type(exc).__name__}: {exc}"]
+        fresh_apps = AppCompiler(apps).flow_apps
+        with self.view_lock:
+            view = TopologyView.from_snapshot(self.view.revision, {k: dict(self.view.records(k)) for k in KINDS})
+            view.add_index(PORT, IFNAME_INDEX, port_ifnames)
+            entries = [(e.ctx, {f.key: f for f in e.reconciler.desired_flows()})
+                       for e in self.registry.connected() if e.ctx is not None and not e.problems()]
+        found = []
+        for ctx, declared in entries:
+            try:
+                fresh = compiler.compile_chassis(fresh_apps, view, ctx)
+            except Exception as exc:  # noqa: BLE001 — a check that cannot run is a difference too
+                found.append(f"{ctx.name}: fresh compile failed: {type(exc).__name__}: {exc}")
+                continue
+            want = {f.key: f for flows in fresh.values() for f in flows}
+            missing = [want[k] for k in want.keys() - declared.keys()]
+            extra = [declared[k] for k in declared.keys() - want.keys()]
+            changed = [want[k] for k in want.keys() & declared.keys() if want[k] != declared[k]]
+            for label, flows in (("missing", missing), ("extra", extra), ("changed", changed)):
+                for f in sorted(flows, key=lambda f: f.key)[:5]:
+                    found.append(f"{ctx.name}: {label} ({owner_label(f.cookie)}) {f.ofctl()}")
+        if found:
+            self.check_failures += 1
+            LOG.error("check mode: incremental compile differs from a fresh one:\n  %s", "\n  ".join(found))
+        return found
 
     def _schedule_retry(self, e: DatapathEntry) -> None:
         """Converge `e` again after a growing delay (RETRY_FIRST doubling up to RETRY_MAX)."""
@@ -529,4 +579,5 @@ class Core:
                                           compile_errors=e.compile_errors,
                                           reconcile_errors=e.reconcile_errors)
         return {"datapaths": out, "revision": getattr(self, "_rev", 0), "batches": self.batches,
+                "check_failures": self.check_failures,
                 "idle": self._q.empty() and not self._busy and self._bind_q.empty() and not self._binding}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from typing import TYPE_CHECKING, ClassVar
 
 from os_ken.base import app_manager
 from os_ken.controller import controller as osken_controller
@@ -20,6 +21,10 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 from controller import wire
 from controller.dispatch import RawPacketIn, decode_packet_in, decode_packet_in2
 from controller.registry import SwitchPort
+
+if TYPE_CHECKING:
+    from controller.core import Core
+    from controller.dispatch import Dispatcher
 
 LOG = logging.getLogger(__name__)
 NXPIF_NXT_PACKET_IN2 = 2  # OVS packet-in format carrying controller() userdata; os-ken lacks the name
@@ -94,8 +99,9 @@ def switch_port(desc) -> SwitchPort:
 
 class TenantflowApp(app_manager.OSKenApp):
     OFP_VERSIONS = [ofp.OFP_VERSION]
-    core = None        # set by controller.serve before the app is instantiated
-    dispatcher = None
+    # Set by controller.serve before the app is instantiated.
+    core: ClassVar[Core] = None  # type: ignore[assignment]
+    dispatcher: ClassVar[Dispatcher] = None  # type: ignore[assignment]
 
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
     @guarded

@@ -74,7 +74,7 @@ class Stats:
 @dataclass
 class _Wait:
     """One outstanding request: a barrier (or multipart) xid and what came back for it."""
-    event: object
+    event: threading.Event
     errors: list = field(default_factory=list)
     chunks: list = field(default_factory=list)
 
@@ -184,6 +184,7 @@ class Reconciler:
                   owner_label(winner))
         self._owner_of[key] = winner
         if winner == owner:
+            assert self._desired_new is not None  # only set_owner claims
             self._want[key] = (self._desired_new[key], body)
         else:
             f = self._desired[winner][key]
@@ -248,10 +249,10 @@ class Reconciler:
             for w in self._waits.values():
                 w.errors.append(err)
             return True
-        w = self._waits.get(err.xid)
-        if w is not None:
+        waiter = self._waits.get(err.xid)
+        if waiter is not None:
             self.stats.errors += 1
-            w.errors.append(err)
+            waiter.errors.append(err)
             return True
         return False
 
@@ -315,7 +316,7 @@ class Reconciler:
 
     def pending(self) -> list[tuple[int, tuple, Flow | None, tuple | None]]:
         """The diff flush() would send: (command, key, desired flow or None, its body or None)."""
-        ops = []
+        ops: list[tuple[int, tuple, Flow | None, tuple | None]] = []
         want, installed, rejected = self._want.get, self.installed.get, self._rejected
         add, delete = wire.OFPFC_ADD, wire.OFPFC_DELETE_STRICT
         for key in self._dirty:
@@ -402,7 +403,7 @@ class Reconciler:
             # nothing identifiable: the switch state is uncertain; the caller resyncs
             raise ReconcileError(f"{self.name}: bundle of {n} flow-mods failed to commit")
         installed, rejected = self.installed, self._rejected
-        for i, (cmd, key, f, body) in enumerate(ops):
+        for i, (cmd, key, _f, body) in enumerate(ops):
             if failed_idx and i in failed_idx:
                 continue
             if cmd == wire.OFPFC_ADD:

@@ -42,17 +42,22 @@ def _wait_listening(host: str, port: int, timeout: float = 10.0) -> bool:
     return False
 
 
+class AppLoadError(Exception):
+    """A configured app spec ("module[:factory]") could not be loaded. Serving without it would
+    converge every switch to a pipeline lacking that app's flows, i.e. delete them: refuse to start."""
+
+
 def _load_apps(factories: list[str]) -> list:
+    """Instances from every factory in `factories`; raises AppLoadError on the first that fails."""
     import importlib
     apps: list = []
     for spec in factories:
         module, _, attr = spec.partition(":")
         try:
             factory = getattr(importlib.import_module(module), attr or "default_apps")
-        except (ImportError, AttributeError):
-            LOG.exception("cannot load apps from %s", spec)
-            continue
-        apps.extend(factory())
+            apps.extend(factory())
+        except Exception as exc:  # noqa: BLE001 — any failure here must stop start-up
+            raise AppLoadError(f"cannot load apps from {spec!r}: {type(exc).__name__}: {exc}") from exc
     LOG.info("apps: %s", ", ".join(getattr(a, "name", type(a).__name__) for a in apps) or "none")
     return apps
 
@@ -65,9 +70,11 @@ def build(cfg):
     from topology.backends import open_store
     from topology.service import Service
 
+    apps = _load_apps(cfg.apps)  # first: a bad app spec fails before anything opens or connects
     store = open_store(cfg.store)
     service = Service(store, cfg.settings)
-    core = Core(store, service, _load_apps(cfg.apps), cfg.settings)
+    check_with = (lambda: _load_apps(cfg.apps)) if getattr(cfg, "check_compile", False) else None
+    core = Core(store, service, apps, cfg.settings, check_with=check_with)
     dispatcher = Dispatcher(core)
     try:
         from topology.api import create_app, serve_in_thread
@@ -117,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         store, _service, core, dispatcher, api = build(cfg)
+    except AppLoadError as exc:  # a configuration error: one line, no traceback
+        print(f"tenantflow serve: {exc}", file=sys.stderr)
+        return 2
     except Exception:  # noqa: BLE001 — report any start-up failure as one clear error
         LOG.exception("tenantflow serve failed to start")
         return 1
@@ -153,4 +163,4 @@ def _exit(code: int) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -120,6 +120,7 @@ def parse_oxms(buf: bytes, offset: int, end: int) -> tuple:
         name = OXM_BY_TYPE.get(num)
         if name is None:
             name = f"oxm_{num:#x}"
+        mask: int | None
         if hasmask:
             half = length // 2
             value = int.from_bytes(body[:half], "big")
@@ -188,8 +189,8 @@ def to_oskenaction(action):
     if isinstance(action, SetField):
         return parser.OFPActionSetField(**{action.field: user_value(action.field, action.value)})
     if isinstance(action, Move):
-        return parser.NXActionRegMove(src_field=nx_field(action.src), dst_field=nx_field(action.dst), n_bits=action.n_bits,
-                                      src_ofs=action.src_ofs, dst_ofs=action.dst_ofs)
+        return parser.NXActionRegMove(src_field=nx_field(action.src), dst_field=nx_field(action.dst),
+                                      n_bits=action.n_bits, src_ofs=action.src_ofs, dst_ofs=action.dst_ofs)
     if isinstance(action, PushVlan):
         return parser.OFPActionPushVlan(action.ethertype)
     if isinstance(action, PopVlan):
@@ -199,7 +200,7 @@ def to_oskenaction(action):
     if isinstance(action, Resubmit):
         return parser.NXActionResubmitTable(in_port=action.in_port, table_id=action.table)
     if isinstance(action, Controller):
-        kw = {}
+        kw: dict[str, object] = {}
         if action.max_len != 0xFFFF:
             kw["max_len"] = action.max_len
         if action.userdata:
@@ -252,7 +253,7 @@ class Encoder:
     number of distinct (field, value, mask) items and action values in the desired state."""
 
     def __init__(self) -> None:
-        self._oxm: dict[tuple, bytes] = {}
+        self._oxm: dict[tuple, tuple[int, bytes]] = {}
         self._action: dict[object, bytes] = {}
         self._instr: dict[tuple, bytes] = {}
 

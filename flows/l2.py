@@ -150,8 +150,8 @@ class _Compiled:
         self._chassis(name)
         self.forget(port["_key"], name)
         if local:
-            self.where[name][port["_key"]] = port.get("network_id")
-            self.local[name].setdefault(port.get("network_id"), set()).add(port["_key"])
+            self.where[name][port["_key"]] = port["network_id"]
+            self.local[name].setdefault(port["network_id"], set()).add(port["_key"])
 
     def forget(self, key: int, only: str | None = None) -> None:
         for name in ([only] if only is not None else list(self.where)):

@@ -136,7 +136,8 @@ def fip_parts(view, fip: Record) -> tuple[Record, Record, Record, int, int, int]
     net = view.network(fip.get("floating_network_id"))
     port = view.port(fip["port_id"])
     fip_ip, fixed = _ip(fip.get("floating_ip_address")), _ip(fip.get("fixed_ip_address"))
-    if None in (router, net, port, fip_ip, fixed) or router.get("_key") is None:
+    if router is None or net is None or port is None or fip_ip is None or fixed is None or \
+            router.get("_key") is None:
         return None
     if not (is_up(router) and is_up(net) and is_up(port)) or not is_provider(net):
         return None
@@ -163,10 +164,12 @@ def fip_hosted_here(view, ctx, fip: Record) -> bool:
     return port["id"] in ctx.local_ports and provider.uplink_ofport(ctx, net) is not None
 
 
-def fip_flows(view, ctx, fip: Record) -> list[Flow]:
+def fip_flows(view, ctx, fip: Record | None) -> list[Flow]:
     if fip is None or not fip_hosted_here(view, ctx, fip):
         return []
-    router, net, _port, fip_ip, fixed, mac_ = fip_parts(view, fip)
+    parts = fip_parts(view, fip)
+    assert parts is not None  # fip_hosted_here: it has all its parts
+    router, net, _port, fip_ip, fixed, mac_ = parts
     ck, ext = fip_cookie(fip), net["_key"]
     return uplink_address_flows(ctx, net, ck, fip_ip, mac_) + [
         flow(T.NAT_IN, PRIO_NAT, ck,
@@ -227,7 +230,7 @@ def transit_in_flows(ctx, router: Record, net: Record) -> list[Flow]:
     ]
 
 
-def router_nat_flows(view, ctx, router: Record) -> list[Flow]:
+def router_nat_flows(view, ctx, router: Record | None) -> list[Flow]:
     """Gateway IP (ARP, un-SNAT) and SNAT of a router on its gateway chassis; transit elsewhere."""
     if router is None or not is_up(router):
         return []
@@ -281,11 +284,13 @@ def ext_network_needed(view, ctx, net: Record) -> bool:
     return any(fip_hosted_here(view, ctx, f) for f in fips_on_network(view, net["id"]))
 
 
-def ext_network_flows(view, ctx, net: Record) -> list[Flow]:
+def ext_network_flows(view, ctx, net: Record | None) -> list[Flow]:
     """EXT_OUTPUT: unresolved next hop → controller ARPs for reg1; else out of the uplink."""
     if net is None or not is_up(net) or not ext_network_needed(view, ctx, net):
         return []
     uplink = provider.uplink_ofport(ctx, net)
+    if uplink is None:  # never: ext_network_needed checked it
+        return []
     vid = provider.vlan_vid(net)
     out = ([PushVlan(), SetField("vlan_vid", vid)] if vid else []) + [Output(uplink)]
     ck, key = ext_network_cookie(net), net["_key"]

@@ -12,7 +12,7 @@ uplink), never a tunnel.
 """
 from __future__ import annotations
 
-from flows.flow import (GotoTable, Learn, LearnSpec, Output, PopVlan, PushVlan, Resubmit, SetField,
+from flows.flow import (Action, GotoTable, Learn, LearnSpec, Output, PopVlan, PushVlan, Resubmit, SetField,
                         WriteMetadata, Flow, flow)
 from flows.tables import F, R, T, UPLINK_PORT_KEY, Owner, cookie
 from flows.view_helpers import (network_cookie, network_present, network_type, port_cookie, port_mac,
@@ -61,8 +61,8 @@ def network_flows(view, ctx, net: Record) -> list[Flow]:
     if uplink is None:
         return []
     key, ck, vid = net["_key"], network_cookie(net), vlan_vid(net)
-    classify = [learn_action(net)]
-    out = [Output(uplink)]
+    classify: list[Action] = [learn_action(net)]
+    out: list[Action] = [Output(uplink)]
     if vid:
         classify.append(PopVlan())
         out = [PushVlan(), SetField("vlan_vid", vid), Output(uplink)]

@@ -240,13 +240,13 @@ def route_flows(view, router: Record, legs: list[Leg], ext_legs: list[Leg]) -> l
         dest, hop = _v4net(route.get("destination")), _v4(route.get("nexthop"))
         if dest is None or hop is None:
             continue
-        leg = next((lg for lg in legs if hop in lg.cidr), None)
-        if leg is not None:
-            add(dest, False, _to_leg(leg, int(hop), T.L3_NEIGHBOR))
+        hop_leg = next((lg for lg in legs if hop in lg.cidr), None)
+        if hop_leg is not None:
+            add(dest, False, _to_leg(hop_leg, int(hop), T.L3_NEIGHBOR))
             continue
-        leg = next((lg for lg in ext_legs if hop in lg.cidr), None)
-        if leg is not None:
-            add(dest, False, _to_leg(leg, int(hop), T.NAT_OUT))
+        hop_leg = next((lg for lg in ext_legs if hop in lg.cidr), None)
+        if hop_leg is not None:
+            add(dest, False, _to_leg(hop_leg, int(hop), T.NAT_OUT))
         else:
             LOG.warning("router %s: route %s via %s has no connected subnet; ignored",
                         router["id"], route.get("destination"), route.get("nexthop"))

@@ -221,7 +221,8 @@ def parse_rule(rec: Record) -> Rule | None:
     try:
         eth = ETH_IPV6 if (rec.get("ethertype") or "IPv4") == "IPv6" else ETH_IP
         proto = parse_protocol(rec.get("protocol"), eth)
-        lo, hi = rec.get("port_range_min"), rec.get("port_range_max")
+        lo: Any = rec.get("port_range_min")
+        hi: Any = rec.get("port_range_max")
         ports: tuple[int, int] | None = None
         icmp: tuple[int | None, int | None] = (None, None)
         if proto in (PROTO_ICMP, PROTO_ICMPV6):
@@ -254,18 +255,18 @@ def parse_rule(rec: Record) -> Rule | None:
 
 def _proto_matches(rules: list[Rule]) -> list[dict]:
     """Protocol/port/icmp matches covering exactly the union of `rules` (same eth/remote), deduped."""
-    if any(r.proto is None for r in rules):
-        return [{}]
     out: list[dict] = []
     by_proto: dict[int, list[Rule]] = defaultdict(list)
     for r in rules:
+        if r.proto is None:  # any protocol
+            return [{}]
         by_proto[r.proto].append(r)
     for proto, rs in sorted(by_proto.items()):
         if proto in PORT_FIELDS:
             if any(r.ports is None for r in rs):
                 out.append({"ip_proto": proto})
                 continue
-            for value, mask in ranges_to_masks(r.ports for r in rs):
+            for value, mask in ranges_to_masks(r.ports for r in rs if r.ports is not None):
                 m: dict = {"ip_proto": proto}
                 if mask:
                     m[PORT_FIELDS[proto]] = (value, mask)
@@ -388,6 +389,7 @@ def group_flows(idx: GroupIndex, gid: str) -> list[Flow]:
     prio = group_priority(gkey)
     fs = _FlowSet(group_cookie(group))
     plan = group_plan(idx, gid)
+    assert plan is not None  # None only for a missing group
     for d in DIRS.values():
         verdict_eths: dict[int, set[int]] = defaultdict(set)  # conj id → eth types
         for (eth, prefix, rgid), rs in plan.buckets[d.name]:
@@ -397,11 +399,11 @@ def group_flows(idx: GroupIndex, gid: str) -> list[Flow]:
             for pm in _proto_matches(rs):
                 match = {"eth_type": eth, **pm, **_net_match(eth, d.remote_side, prefix)}
                 fs.conj(d.sg_table, prio, match, Conjunction(cid, 2, n))
-        for (eth, address), match in plan.pure[d.name].items():
+        for (eth, address), pure_match in plan.pure[d.name].items():
             rgs = plan.remote[d.name].get(eth, {})
             for other in idx.claimers(address):
                 for rgid in rgs.keys() & set(other.get("security_groups") or ()):
-                    fs.conj(d.sg_table, prio, match, Conjunction(conj_id(gkey, rgs[rgid]), 3, 3))
+                    fs.conj(d.sg_table, prio, pure_match, Conjunction(conj_id(gkey, rgs[rgid]), 3, 3))
         for cid, eths in verdict_eths.items():
             for eth in eths:
                 fs.add(d.sg_table, prio, {"conj_id": cid, "eth_type": eth}, _allow(d))
@@ -429,7 +431,9 @@ def group_plan(idx: GroupIndex, gid: str) -> GroupPlan | None:
         for r in rules:
             if r.direction == d.name:
                 buckets[(r.eth, r.prefix, r.remote_group)].append(r)
-        kept, remote, pure = [], {}, {}
+        kept: list[tuple[tuple, list[Rule]]] = []
+        remote: dict[int, dict[str, int]] = {}
+        pure: dict[tuple[int, str], tuple] = {}
         for (eth, prefix, rgid), rs in sorted(buckets.items(), key=lambda kv: repr(kv[0])):
             if rgid is not None:
                 rg = idx.group(rgid)

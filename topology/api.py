@@ -138,7 +138,7 @@ def _http_error(req: falcon.Request, resp: falcon.Response, ex: falcon.HTTPError
     if status == 405:
         message = f"Method {req.method} is not allowed on {req.path}."
     body = {"NeutronError": {"type": kind, "message": message, "detail": ex.description or ""}}
-    for name, value in (ex.headers or {}).items():
+    for name, value in dict(ex.headers or {}).items():
         resp.set_header(name, value)
     send(resp, body, status)
 
@@ -305,8 +305,9 @@ class ServerHandle:
 
 def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0, threads: int = 8) -> ServerHandle:
     """Start waitress on host:port (0 = a free port) in a thread; returns once it is listening."""
+    # asyncore_loop_timeout: waitress rounds it to an int, so 0 would spin.
     server = waitress.server.create_server(app, host=host, port=port, threads=threads, ident="tenantflow",
-                                           clear_untrusted_proxy_headers=True, asyncore_loop_timeout=1)  # waitress rounds to int: 0 would spin
+                                           clear_untrusted_proxy_headers=True, asyncore_loop_timeout=1)
     thread = threading.Thread(target=server.run, name=f"api-{host}:{server.effective_port}", daemon=True)
     thread.start()
     handle = ServerHandle(server, thread)

@@ -184,12 +184,12 @@ def _generic(sub: argparse._SubParsersAction, collection: str, name: str,
         p.set_defaults(func=create)
 
     p = verbs.add_parser("list")
-    for flag, attr, resolve_in in list_filters:
+    for flag, attr, _resolve_in in list_filters:
         p.add_argument(flag, dest=attr.replace(":", "_"), action="append")
 
     def list_(client: Client, args: argparse.Namespace) -> None:
         params: list[tuple[str, str]] = []
-        for flag, attr, resolve_in in list_filters:
+        for _flag, attr, resolve_in in list_filters:
             for value in getattr(args, attr.replace(":", "_")) or []:
                 params.append((attr, client.resolve(resolve_in, value) if resolve_in else value))
         emit(args, client.call("GET", collection, params=params)[PLURAL_KEY[collection]], LIST_COLUMNS[collection])
@@ -432,7 +432,7 @@ def _router_update(client: Client, a: argparse.Namespace) -> dict:
 
 
 def _router_interface(sub: argparse._SubParsersAction) -> None:
-    verbs = sub.choices["router"]._subparsers._group_actions[0]  # type: ignore[attr-defined]
+    verbs = sub.choices["router"]._subparsers._group_actions[0]
     for verb, action in (("add-interface", "add_router_interface"), ("remove-interface", "remove_router_interface")):
         p = verbs.add_parser(verb)
         p.add_argument("router")
@@ -609,7 +609,7 @@ def _all_leaf_parsers(sub: argparse._SubParsersAction) -> list[argparse.Argument
     for name, parser in sub.choices.items():
         if name in DELEGATED:
             continue
-        verbs = parser._subparsers._group_actions[0]  # type: ignore[attr-defined]
+        verbs = parser._subparsers._group_actions[0]
         leaves.extend(verbs.choices.values())
     return leaves
 

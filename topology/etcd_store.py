@@ -24,6 +24,7 @@ Why this design:
 """
 from __future__ import annotations
 
+import builtins
 import base64
 import contextlib
 import logging
@@ -35,6 +36,7 @@ from typing import Any, Iterator
 import etcd3gw
 import msgpack
 from etcd3gw import exceptions as etcd_exc
+from etcd3gw.types import TxnResponse
 
 from topology.store import KINDS, Change, Compacted, Conflict, Record, Store, Txn
 
@@ -159,7 +161,7 @@ class EtcdStore(Store):
         return kind, rid
 
     # -- etcd requests ------------------------------------------------------------------------
-    def _txn(self, compare: list[dict], success: list[dict], client: Any = None) -> dict:
+    def _txn(self, compare: list[dict], success: list[dict], client: Any = None) -> TxnResponse:
         payload = {"compare": compare, "success": success, "failure": []}
         try:
             return (client or self._client).transaction(payload)
@@ -367,7 +369,7 @@ class EtcdStore(Store):
             LOG.debug("etcd store: trimmed %d log entries up to revision %d", len(oldest), new_floor)
 
     # -- change feed --------------------------------------------------------------------------------
-    def changes(self, after: int, timeout: float | None = None) -> list[Change]:
+    def changes(self, after: int, timeout: float | None = None) -> builtins.list[Change]:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             found = self._read_changes(after)
@@ -381,7 +383,7 @@ class EtcdStore(Store):
             with self._cond:
                 self._cond.wait(min(remaining, POLL_INTERVAL))
 
-    def _read_changes(self, after: int) -> list[Change]:
+    def _read_changes(self, after: int) -> builtins.list[Change]:
         commit_after, index = divmod(after, SUB)
         start = commit_after + 1 if index == SUB - 1 else commit_after
         resp = self._txn([], [self._log_range(max(start, 1), limit=FEED_BATCH), self._range(self._floor_key)],

@@ -65,7 +65,7 @@ def check_pools(cidr: str, pools: list[dict[str, str]], gateway_ip: str | None) 
                                                detail=f"must lie within the usable range of {cidr}")
         ranges.append((int(start), int(end), pool))
     ranges.sort(key=lambda r: r[0])
-    for (a1, b1, p1), (a2, b2, p2) in zip(ranges, ranges[1:]):
+    for (_a1, b1, p1), (a2, _b2, p2) in zip(ranges, ranges[1:]):
         if a2 <= b1:
             raise errors.InvalidAllocationPool(
                 message=f"Found overlapping allocation pools: {p1['start']}-{p1['end']} and "

@@ -7,6 +7,7 @@ change feed. Reads return Neutron-shaped dicts without the hidden `_`-prefixed f
 """
 from __future__ import annotations
 
+import builtins
 import contextlib
 import copy
 import logging
@@ -190,7 +191,10 @@ class Service:
         networks: dict[str, Record] = {}
         if not ctx.is_admin and kind in (SUBNET, PORT):
             networks = {n["id"]: n for n in self.store.list(NETWORK)}
-        lookup = (lambda k, i: networks.get(i) if k == NETWORK else self.store.get(k, i))
+
+        def lookup(k: str, i: str) -> Record | None:
+            return networks.get(i) if k == NETWORK else self.store.get(k, i)
+
         subnets = self.store.list(SUBNET) if kind == NETWORK else []
         rules = self.store.list(SECURITY_GROUP_RULE) if kind == SECURITY_GROUP else []
         by_net, by_sg = self._indexes(kind, subnets, rules)
@@ -262,7 +266,7 @@ class Service:
             return old if new == old else copy.deepcopy(tx.replace(PORT, old, new))
 
     @retry_on_conflict
-    def set_port_bindings(self, bindings: list[tuple[str, str | None, str]]) -> int:
+    def set_port_bindings(self, bindings: builtins.list[tuple[str, str | None, str]]) -> int:
         """Many (port id, host, status) bindings in ONE transaction; returns how many changed.
 
         Why: a transaction costs O(ports in the store) to open, so 1,000 taps appearing at once

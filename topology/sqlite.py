@@ -11,12 +11,13 @@ Why this design:
 """
 from __future__ import annotations
 
+import builtins
 import contextlib
 import logging
 import sqlite3
 import threading
 import time
-from typing import Any, Callable, Hashable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Hashable, Iterable, Iterator, Mapping, overload
 
 import msgpack
 
@@ -42,6 +43,10 @@ def _pack(record: Record | None) -> bytes | None:
     return None if record is None else msgpack.packb(record, use_bin_type=True)
 
 
+@overload
+def _unpack(data: bytes) -> Record: ...
+@overload
+def _unpack(data: bytes | None) -> Record | None: ...
 def _unpack(data: bytes | None) -> Record | None:
     return None if data is None else msgpack.unpackb(data, raw=False, strict_map_key=False)
 
@@ -280,7 +285,7 @@ class SqliteStore(Store):
                 self._cache_rev = self._last_written
                 self._cond.notify_all()
 
-    def _write(self, txn: SqliteTxn) -> list[tuple[tuple[str, str], bytes | None]]:
+    def _write(self, txn: SqliteTxn) -> builtins.list[tuple[tuple[str, str], bytes | None]]:
         """Write the transaction's net effect: one change row (one revision) per touched record."""
         rev = self._cache_rev
         rows_changes: list[tuple[Any, ...]] = []
@@ -316,7 +321,7 @@ class SqliteStore(Store):
         self._conn.execute("DELETE FROM changes WHERE revision <= ?", (floor,))
         self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('compacted', ?)", (floor,))
 
-    def changes(self, after: int, timeout: float | None = None) -> list[Change]:
+    def changes(self, after: int, timeout: float | None = None) -> builtins.list[Change]:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             while True:

@@ -6,6 +6,7 @@ etcd revision and the feed is a watch from it; with SQLite both come from one ta
 """
 from __future__ import annotations
 
+import builtins
 import abc
 import contextlib
 import functools
@@ -111,11 +112,11 @@ class Store(abc.ABC):
         first; callers that may race wrap the whole transaction in retry_on_conflict."""
 
     @abc.abstractmethod
-    def changes(self, after: int, timeout: float | None = None) -> list[Change]:
+    def changes(self, after: int, timeout: float | None = None) -> builtins.list[Change]:
         """Changes with revision > after, oldest first; waits up to `timeout` s if there are none.
 
         Raises Compacted if changes after `after` were discarded.
         """
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 — optional: stores holding nothing need not override it
         """Release files/connections."""

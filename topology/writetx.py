@@ -9,10 +9,11 @@ are kept current by the insert/replace/remove helpers, which every write of the 
 """
 from __future__ import annotations
 
+import builtins
 import random
 import time
 import uuid
-from typing import Any, Callable, Hashable, Iterable, Mapping
+from typing import Any, Callable, Hashable, Iterable, Mapping, cast
 
 import netaddr
 
@@ -47,15 +48,15 @@ def _port_ips(p: Record) -> list[tuple[str, str]]:
     return [(f["subnet_id"], f["ip_address"]) for f in p.get("fixed_ips") or ()]
 
 
-def _port_mac(p: Record) -> list[tuple[str, str]]:
+def _port_mac(p: Record) -> list[tuple[str | None, str | None]]:
     return [(p.get("network_id"), p.get("mac_address"))]
 
 
-def _port_network(p: Record) -> list[tuple[str, str]]:
+def _port_network(p: Record) -> list[tuple[str | None, str | None]]:
     return [(p.get("network_id"), p["id"])]
 
 
-def _subnet_network(s: Record) -> list[tuple[str, str]]:
+def _subnet_network(s: Record) -> list[tuple[str | None, str | None]]:
     return [(s.get("network_id"), s["id"])]
 
 
@@ -70,7 +71,7 @@ def _segment(n: Record) -> list[tuple[tuple[str, str | None], int]]:
     return [((ntype, n.get("provider:physical_network")), n.get("provider:segmentation_id") or 0)]
 
 
-def _default_sg(sg: Record) -> list[tuple[str, str]]:
+def _default_sg(sg: Record) -> list[tuple[str | None, str | None]]:
     return [(sg.get("project_id"), sg["id"])] if sg.get("name") == "default" else []
 
 
@@ -301,7 +302,7 @@ class WriteTx:
                 return mac
         raise errors.ResourceExhausted(what="MAC addresses")
 
-    def ports_of(self, network_id: str) -> list[Record]:
+    def ports_of(self, network_id: str) -> builtins.list[Record]:
         ov = self._overlays.get("writetx.port.network")
         if ov is not None:
             ids: Iterable[str] = sorted(ov.bucket(network_id), key=self._seq_order(PORT))
@@ -321,7 +322,7 @@ class WriteTx:
             return ((rec or {}).get("_seq", 0), rid)
         return order
 
-    def subnets_of(self, network_id: str) -> list[Record]:
+    def subnets_of(self, network_id: str) -> builtins.list[Record]:
         ov = self._overlays.get("writetx.subnet.network")
         if ov is not None:
             subnets = [s for sid in ov.bucket(network_id) if (s := self.txn.get(SUBNET, sid)) is not None]
@@ -339,7 +340,7 @@ class WriteTx:
                 for key in ov.buckets():
                     items = ov.bucket(key)
                     if items:
-                        segs[key] = items
+                        segs[cast("tuple[str, str | None]", key)] = items
             else:
                 for net in self.txn.list(NETWORK):
                     for key, seg in _segment(net):
@@ -355,7 +356,7 @@ class WriteTx:
                 for project in ov.buckets():
                     ids = ov.bucket(project)
                     if ids:
-                        found[project] = self._last_listed(SECURITY_GROUP, ids)
+                        found[cast(str, project)] = self._last_listed(SECURITY_GROUP, ids)
                 self._default_sgs = found
             else:
                 self._default_sgs = {sg["project_id"]: sg["id"] for sg in self.txn.list(SECURITY_GROUP)

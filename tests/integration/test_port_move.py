@@ -46,10 +46,10 @@ def test_port_moves_between_chassis(bed: Bed) -> None:
     for src, dst in ((c1, c2), (c2, c1)):
         bed.move_vm(mover, dst)
         t0 = time.monotonic()
-        assert eventually(lambda: bed.api.show("ports", mover.port["id"])["binding:host_id"] == dst.name,
+        assert eventually(lambda dst=dst: bed.api.show("ports", mover.port["id"])["binding:host_id"] == dst.name,
                           RESTORE_TIMEOUT), f"binding did not follow the tap to {dst.name}"
         for observer in (far, near):
-            assert eventually(lambda: observer.ping(mover.ip, count=1, timeout=1), RESTORE_TIMEOUT), \
+            assert eventually(lambda observer=observer: observer.ping(mover.ip, count=1, timeout=1), RESTORE_TIMEOUT), \
                 f"{observer.name} cannot reach the port after it moved to {dst.name}\n{bed.diagnostics()}"
         restored = time.monotonic() - t0
         assert mover.ping(far.ip) and mover.tcp_works(far, port=5001)

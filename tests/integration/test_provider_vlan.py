@@ -104,10 +104,10 @@ def test_vlan_network_vm_and_outside_host(prov: Provider) -> None:
     # BPF "icmp" also matches tagged frames here (the kernel keeps the tag out of band), so
     # capture all ICMP and read the tag from tcpdump -e's text.
     trunk = bed.tcpdump(p.sw.ns, p.sw.trunks["c1"], "icmp", count=4, timeout=8)
-    assert eventually(lambda: vm.ping(p.outside.ip, count=1, timeout=2)), bed.diagnostics()
+    assert eventually(lambda vm=vm: vm.ping(p.outside.ip, count=1, timeout=2)), bed.diagnostics()
     assert vm.ping(p.outside.ip, count=2)
     lines = [ln for ln in trunk.wait() if "ICMP" in ln]
-    assert lines, f"no ICMP of the VLAN network on the trunk"
+    assert lines, "no ICMP of the VLAN network on the trunk"
     assert all(f"vlan {VLAN}," in ln for ln in lines), f"ICMP on the trunk without VLAN {VLAN}: {lines}"
     # The other way round: the outside host reaches the VM.
     assert eventually(lambda: p.outside.ping(vm.ip, count=1, timeout=2)), bed.diagnostics()
@@ -133,7 +133,7 @@ def test_vlan_network_vms_on_two_chassis(prov: Provider) -> None:
     assert v3.ping(v2.ip)
     assert v2.tcp_works(v3, port=5001)
     for vm in (v2, v3):
-        assert eventually(lambda: vm.ping(p.outside.ip, count=1, timeout=2)), bed.diagnostics()
+        assert eventually(lambda vm=vm: vm.ping(p.outside.ip, count=1, timeout=2)), bed.diagnostics()
         assert p.outside.ping(vm.ip)
     assert eventually(lambda: learned(p.c2, p.outside.mac), 5)
 

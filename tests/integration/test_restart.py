@@ -75,7 +75,7 @@ def restart_under_ping(bed: Bed, chassis: list[Chassis], pairs: list[tuple[Host,
     t0 = time.monotonic()
     bed.stop_controller(sig)
     for ch in chassis:
-        assert eventually(lambda: not ch.controller_connected(), 10, 0.2)
+        assert eventually(lambda ch=ch: not ch.controller_connected(), 10, 0.2)
     assert pings and all(p.poll() is None for p in pings), "ping ended before the restart"
     bed.start_controller(bed.controller.extra_args, bed.controller.env)
     wait_resynced(bed, chassis)

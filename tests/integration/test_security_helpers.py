@@ -86,5 +86,5 @@ def conntrack(chassis) -> str:
     """The chassis datapath's conntrack table (for failure messages)."""
     try:
         return chassis.appctl("dpctl/dump-conntrack", check=False)
-    except Exception as exc:  # diagnostics only
+    except Exception as exc:  # noqa: BLE001 — diagnostics only
         return f"(dump-conntrack failed: {exc})"

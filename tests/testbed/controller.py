@@ -70,8 +70,11 @@ class ControllerError(RuntimeError):
 class Controller:
     """One `tenantflow serve` process. Ports and store survive restart()."""
 
-    def __init__(self, workdir: Path, ofp_host: str = "0.0.0.0") -> None:
+    def __init__(self, workdir: Path, ofp_host: str = "0.0.0.0", check_compile: bool = True) -> None:
+        """check_compile: serve in check mode (every batch re-compiled from scratch and compared);
+        stop() then fails if any difference was found. Benchmarks turn it off (it is slow)."""
         self.workdir = workdir
+        self.check_compile = check_compile
         self.store_url = f"sqlite:///{workdir / 'tf.db'}"
         self.api_port = free_port()
         self.ofp_port = free_port("0.0.0.0")
@@ -89,7 +92,8 @@ class Controller:
     def argv(self) -> list[str]:
         return [tenantflow_bin(), "serve", "--store", self.store_url,
                 "--api-listen", f"127.0.0.1:{self.api_port}",
-                "--ofp-listen", f"{self.ofp_host}:{self.ofp_port}", *self.extra_args]
+                "--ofp-listen", f"{self.ofp_host}:{self.ofp_port}",
+                *(("--check-compile",) if self.check_compile else ()), *self.extra_args]
 
     def start(self, extra_args: Sequence[str] = (), env: Mapping[str, str] | None = None,
               timeout: float = 30.0) -> None:
@@ -135,9 +139,23 @@ class Controller:
         """Stop with `sig` (SIGKILL to simulate a crash); returns the exit code."""
         if not self.proc:
             return None
+        check_failures = self._check_failures()
         rc = stop_process(self.proc, sig, timeout)
         log.info("controller stopped with signal %d -> rc %s", sig, rc)
+        if check_failures:
+            raise ControllerError(f"check mode: the incremental compile differed from a fresh one after "
+                                  f"{check_failures} batches (see 'check mode' in {self.log_path})")
         return rc
+
+    def _check_failures(self) -> int:
+        """Check mode's count of differing batches, read from the running controller (0 if unknown)."""
+        if not self.check_compile or not self.running():
+            return 0
+        try:
+            r = requests.get(self.api_url + "/v2.0/tenantflow/stats", timeout=5)
+            return int(r.json().get("check_failures", 0)) if r.status_code == 200 else 0
+        except (requests.RequestException, ValueError):
+            return 0
 
     def restart(self, timeout: float = 30.0) -> None:
         self.stop()

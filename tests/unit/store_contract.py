@@ -12,7 +12,9 @@ import time
 
 import pytest
 
-__all__ = ["test_put_get_list_delete_and_revisions", "test_failed_transaction_changes_nothing", "test_change_feed_records_old_and_new", "test_unchanged_put_is_not_a_change", "test_changes_blocks_until_a_commit", "test_changes_times_out_empty"]
+__all__ = ["test_put_get_list_delete_and_revisions", "test_failed_transaction_changes_nothing",
+           "test_change_feed_records_old_and_new", "test_unchanged_put_is_not_a_change",
+           "test_changes_blocks_until_a_commit", "test_changes_times_out_empty"]
 
 
 def test_put_get_list_delete_and_revisions(store):

@@ -30,7 +30,8 @@ class Rig:
     def __init__(self) -> None:
         self.store = open_store("memory://")
         self.service = Service(self.store, Settings())
-        self.core = Core(self.store, self.service, default_apps(), Settings(), feed_timeout=0.05)
+        self.core = Core(self.store, self.service, default_apps(), Settings(), feed_timeout=0.05,
+                         check_with=default_apps)  # check mode: every batch re-done from scratch
         self.switches: dict[int, FakeSwitch] = {}
         net = self.service.create_network({"name": "n"})
         self.service.create_subnet({"network_id": net["id"], "cidr": "10.0.0.0/24", "ip_version": 4})
@@ -95,6 +96,24 @@ def rig(monkeypatch):
     r = Rig()
     yield r
     r.close()
+    assert r.core.check_failures == 0, "check mode found the incremental compile differing from a fresh one"
+
+
+def test_check_mode_catches_an_owner_the_incremental_engine_missed(monkeypatch):
+    """The check can fail: an owners_for_change that forgets an owner leaves stale flows behind."""
+    monkeypatch.setattr(core_mod, "RETRY_FIRST", 0.05)
+    r = Rig()
+    try:
+        r.connect(DPID_A, r.ports[:2])
+        r.settle()
+        assert r.core.check_failures == 0
+        monkeypatch.setattr(r.core.compiler, "owners_for_change", lambda view, change: set())
+        r.service.update("port", r.ports[0]["id"], {"port_security_enabled": False, "security_groups": []})
+        r.settle()
+        assert r.core.check_failures >= 1
+        assert r.core.check_compile()  # names what differs
+    finally:
+        r.close()
 
 
 def port_owner_of(table: dict, kind: Owner) -> set[int]:

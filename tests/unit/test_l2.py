@@ -151,7 +151,7 @@ def test_incremental_equals_full_for_every_change():
                 state[o] = fl
             else:
                 state.pop(o, None)
-        full = compiler.compile_chassis(apps, view, c)
+        full = compiler.compile_chassis(default_apps(), t.view(), c)  # fresh apps, fresh view
         # base flows are chassis-wide, not change-driven
         assert {o: f for o, f in state.items()} == {o: f for o, f in full.items() if o >> 56 != Owner.PIPELINE}
 

@@ -92,7 +92,8 @@ def test_allowed_address_pair_cidr_and_mac_pass():
     assert reaches(sim, dict(base, **in_cidr), 1, 2)
     # the CIDR pair is bound to its MAC, and addresses outside it stay spoofed
     assert not reaches(sim, dict(base, ipv4_src=in_cidr["ipv4_src"]), 1, 2)
-    assert not reaches(sim, dict(base, eth_src=in_cidr["eth_src"], ipv4_src=packet(ipv4_src="192.168.8.1")["ipv4_src"]), 1, 2)
+    assert not reaches(sim, dict(base, eth_src=in_cidr["eth_src"],
+                                 ipv4_src=packet(ipv4_src="192.168.8.1")["ipv4_src"]), 1, 2)
     assert reaches(sim, arp(OTHER_MAC, "192.168.7.33", "10.0.0.2", dst_mac=b["mac_address"], op=2), 1, 2)
 
 

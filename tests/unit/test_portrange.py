@@ -31,7 +31,7 @@ def test_masks_cover_exactly_the_range(r):
     masks = range_masks(lo, hi)
     bs = blocks(masks)
     assert bs[0][0] == lo and bs[-1][1] == hi
-    for (a1, b1), (a2, b2) in zip(bs, bs[1:]):
+    for (_a1, b1), (a2, _b2) in zip(bs, bs[1:]):
         assert a2 == b1 + 1  # contiguous and disjoint
     assert len(masks) <= 2 * 16 - 2
 
@@ -53,7 +53,7 @@ def test_merged_masks_cover_the_union_once(ranges):
         inside = any(lo <= x <= hi for lo, hi in ranges)
         assert covered(masks, x) == (1 if inside else 0)
     merged = merge_ranges(ranges)
-    for (a1, b1), (a2, b2) in zip(merged, merged[1:]):
+    for (_a1, b1), (a2, _b2) in zip(merged, merged[1:]):
         assert a2 > b1 + 1  # neither overlapping nor adjacent
 
 

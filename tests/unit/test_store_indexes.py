@@ -220,7 +220,7 @@ def test_every_writetx_index_is_maintained_by_the_store(store):
     svc = Service(store)
     net = svc.create_network({"name": "n"})
     svc.create_subnet({"network_id": net["id"], "cidr": "10.1.0.0/24", "ip_version": 4})
-    for i in range(3):
+    for _ in range(3):
         svc.create_port({"network_id": net["id"]})
     with store.transaction() as t:
         for name, (kind, entries) in INDEXES.items():

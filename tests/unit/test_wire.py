@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import struct
 import pytest
-from os_ken.ofproto import nicira_ext
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 

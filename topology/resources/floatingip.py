@@ -23,7 +23,7 @@ def _router_for(tx: WriteTx, fip_net_id: str, port: Record, fixed_ip: str) -> st
             continue
         router = tx.get(ROUTER, candidate["device_id"])
         info = router and router.get("external_gateway_info")
-        if info and info["network_id"] == fip_net_id:
+        if router is not None and info and info["network_id"] == fip_net_id:
             return router["id"]
     raise errors.ExternalGatewayForFloatingIPNotFound(external_network_id=fip_net_id, subnet_id=subnet_id,
                                                       port_id=port["id"])
@@ -51,7 +51,8 @@ def _associate(tx: WriteTx, fip: Record, port_id: str | None, fixed_ip: str | No
         raise errors.BadRequest(f"Port {port_id} does not have fixed IP {fixed_ip}")
     for other in tx.list(FLOATINGIP):
         if other["id"] != fip["id"] and other.get("port_id") == port_id and \
-                other.get("fixed_ip_address") == fixed_ip and other["floating_network_id"] == fip["floating_network_id"]:
+                other.get("fixed_ip_address") == fixed_ip and \
+                other["floating_network_id"] == fip["floating_network_id"]:
             raise errors.FloatingIPPortAlreadyAssociated(floating_ip_address=fip["floating_ip_address"],
                                                          port_id=port_id, fixed_ip=fixed_ip,
                                                          net_id=fip["floating_network_id"])

@@ -23,6 +23,7 @@ def allocate_fixed_ips(tx: WriteTx, net: Record, requested: list[dict] | None,
     """Neutron's rules: none requested → one address per IP version from the first subnet with room;
     otherwise each entry names a subnet and/or an address on this network."""
     subnets = tx.subnets_of(net["id"])
+    subnet: Record | None
     if requested is None:
         out = []
         for version in (4, 6):
@@ -120,7 +121,7 @@ def _pairs(pairs: list[dict], mac: str) -> list[dict]:
     return [{"ip_address": p["ip_address"], "mac_address": p.get("mac_address") or mac} for p in pairs]
 
 
-def _check_security(pse: bool, sgs: list[str], pairs: list[dict]) -> None:
+def _check_security(pse: bool | None, sgs: list[str], pairs: list[dict]) -> None:
     if not pse and sgs:
         raise errors.PortSecurityAndIPRequiredForSecurityGroups()
     if not pse and pairs:
@@ -153,6 +154,7 @@ def update(tx: WriteTx, old: Record, body: dict[str, Any], ctx: Context) -> Reco
     check_owner(PORT, old, ctx, "update")
     common.check_admin_attrs(PORT, body, ctx, "update")
     net = tx.get(NETWORK, old["network_id"])
+    assert net is not None  # a port's network outlives it
     new = copy.deepcopy(old)
     for name in ("name", "admin_state_up", "device_id", "device_owner", "description", "binding:profile",
                  "binding:vnic_type", "extra_dhcp_opts"):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, cast
 
 import netaddr
 
@@ -180,8 +180,10 @@ def add_interface(tx: WriteTx, router: Record, body: Any, ctx: Context) -> dict[
             raise errors.PortInUse(port_id=port["id"], net_id=port["network_id"], device_id=port["device_id"])
         if not port["fixed_ips"]:
             raise errors.BadRequest(f"Router port must have at least one fixed IP (port {port['id']})")
-        subnets = [tx.get(SUBNET, f["subnet_id"]) for f in port["fixed_ips"]]
+        # The subnets of a port's fixed IPs exist while the port does.
+        subnets = cast("list[Record]", [tx.get(SUBNET, f["subnet_id"]) for f in port["fixed_ips"]])
     else:
+        assert subnet_id is not None  # exactly one of subnet_id, port_id (checked above)
         subnet = common.get_visible(tx, SUBNET, subnet_id, ctx)
         if subnet["gateway_ip"] is None:
             raise errors.BadRequest(f"Bad router request: Subnet {subnet['id']} does not have a gateway IP.")
@@ -204,6 +206,7 @@ def add_interface(tx: WriteTx, router: Record, body: Any, ctx: Context) -> dict[
     else:
         subnet = subnets[0]
         net = tx.get(NETWORK, subnet["network_id"])
+        assert net is not None  # a subnet's network outlives it
         fixed = port_res.allocate_fixed_ips(tx, net, [{"subnet_id": subnet["id"], "ip_address": subnet["gateway_ip"]}])
         port = port_res.make_service_port(tx, net, router["project_id"], common.DEVICE_ROUTER_INTERFACE,
                                           router["id"], fixed)
@@ -225,6 +228,7 @@ def remove_interface(tx: WriteTx, router: Record, body: Any, ctx: Context) -> di
     else:
         port = next((p for p in ports if any(f["subnet_id"] == subnet_id for f in p["fixed_ips"])), None)
         if port is None:
+            assert subnet_id is not None  # not both None (checked above)
             common.get_visible(tx, SUBNET, subnet_id, ctx)
             raise errors.RouterInterfaceNotFoundForSubnet(router_id=router["id"], subnet_id=subnet_id)
     subnet_ids = [f["subnet_id"] for f in port["fixed_ips"]]

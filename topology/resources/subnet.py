@@ -128,7 +128,9 @@ def update(tx: WriteTx, old: Record, body: dict[str, Any], ctx: Context) -> Reco
         return old
     tx.replace(SUBNET, old, new)
     if new["enable_dhcp"] and not old["enable_dhcp"] and new["ip_version"] == 4:
-        _dhcp_add(tx, tx.get(NETWORK, old["network_id"]), new)
+        net = tx.get(NETWORK, old["network_id"])
+        assert net is not None  # a subnet's network outlives it
+        _dhcp_add(tx, net, new)
     elif old["enable_dhcp"] and not new["enable_dhcp"]:
         _dhcp_remove(tx, old)
     return new
