@@ -23,7 +23,8 @@ from os_ken.lib import hub
 
 from apps.base import ChassisContext
 from controller import wire
-from controller.reconciler import FlowEncodeError, Reconciler, ReconcileError, XidSource, owner_label
+from controller.reconciler import FlowEncodeError, Reconciler, ReconcileError, XidSource
+from flows.tables import owner_label
 from controller.registry import (IFNAME_INDEX, DatapathEntry, Registry, SwitchPort, build_context,
                                  dpid_name, port_ifnames)
 from flows import compiler

@@ -11,7 +11,7 @@ import json
 import logging
 import sys
 
-from flows.tables import OWNER_SHIFT, Owner, cookie
+from flows.tables import OWNER_SHIFT, STORE_KIND, Owner, cookie, owner_label, split_cookie
 
 LOG = logging.getLogger(__name__)
 
@@ -25,18 +25,10 @@ OWNER_KINDS = {  # CLI/API owner type → (cookie kind, store kind)
     "floatingip": (Owner.FLOATINGIP, "floatingip"),
     "chassis": (Owner.CHASSIS, "chassis"),
 }
-_STORE_KIND = {Owner.NETWORK: "network", Owner.PORT: "port", Owner.ROUTER: "router",
-               Owner.SECGROUP: "security_group", Owner.FLOATINGIP: "floatingip", Owner.CHASSIS: "chassis"}
-
-
 def describe_owner(view, ck: int) -> dict:
-    kind_num, key = ck >> OWNER_SHIFT, ck & ((1 << OWNER_SHIFT) - 1)
-    try:
-        kind = Owner(kind_num)
-    except ValueError:
-        return {"type": f"kind{kind_num}", "key": key, "cookie": f"{ck:#x}"}
-    out = {"type": kind.name.lower(), "key": key, "cookie": f"{ck:#x}"}
-    skind = _STORE_KIND.get(kind)
+    kind, key = split_cookie(ck)
+    out = {"type": owner_label(ck).partition(":")[0], "key": key, "cookie": f"{ck:#x}"}
+    skind = STORE_KIND.get(kind) if kind is not None else None
     if skind is not None and view is not None:
         try:
             rec = view.by_key(skind, key)

@@ -22,20 +22,11 @@ from typing import Callable, Iterable
 
 from controller import wire
 from flows.flow import Flow
-from flows.tables import OWNER_SHIFT, Owner
+from flows.tables import OWNER_SHIFT, Owner, owner_label
 
 LOG = logging.getLogger(__name__)
 
 OURS = frozenset(int(o) for o in Owner if o != Owner.LEARNED)  # cookie kinds we may delete
-
-
-def owner_label(cookie: int) -> str:
-    kind = cookie >> OWNER_SHIFT
-    try:
-        name = Owner(kind).name.lower()
-    except ValueError:
-        name = f"kind{kind}"
-    return f"{name}:{cookie & ((1 << OWNER_SHIFT) - 1)}"
 
 
 class XidSource:

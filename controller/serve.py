@@ -47,7 +47,7 @@ class AppLoadError(Exception):
     converge every switch to a pipeline lacking that app's flows, i.e. delete them: refuse to start."""
 
 
-def _load_apps(factories: list[str]) -> list:
+def _load_apps(factories: list[str], announce: bool = True) -> list:
     """Instances from every factory in `factories`; raises AppLoadError on the first that fails."""
     import importlib
     apps: list = []
@@ -58,7 +58,8 @@ def _load_apps(factories: list[str]) -> list:
             apps.extend(factory())
         except Exception as exc:  # noqa: BLE001 — any failure here must stop start-up
             raise AppLoadError(f"cannot load apps from {spec!r}: {type(exc).__name__}: {exc}") from exc
-    LOG.info("apps: %s", ", ".join(getattr(a, "name", type(a).__name__) for a in apps) or "none")
+    if announce:
+        LOG.info("apps: %s", ", ".join(getattr(a, "name", type(a).__name__) for a in apps) or "none")
     return apps
 
 
@@ -73,7 +74,7 @@ def build(cfg):
     apps = _load_apps(cfg.apps)  # first: a bad app spec fails before anything opens or connects
     store = open_store(cfg.store)
     service = Service(store, cfg.settings)
-    check_with = (lambda: _load_apps(cfg.apps)) if getattr(cfg, "check_compile", False) else None
+    check_with = (lambda: _load_apps(cfg.apps, announce=False)) if getattr(cfg, "check_compile", False) else None
     core = Core(store, service, apps, cfg.settings, check_with=check_with)
     dispatcher = Dispatcher(core)
     try:

@@ -16,7 +16,7 @@ import logging
 from typing import Iterable, Mapping
 
 from flows.flow import CT, Flow, GotoTable, Resubmit
-from flows.tables import PIPELINE, PipelineError, check_flow, cookie_owner
+from flows.tables import PIPELINE, PipelineError, check_flow, owner_label
 from topology.store import Change
 
 LOG = logging.getLogger(__name__)
@@ -35,11 +35,7 @@ class CompileError(RuntimeError):
 
 
 def _owner_text(owner: int) -> str:
-    try:
-        kind, key = cookie_owner(owner)
-        return f"{kind.name.lower()}:{key} ({owner:#x})"
-    except ValueError:
-        return f"{owner:#x}"
+    return f"{owner_label(owner)} ({owner:#x})"
 
 
 # table → tables it may jump to, as plain ints: the per-flow check runs for every compiled flow

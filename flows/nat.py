@@ -38,7 +38,7 @@ from typing import Any
 from flows import provider
 from flows.flow import (CT, NAT, Controller, Flow, GotoTable, Learn, LearnSpec, Move, Output, PopVlan,
                         PushVlan, Resubmit, SetField, WriteMetadata, flow)
-from flows.routing import (DEVICE_FLOATINGIP, ETH_IP, gateway_chassis_name, gateway_legs, gateway_port,
+from flows.routing import (DEVICE_FLOATINGIP, ETH_IP, gateway_chassis_name, gateway_legs, gateway_port, router_present,
                            external_network, is_gateway_chassis, router_cookie)
 from flows.tables import F, R, T, Owner, cookie
 from flows.view_helpers import is_provider, is_up, port_mac
@@ -200,7 +200,11 @@ def _snat_enabled(router: Record) -> bool:
 
 
 def transit_out_flows(view, ctx, router: Record) -> list[Flow]:
-    """Not the gateway chassis: hand SNAT traffic (routed here, no local FIP) to the gateway chassis."""
+    """Not the gateway chassis: hand SNAT traffic (routed here, no local FIP) to the gateway chassis.
+    Only where the router is present (routing.owners_on_chassis names it there): elsewhere no
+    traffic is routed into it, and a full recompile would not list the owner."""
+    if not router_present(view, ctx, router):
+        return []
     net = external_network(view, router)
     gw_name = gateway_chassis_name(view, router)
     gw = view.chassis_by_name(gw_name) if gw_name else None

@@ -24,6 +24,7 @@ from typing import Any, Iterable
 from flows.fields import mac as mac_int
 from flows.flow import Flow, GotoTable, flow
 from flows.tables import R, T, Owner, cookie
+from flows.view_helpers import port_cookie
 
 Record = dict[str, Any]
 
@@ -46,10 +47,6 @@ SECURITY_BASE_KEY = 0x5EC
 SECURITY_BASE = cookie(Owner.PIPELINE, SECURITY_BASE_KEY)
 
 TRUSTED_OWNER_PREFIX = "network:"
-
-
-def port_cookie(port: Record) -> int:
-    return cookie(Owner.PORT, int(port["_key"]))
 
 
 def is_secured(port: Record) -> bool:

@@ -129,6 +129,26 @@ def cookie_owner(value: int) -> tuple[Owner, int]:
     return Owner(value >> OWNER_SHIFT), value & KEY_MASK
 
 
+def split_cookie(value: int) -> tuple[Owner | None, int]:
+    """(Owner kind, or None for a kind this build does not know, key) — never raises."""
+    try:
+        return Owner(value >> OWNER_SHIFT), value & KEY_MASK
+    except ValueError:
+        return None, value & KEY_MASK
+
+
+def owner_label(value: int) -> str:
+    """'port:12' — how logs, errors and stats name an owner cookie."""
+    kind, key = split_cookie(value)
+    return f"{kind.name.lower() if kind is not None else f'kind{value >> OWNER_SHIFT}'}:{key}"
+
+
+# The store kind whose record (looked up by its `_key`) owns a cookie of this Owner kind.
+STORE_KIND: dict[Owner, str] = {Owner.NETWORK: "network", Owner.PORT: "port", Owner.ROUTER: "router",
+                                Owner.SECGROUP: "security_group", Owner.FLOATINGIP: "floatingip",
+                                Owner.CHASSIS: "chassis"}
+
+
 class PipelineError(ValueError):
     pass
 

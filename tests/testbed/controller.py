@@ -143,8 +143,10 @@ class Controller:
         rc = stop_process(self.proc, sig, timeout)
         log.info("controller stopped with signal %d -> rc %s", sig, rc)
         if check_failures:
+            lines = self.log_text().splitlines()
+            first = next((i for i, ln in enumerate(lines) if "check mode:" in ln), len(lines))
             raise ControllerError(f"check mode: the incremental compile differed from a fresh one after "
-                                  f"{check_failures} batches (see 'check mode' in {self.log_path})")
+                                  f"{check_failures} batches; first report:\n" + "\n".join(lines[first:first + 25]))
         return rc
 
     def _check_failures(self) -> int:
