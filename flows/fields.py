@@ -1,5 +1,11 @@
 """Match/set-field catalogue: every field the pipeline may use, its width and how to print it.
 
+This is THE width table: flows.flow checks every match value/mask and every action argument
+that names a field (set_field, move, learn, ct zone register) against `bits` when the value is
+built, so an out-of-range value fails in the compiler that made it, not in the wire encoder.
+(controller/wire.py derives its OXM byte lengths from os-ken; `bits` must not exceed them —
+tests/unit/test_flow_checks.py checks that.)
+
 Values are always plain ints inside a Flow (MACs and IPv4 addresses too), so that flows
 compare and hash canonically; this module converts at the edges (compilers, display).
 """
@@ -24,9 +30,9 @@ _FIELDS = [
     Field("eth_src", 48, "mac", "dl_src"),
     Field("eth_type", 16, "int", "dl_type"),
     Field("vlan_vid", 13, "int", "vlan_vid"),  # OXM value carries OFPVID_PRESENT (0x1000)
-    Field("vlan_pcp", 8),
+    Field("vlan_pcp", 3),  # OF1.3 OXM: 3 bits (OVS rejects > 7)
     Field("ip_proto", 8, "int", "nw_proto"),
-    Field("ip_dscp", 8),
+    Field("ip_dscp", 6),  # OF1.3 OXM: the 6 DSCP bits, not the ToS byte (OVS rejects > 63)
     Field("ipv4_src", 32, "ipv4", "nw_src"),
     Field("ipv4_dst", 32, "ipv4", "nw_dst"),
     Field("tcp_src", 16, "int", "tp_src"),
