@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import sqlite3
 import time
 from typing import Any, Iterable
 from urllib.parse import parse_qs
@@ -143,6 +144,15 @@ def _http_error(req: falcon.Request, resp: falcon.Response, ex: falcon.HTTPError
     send(resp, body, status)
 
 
+def _store_unavailable(req: falcon.Request, resp: falcon.Response, ex: Exception, params: dict) -> None:
+    """etcd unreachable (ConnectionError) or SQLite unable to write (sqlite3.OperationalError:
+    disk full, I/O error, locked): the request changed nothing, the client may retry."""
+    LOG.error("%s %s: topology store unavailable: %s: %s", req.method, req.path, type(ex).__name__, ex)
+    err = errors.ServiceUnavailable(detail=type(ex).__name__)
+    resp.set_header("Retry-After", "1")
+    send(resp, err.body(), err.status)
+
+
 def _unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception, params: dict) -> None:
     LOG.exception("%s %s raised an unexpected error", req.method, req.path)
     send(resp, {"NeutronError": {"type": "HTTPInternalServerError", "message": "Request failed: internal "
@@ -259,6 +269,8 @@ def create_app(service: Service, *, api_token: str | None = None,
     app.req_options.strip_url_path_trailing_slash = True
     app.req_options.auto_parse_qs_csv = False
     app.add_error_handler(Exception, _unexpected)
+    app.add_error_handler(ConnectionError, _store_unavailable)
+    app.add_error_handler(sqlite3.OperationalError, _store_unavailable)
     app.add_error_handler(falcon.HTTPError, _http_error)
     app.add_error_handler(errors.NeutronError, _neutron_error)
     app.add_route("/", VersionsResource())

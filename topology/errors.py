@@ -266,3 +266,11 @@ class NoNetworkAvailable(NeutronError):
 class ResourceExhausted(NeutronError):
     status = 503
     message = "No free {what} left in the pool."
+
+
+class ServiceUnavailable(NeutronError):
+    """The topology store cannot be reached or written (etcd down, SQLite disk full or locked).
+    503, as Neutron answers when its database is away: clients retry it; nothing was changed."""
+    status = 503
+    message = "The topology store is unavailable, try again later."
+

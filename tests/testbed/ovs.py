@@ -56,10 +56,9 @@ class OvsInstance:
     def _pid(self, daemon: str) -> int | None:
         try:
             pid = int((self.rundir / f"{daemon}.pid").read_text().strip())
-            os.kill(pid, 0)
-            return pid
         except (OSError, ValueError):
             return None
+        return pid if pid_alive(pid) else None  # a killed daemon's zombie is not running
 
     def running(self) -> bool:
         return self._pid("ovsdb-server") is not None and self._pid("ovs-vswitchd") is not None
