@@ -95,6 +95,13 @@ class _Item:
     payload: Any = None
 
 
+def controller_view(revision: int, data) -> TopologyView:
+    """The view the controller compiles from: the records plus the tap-name index binding needs."""
+    view = TopologyView.from_snapshot(revision, data)
+    view.add_index(PORT, IFNAME_INDEX, port_ifnames)
+    return view
+
+
 def _configure(apps: list, settings) -> None:
     for app in apps:  # apps with deployment settings (DHCP lease time, DNS domain, …)
         configure = getattr(app, "configure", None)
@@ -134,8 +141,7 @@ class Core:
     def start(self) -> None:
         rev, data = self.store.snapshot()
         with self.view_lock:
-            self.view = TopologyView.from_snapshot(rev, data)
-            self.view.add_index(PORT, IFNAME_INDEX, port_ifnames)
+            self.view = controller_view(rev, data)
         self._rev = rev
         LOG.info("topology loaded at revision %d", rev)
         self._threads = [hub.spawn(self._feed_loop), hub.spawn(self._work_loop), hub.spawn(self._bind_loop)]
@@ -273,8 +279,7 @@ class Core:
                     LOG.exception("reloading the topology snapshot failed; flows stay until it works")
                     continue
                 with self.view_lock:
-                    self.view = TopologyView.from_snapshot(rev, data)
-                    self.view.add_index(PORT, IFNAME_INDEX, port_ifnames)
+                    self.view = controller_view(rev, data)
                 self._rev = rev
                 for e in self.registry.all():
                     e.needs_full = True
@@ -535,8 +540,7 @@ class Core:
             return [f"fresh apps: {type(exc).__name__}: {exc}"]
         fresh_apps = AppCompiler(apps).flow_apps
         with self.view_lock:
-            view = TopologyView.from_snapshot(self.view.revision, {k: dict(self.view.records(k)) for k in KINDS})
-            view.add_index(PORT, IFNAME_INDEX, port_ifnames)
+            view = controller_view(self.view.revision, {k: dict(self.view.records(k)) for k in KINDS})
             entries = [(e.ctx, {f.key: f for f in e.reconciler.desired_flows()})
                        for e in self.registry.connected() if e.ctx is not None and not e.problems()]
         found = []

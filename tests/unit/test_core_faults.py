@@ -12,16 +12,14 @@ import pytest
 
 from apps.registry import default_apps
 from controller import core as core_mod
-from controller.core import Core
-from controller.registry import IFNAME_INDEX, SwitchPort, port_ifnames
+from controller.core import Core, controller_view
+from controller.registry import SwitchPort
 from flows import compiler
 from flows.tables import OWNER_SHIFT, Owner
 from tests.unit.fakeswitch import FakeSwitch
 from topology.backends import open_store
 from topology.service import Service
 from topology.settings import Settings
-from topology.store import PORT
-from topology.view import TopologyView
 
 DPID_A, DPID_B = 0xA1, 0xB2
 
@@ -66,8 +64,7 @@ class Rig:
         if e is None or e.ctx is None:
             return None
         rev, data = self.store.snapshot()
-        view = TopologyView.from_snapshot(rev, data)
-        view.add_index(PORT, IFNAME_INDEX, port_ifnames)
+        view = controller_view(rev, data)
         fresh = compiler.compile_chassis(default_apps(), view, e.ctx)
         enc = self.core.encoder
         return {f.key: enc.body(f) for flows in fresh.values() for f in flows}
