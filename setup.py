@@ -15,5 +15,5 @@ setup(
                                     "topology", "topology.*"]),
     install_requires=[line.strip() for line in (HERE / "requirements.txt").read_text().splitlines()
                       if line.strip() and not line.startswith("#")],
-    entry_points={"console_scripts": ["tenantflow = topology.cli:main"]},
+    entry_points={"console_scripts": ["tenantflow = topology.cli.main:main"]},
 )

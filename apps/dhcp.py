@@ -87,7 +87,7 @@ class DhcpApp(PuntApp):
         self.lease_time = lease_time
 
     def configure(self, settings) -> None:
-        """Deployment settings (topology.settings.Settings); explicit constructor args win."""
+        """Deployment settings (topology.model.settings.Settings); explicit constructor args win."""
         if self.dns_domain is None:
             self.dns_domain = getattr(settings, "dns_domain", None)
         if self.lease_time is None:

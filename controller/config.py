@@ -96,7 +96,7 @@ class ServeConfig:
     ofp_port: int
     log_level: str
     apps: list
-    settings: object  # topology.settings.Settings
+    settings: object  # topology.model.settings.Settings
     check_compile: bool = False
 
 
@@ -116,7 +116,7 @@ def load(argv: list[str], conf: cfg.ConfigOpts | None = None) -> ServeConfig:
 
 
 def to_settings(conf: cfg.ConfigOpts):
-    from topology.settings import Settings
+    from topology.model.settings import Settings
     vlan_ranges, vlan_physnets = parse_vlan_ranges(conf.network_vlan_ranges)
     physnets = tuple(dict.fromkeys(list(conf.flat_networks) + vlan_physnets))
     return Settings(vni_range=parse_range(conf.vni_ranges, "vni_ranges"),

@@ -68,8 +68,8 @@ def build(cfg):
     from controller.core import Core
     from controller.dispatch import Dispatcher
     from controller import inspect
-    from topology.backends import open_store
-    from topology.service import Service
+    from topology.store.backends import open_store
+    from topology.model.service import Service
 
     apps = _load_apps(cfg.apps)  # first: a bad app spec fails before anything opens or connects
     store = open_store(cfg.store)
@@ -78,9 +78,9 @@ def build(cfg):
     core = Core(store, service, apps, cfg.settings, check_with=check_with)
     dispatcher = Dispatcher(core)
     try:
-        from topology.api import create_app, serve_in_thread
+        from topology.api.app import create_app, serve_in_thread
     except ImportError:  # only while the API package is missing from a partial checkout
-        LOG.error("topology.api is not available: serving OpenFlow only, no REST API")
+        LOG.error("topology.api.app is not available: serving OpenFlow only, no REST API")
         return store, service, core, dispatcher, None
     app = create_app(service, api_token=cfg.settings.api_token, extra_routes=inspect.routes(core, dispatcher))
     api = serve_in_thread(app, cfg.api_host, cfg.api_port)

@@ -4,9 +4,9 @@ from __future__ import annotations
 import falcon.testing
 import pytest
 
-from topology.api import create_app
-from topology.backends import open_store
-from topology.service import Service
+from topology.api.app import create_app
+from topology.store.backends import open_store
+from topology.model.service import Service
 
 MISSING_ID = "0b1e3b2c-8d6a-4c8a-9a3e-4b4c1d2e3f40"
 

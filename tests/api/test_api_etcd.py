@@ -10,10 +10,10 @@ import pytest
 import requests
 
 from tests.unit.test_store_etcd import EtcdServer, needs_etcd
-from topology.api import create_app
-from topology.backends import open_store
-from topology.etcd_store import SUB
-from topology.service import Service
+from topology.api.app import create_app
+from topology.store.backends import open_store
+from topology.store.etcd import SUB
+from topology.model.service import Service
 
 pytestmark = needs_etcd
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import falcon.testing
 import pytest
 
-from topology.api import create_app
-from topology.backends import open_store
-from topology.service import Service
+from topology.api.app import create_app
+from topology.store.backends import open_store
+from topology.model.service import Service
 
 
 def _mount(path: Path, size: str, remount: bool = False) -> None:

@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from topology import cli
-from topology.api import create_app, serve_in_thread
-from topology.backends import open_store
-from topology.service import Service
+from topology.cli import main as cli
+from topology.api.app import create_app, serve_in_thread
+from topology.store.backends import open_store
+from topology.model.service import Service
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from topology.api import create_app, serve_in_thread
-from topology.backends import open_store
-from topology.service import Service
+from topology.api.app import create_app, serve_in_thread
+from topology.store.backends import open_store
+from topology.model.service import Service
 
 OPENSTACK = Path(sys.executable).with_name("openstack")
 if not OPENSTACK.exists():

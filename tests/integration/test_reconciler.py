@@ -149,9 +149,9 @@ def rig():
     ovs = OVS(tmp / "ovs")
     ovs.start()
     store_url = f"sqlite:///{tmp}/tf.db"
-    from topology.backends import open_store
-    from topology.service import Service
-    from topology.settings import Settings
+    from topology.store.backends import open_store
+    from topology.model.service import Service
+    from topology.model.settings import Settings
     store = open_store(store_url)
     service = Service(store, Settings())
     servers: list[Serve] = []

@@ -99,7 +99,7 @@ def test_physical_switch_vlan_access(bed: Bed) -> None:
 
 
 @pytest.mark.skipif(not serve_implemented(), reason="tenantflow serve not implemented yet "
-                    "(controller.serve or topology.cli missing)")
+                    "(controller.serve or topology.cli.main missing)")
 def test_chassis_connects_to_controller(bed: Bed) -> None:
     bed.start_controller()
     ch = bed.add_chassis("c1")              # runs tenantflow node init

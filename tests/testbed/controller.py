@@ -37,13 +37,13 @@ def tenantflow_bin() -> str:
 
 def serve_implemented() -> bool:
     """Whether `tenantflow serve` exists yet: controller.serve and the CLI entry point
-    (topology.cli) are both importable (controller work lands in parallel)."""
+    (topology.cli.main) are both importable (controller work lands in parallel)."""
     import importlib.util
     if os.environ.get("TF_BIN"):
         return True
     try:
         return all(importlib.util.find_spec(m) is not None
-                   for m in ("controller.serve", "topology.cli"))
+                   for m in ("controller.serve", "topology.cli.main"))
     except (ImportError, ValueError):
         return False
 

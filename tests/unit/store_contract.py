@@ -1,4 +1,4 @@
-"""The Store contract every backend must keep (topology/store.py), as tests.
+"""The Store contract every backend must keep (topology/store/__init__.py), as tests.
 
 Backend test modules import these with `from tests.unit.store_contract import *` and provide a
 `store` fixture; pytest then runs each test against that backend. Only what the contract

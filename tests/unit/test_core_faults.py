@@ -17,9 +17,9 @@ from controller.registry import SwitchPort
 from flows import compiler
 from flows.tables import OWNER_SHIFT, Owner
 from tests.unit.fakeswitch import FakeSwitch
-from topology.backends import open_store
-from topology.service import Service
-from topology.settings import Settings
+from topology.store.backends import open_store
+from topology.model.service import Service
+from topology.model.settings import Settings
 
 DPID_A, DPID_B = 0xA1, 0xB2
 

@@ -5,10 +5,10 @@ import threading
 
 import pytest
 
-from topology import errors, ipam
-from topology.backends import open_store
-from topology.service import Service
-from topology.sqlite import SqliteStore
+from topology.model import errors, ipam
+from topology.store.backends import open_store
+from topology.model.service import Service
+from topology.store.sqlite import SqliteStore
 
 
 def test_default_gateway_and_pools():

@@ -71,7 +71,7 @@ def test_serve_exits_nonzero_on_bad_app_before_opening_store(tmp_path: Path) -> 
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("OSKEN_HUB_TYPE", None)
     proc = subprocess.run(
-        [sys.executable, "-m", "topology.cli", "serve", "--store", f"sqlite:///{db}",
+        [sys.executable, "-m", "topology.cli.main", "serve", "--store", f"sqlite:///{db}",
          "--api-listen", "127.0.0.1:0", "--ofp-listen", "127.0.0.1:0",
          "--apps", f"{HERE}:two_apps,tenantflow_no_such_module:default_apps"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)

@@ -15,9 +15,9 @@ import uuid
 import pytest
 import requests
 
-from topology.backends import open_store
-from topology.etcd_store import SUB, EtcdStore
-from topology.service import Service
+from topology.store.backends import open_store
+from topology.store.etcd import SUB, EtcdStore
+from topology.model.service import Service
 from topology.store import Compacted, Conflict
 from tests.unit.store_contract import *  # noqa: F401,F403 — the backend-neutral contract tests
 

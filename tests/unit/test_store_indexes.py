@@ -11,10 +11,10 @@ import random
 
 import pytest
 
-from topology.service import Service
-from topology.sqlite import RecordIndex, SqliteStore
+from topology.model.service import Service
+from topology.store.sqlite import RecordIndex, SqliteStore
 from topology.store import NETWORK, PORT, SECURITY_GROUP, SUBNET
-from topology.writetx import INDEXES, KEYED_KINDS, WriteTx
+from topology.store.writetx import INDEXES, KEYED_KINDS, WriteTx
 
 
 def _by_net(rec):

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from topology.backends import open_store
-from topology.sqlite import SqliteStore
+from topology.store.backends import open_store
+from topology.store.sqlite import SqliteStore
 from topology.store import Compacted
 from tests.unit.store_contract import *  # noqa: F401,F403 — the backend-neutral contract tests
 
@@ -78,7 +78,7 @@ def test_unknown_url():
 
 WRITER = textwrap.dedent("""
     import sys
-    from topology.sqlite import SqliteStore
+    from topology.store.sqlite import SqliteStore
     store = SqliteStore(sys.argv[1])
     i = 0
     while True:

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import pytest
 
-from topology import errors
-from topology.backends import open_store
-from topology.context import Context
-from topology.service import Service
-from topology.settings import Settings
-from topology.validate import protocol_number, to_mac, to_uuid
+from topology.model import errors
+from topology.store.backends import open_store
+from topology.model.context import Context
+from topology.model.service import Service
+from topology.model.settings import Settings
+from topology.model.validate import protocol_number, to_mac, to_uuid
 
 
 @pytest.fixture()

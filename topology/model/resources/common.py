@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from topology import errors
-from topology.context import Context, visible
+from topology.model import errors
+from topology.model.context import Context, visible
 from topology.store import (CHASSIS, FLOATINGIP, NETWORK, PORT, ROUTER, SECURITY_GROUP, SECURITY_GROUP_RULE,
                             SUBNET, Record)
-from topology.validate import MISSING, SPECS
-from topology.writetx import WriteTx
+from topology.model.validate import MISSING, SPECS
+from topology.store.writetx import WriteTx
 
 NOT_FOUND: dict[str, type[errors.NotFound]] = {
     NETWORK: errors.NetworkNotFound, SUBNET: errors.SubnetNotFound, PORT: errors.PortNotFound,

@@ -13,15 +13,15 @@ import copy
 import logging
 from typing import Any, Callable, Iterator
 
-from topology import errors
-from topology.context import Context, visible
-from topology.resources import chassis as chassis_res
-from topology.resources import common, floatingip, network, port, router, secgroup, subnet
-from topology.settings import Settings
+from topology.model import errors
+from topology.model.context import Context, visible
+from topology.model.resources import chassis as chassis_res
+from topology.model.resources import common, floatingip, network, port, router, secgroup, subnet
+from topology.model.settings import Settings
 from topology.store import (CHASSIS, FLOATINGIP, KINDS, NETWORK, PORT, ROUTER, SECURITY_GROUP,
                             SECURITY_GROUP_RULE, SUBNET, Record, Store, retry_on_conflict)
-from topology.validate import prepare
-from topology.writetx import WriteTx
+from topology.model.validate import prepare
+from topology.store.writetx import WriteTx
 
 LOG = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ def open_store(url: str) -> Store:
     """`sqlite:///abs/path.db`, `memory://` (tests), `etcd://host:port[/prefix]` (shared, see etcd_store)."""
     parsed = urlparse(url)
     if parsed.scheme == "sqlite":
-        from topology.sqlite import SqliteStore
+        from topology.store.sqlite import SqliteStore
         path = parsed.path
         if not path or path == "/":
             raise ValueError(f"sqlite store URL needs a file path: {url!r}")
@@ -20,10 +20,10 @@ def open_store(url: str) -> Store:
             os.makedirs(directory, exist_ok=True)
         return SqliteStore(path)
     if parsed.scheme == "memory":
-        from topology.sqlite import SqliteStore
+        from topology.store.sqlite import SqliteStore
         return SqliteStore(":memory:")
     if parsed.scheme == "etcd":
-        from topology.etcd_store import EtcdStore
+        from topology.store.etcd import EtcdStore
         if not parsed.hostname:
             raise ValueError(f"etcd store URL needs a host: {url!r} (etcd://host:port[/prefix])")
         prefix = parsed.path.rstrip("/") or "/tenantflow"

@@ -17,9 +17,9 @@ from typing import Any, Callable, Hashable, Iterable, Mapping, cast
 
 import netaddr
 
-from topology import errors
-from topology.ipam import SubnetAllocator
-from topology.settings import Settings
+from topology.model import errors
+from topology.model.ipam import SubnetAllocator
+from topology.model.settings import Settings
 from topology.store import (CHASSIS, FLOATINGIP, NETWORK, PORT, ROUTER, SECURITY_GROUP, SUBNET, Record,
                             Txn)
 

@@ -10,7 +10,7 @@ from typing import Iterable
 
 import netaddr
 
-from topology import errors
+from topology.model import errors
 
 
 def host_range(cidr: str) -> tuple[int, int]:

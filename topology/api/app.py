@@ -17,10 +17,10 @@ from urllib.parse import parse_qs
 import falcon
 import waitress.server
 
-from topology import errors
-from topology.context import Context
-from topology.openapi import openapi_document
-from topology.service import Service
+from topology.model import errors
+from topology.model.context import Context
+from topology.api.openapi import openapi_document
+from topology.model.service import Service
 from topology.store import (CHASSIS, FLOATINGIP, NETWORK, PORT, ROUTER, SECURITY_GROUP, SECURITY_GROUP_RULE,
                             SUBNET)
 

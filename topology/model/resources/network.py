@@ -4,11 +4,11 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from topology import errors
-from topology.context import Context, check_owner, project_for
-from topology.resources import common
+from topology.model import errors
+from topology.model.context import Context, check_owner, project_for
+from topology.model.resources import common
 from topology.store import NETWORK, PORT, SUBNET, Record
-from topology.writetx import WriteTx, base_fields
+from topology.store.writetx import WriteTx, base_fields
 
 TUNNEL_TYPES = {"vxlan": 2 ** 24 - 1, "geneve": 2 ** 24 - 1, "gre": 2 ** 32 - 1}
 NETWORK_TYPES = ("local", "flat", "vlan", *TUNNEL_TYPES)

@@ -7,11 +7,11 @@ from typing import Any
 
 import netaddr
 
-from topology import errors
-from topology.context import Context, check_owner, project_for
-from topology.resources import common, port as port_res
+from topology.model import errors
+from topology.model.context import Context, check_owner, project_for
+from topology.model.resources import common, port as port_res
 from topology.store import FLOATINGIP, NETWORK, PORT, ROUTER, SUBNET, Record
-from topology.writetx import WriteTx, base_fields
+from topology.store.writetx import WriteTx, base_fields
 
 
 def _router_for(tx: WriteTx, fip_net_id: str, port: Record, fixed_ip: str) -> str:

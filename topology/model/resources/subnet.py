@@ -6,11 +6,11 @@ from typing import Any
 
 import netaddr
 
-from topology import errors, ipam
-from topology.context import Context, check_owner, project_for
-from topology.resources import common, port as port_res
+from topology.model import errors, ipam
+from topology.model.context import Context, check_owner, project_for
+from topology.model.resources import common, port as port_res
 from topology.store import NETWORK, PORT, SUBNET, Record
-from topology.writetx import WriteTx, base_fields
+from topology.store.writetx import WriteTx, base_fields
 
 
 def dhcp_port(tx: WriteTx, network_id: str) -> Record | None:

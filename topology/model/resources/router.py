@@ -6,11 +6,11 @@ from typing import Any, cast
 
 import netaddr
 
-from topology import errors
-from topology.context import Context, check_owner, project_for
-from topology.resources import common, port as port_res
+from topology.model import errors
+from topology.model.context import Context, check_owner, project_for
+from topology.model.resources import common, port as port_res
 from topology.store import FLOATINGIP, NETWORK, PORT, ROUTER, SUBNET, Record
-from topology.writetx import WriteTx, base_fields
+from topology.store.writetx import WriteTx, base_fields
 
 
 class RouterExternalGatewayInUseByFloatingIp(errors.Conflict):
@@ -157,7 +157,7 @@ def _interface_info(router: Record, port: Record) -> dict[str, Any]:
 
 
 def _one_of(body: Any) -> tuple[str | None, str | None]:
-    from topology.validate import to_uuid
+    from topology.model.validate import to_uuid
     if not isinstance(body, dict):
         raise errors.BadRequest("Body must be a JSON object.")
     unknown = set(body) - {"subnet_id", "port_id"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from topology import errors
+from topology.model import errors
 from topology.store import CHASSIS, NETWORK, PORT, SECURITY_GROUP_RULE, SUBNET, Record
 
 Lookup = Callable[[str, str], Record | None]

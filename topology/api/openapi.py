@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from topology.store import CHASSIS
-from topology.validate import SPECS
+from topology.model.validate import SPECS
 
 # Mirrors api.COLLECTIONS (kept here to avoid an import cycle).
 _COLLECTIONS = {

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import netaddr
 
-from topology import errors
+from topology.model import errors
 from topology.store import (CHASSIS, FLOATINGIP, NETWORK, PORT, ROUTER, SECURITY_GROUP,
                             SECURITY_GROUP_RULE, SUBNET)
 

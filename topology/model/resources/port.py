@@ -6,12 +6,12 @@ from typing import Any
 
 import netaddr
 
-from topology import errors
-from topology.context import Context, check_owner, project_for
-from topology.ipam import ip_in_subnet
-from topology.resources import common, secgroup
+from topology.model import errors
+from topology.model.context import Context, check_owner, project_for
+from topology.model.ipam import ip_in_subnet
+from topology.model.resources import common, secgroup
 from topology.store import FLOATINGIP, NETWORK, PORT, SECURITY_GROUP, SUBNET, Record
-from topology.writetx import WriteTx, base_fields
+from topology.store.writetx import WriteTx, base_fields
 
 
 class AddressPairAndPortSecurityRequired(errors.Conflict):

@@ -4,10 +4,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from topology import errors
-from topology.context import Context
+from topology.model import errors
+from topology.model.context import Context
 from topology.store import CHASSIS, Record
-from topology.writetx import WriteTx, new_id
+from topology.store.writetx import WriteTx, new_id
 
 
 def _require_admin(ctx: Context, action: str) -> None:

@@ -6,12 +6,12 @@ from typing import Any
 
 import netaddr
 
-from topology import errors
-from topology.context import Context, check_owner, project_for
-from topology.resources import common
+from topology.model import errors
+from topology.model.context import Context, check_owner, project_for
+from topology.model.resources import common
 from topology.store import PORT, SECURITY_GROUP, SECURITY_GROUP_RULE, Record
-from topology.validate import ICMP_PROTOCOLS, PORT_PROTOCOLS, protocol_number
-from topology.writetx import WriteTx, base_fields
+from topology.model.validate import ICMP_PROTOCOLS, PORT_PROTOCOLS, protocol_number
+from topology.store.writetx import WriteTx, base_fields
 
 
 class SecurityGroupDefaultAlreadyExists(errors.Conflict):

@@ -1,0 +1,1 @@
+"""Northbound HTTP: the Neutron-compatible REST API (app) and its OpenAPI document (openapi)."""

@@ -1,0 +1,1 @@
+"""The `tenantflow` command line (main); `python -m topology.cli` runs it too."""
