@@ -12,11 +12,11 @@ from __future__ import annotations
 import collections
 import ipaddress
 import logging
-import struct
 from typing import Iterable
 
 from apps.base import ChassisContext, PacketIn, PacketOut
 from apps.owners import owner_record
+from apps.packets import build_arp_request, parse_ipv4_source
 from apps.ratelimit import TokenBuckets
 from flows import nat, provider
 from flows.flow import Flow
@@ -24,28 +24,6 @@ from flows.tables import R, Owner
 from topology.store import NETWORK
 
 LOG = logging.getLogger(__name__)
-
-ETH_IP, ETH_ARP, ETH_VLAN = 0x0800, 0x0806, 0x8100
-BROADCAST = b"\xff" * 6
-
-
-def build_arp_request(src_mac: bytes, src_ip: int, target_ip: int, vlan: int = 0) -> bytes:
-    """Ethernet (+802.1Q) ARP request `who-has target tell src`."""
-    eth = BROADCAST + src_mac
-    if vlan:
-        eth += struct.pack("!HH", ETH_VLAN, vlan & 0xFFF)
-    eth += struct.pack("!H", ETH_ARP)
-    arp = struct.pack("!HHBBH6s4s6s4s", 1, ETH_IP, 6, 4, 1, src_mac, src_ip.to_bytes(4, "big"),
-                      b"\0" * 6, target_ip.to_bytes(4, "big"))
-    return eth + arp
-
-
-def parse_ipv4_source(data: bytes) -> tuple[bytes, int] | None:
-    """(eth_src, ipv4_src) of an untagged Ethernet/IPv4 frame, or None."""
-    if len(data) < 34 or data[12:14] != b"\x08\x00" or data[14] >> 4 != 4:
-        return None
-    return data[6:12], int.from_bytes(data[26:30], "big")
-
 
 class NatApp:
     """FlowApp (FIP / router SNAT / external network owners) + PacketApp (external next-hop ARP)."""
@@ -100,6 +78,7 @@ class NatApp:
         src_mac, src_ip = src
         vid = provider.vlan_vid(net)
         self.stats["arp_sent"] += 1
-        LOG.debug("ARP who-has %s tell %s on %s (chassis %s)", ipaddress.IPv4Address(target),
-                  ipaddress.IPv4Address(src_ip), net.get("name") or net["id"], ctx.name)
-        return [PacketOut(uplink, build_arp_request(src_mac, src_ip, target, vid & 0xFFF))]
+        target_ip = str(ipaddress.IPv4Address(target))
+        LOG.debug("ARP who-has %s tell %s on %s (chassis %s)", target_ip, src_ip,
+                  net.get("name") or net["id"], ctx.name)
+        return [PacketOut(uplink, build_arp_request(src_mac, src_ip, target_ip, vid & 0xFFF))]

@@ -9,7 +9,6 @@ end the loop: every failure is logged with its context and counted.
 from __future__ import annotations
 
 import logging
-import struct
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -20,7 +19,6 @@ from controller import wire
 
 LOG = logging.getLogger(__name__)
 
-OFPP_CONTROLLER = 0xFFFFFFFD
 _REGS = {f"reg{i}" for i in range(16)} | {"metadata"}
 
 
@@ -34,14 +32,6 @@ class RawPacketIn:
     match: tuple      # canonical match items (name, value, mask)
     data: bytes
     userdata: bytes
-
-
-def packet_out(xid: int, ofport: int, data: bytes, in_port: int = OFPP_CONTROLLER) -> bytes:
-    """OFPT_PACKET_OUT (OF1.3) with one output action, no buffer."""
-    action = struct.pack("!HHIH6x", 0, 16, ofport, 0)
-    head = struct.pack("!BBHIIIH6x", 4, 13, 24 + len(action) + len(data), xid, wire.OFP_NO_BUFFER, in_port,
-                       len(action))
-    return head + action + data
 
 
 class Dispatcher:
@@ -115,30 +105,10 @@ class Dispatcher:
         parts = []
         for o in outs:
             self._xid = (self._xid + 1) & 0x7FFFFFFF or 0x40000000
-            parts.append(packet_out(self._xid, o.ofport, o.data))
+            parts.append(wire.packet_out(self._xid, o.ofport, o.data))
         datapath.send(b"".join(parts))
         if e is not None:
             e.packet_outs += len(outs)
-
-
-def decode_packet_in2(msg) -> tuple[int, int, tuple, bytes, bytes]:
-    """os-ken NXTPacketIn2 → (table, cookie, match items, data, userdata)."""
-    meta = msg.metadata or b""
-    match = wire.parse_oxms(bytes(meta), 0, len(meta)) if meta else ()
-    return (msg.table_id or 0, msg.cookie or 0, match, bytes(msg.data or b""), bytes(msg.userdata or b""))
-
-
-def decode_packet_in(msg) -> tuple[int, int, tuple, bytes, bytes]:
-    """os-ken OFPPacketIn (no userdata: plain output:CONTROLLER punts) → same tuple."""
-    items = []
-    for name, value in msg.match.items():
-        if isinstance(value, tuple):
-            value, mask = value
-        else:
-            mask = None
-        if isinstance(value, int):
-            items.append((name, value, mask))
-    return (msg.table_id, msg.cookie, tuple(sorted(items)), bytes(msg.data or b""), b"")
 
 
 Submit = Callable[[RawPacketIn], None]

@@ -19,7 +19,8 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from controller import wire
-from controller.dispatch import RawPacketIn, decode_packet_in, decode_packet_in2
+from controller.dispatch import RawPacketIn
+from controller.wire import decode_packet_in, decode_packet_in2
 from controller.registry import SwitchPort
 
 if TYPE_CHECKING:

@@ -439,3 +439,33 @@ def parse_flow_mod(msg: bytes) -> tuple[int, tuple, tuple]:
     match = parse_oxms(msg, moff + 4, moff + mlen)
     ioff = moff + mlen + ((-mlen) % 8)
     return command, (table, priority, match), (cookie, idle, hard, bytes(msg[ioff:length]))
+
+
+# ------------------------------------------------------------------ packet-in / packet-out
+
+def packet_out(xid: int, ofport: int, data: bytes, in_port: int = OFPP_CONTROLLER) -> bytes:
+    """OFPT_PACKET_OUT (OF1.3) with one output action, no buffer."""
+    action = struct.pack("!HHIH6x", 0, 16, ofport, 0)
+    head = struct.pack("!BBHIIIH6x", 4, 13, 24 + len(action) + len(data), xid, OFP_NO_BUFFER, in_port,
+                       len(action))
+    return head + action + data
+
+
+def decode_packet_in2(msg) -> tuple[int, int, tuple, bytes, bytes]:
+    """os-ken NXTPacketIn2 → (table, cookie, match items, data, userdata)."""
+    meta = msg.metadata or b""
+    match = parse_oxms(bytes(meta), 0, len(meta)) if meta else ()
+    return (msg.table_id or 0, msg.cookie or 0, match, bytes(msg.data or b""), bytes(msg.userdata or b""))
+
+
+def decode_packet_in(msg) -> tuple[int, int, tuple, bytes, bytes]:
+    """os-ken OFPPacketIn (no userdata: plain output:CONTROLLER punts) → same tuple."""
+    items = []
+    for name, value in msg.match.items():
+        if isinstance(value, tuple):
+            value, mask = value
+        else:
+            mask = None
+        if isinstance(value, int):
+            items.append((name, value, mask))
+    return (msg.table_id, msg.cookie, tuple(sorted(items)), bytes(msg.data or b""), b"")

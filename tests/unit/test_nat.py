@@ -6,10 +6,12 @@ Builds on test_routing's topology: R1 gets a gateway on the flat external networ
 """
 from __future__ import annotations
 
+import struct
+
 import pytest
 
 from apps.base import PacketIn
-from apps.nat import NatApp, build_arp_request
+from apps.nat import NatApp
 from flows import compiler, nat, routing
 from flows.fields import ipv4, mac
 from flows.simulator import CtState, packet
@@ -252,9 +254,13 @@ def test_arp_request_for_unresolved_next_hop():
                    frame, nat.USERDATA_EXT_ARP)
     [out] = app.packet_in(view, c2, pin)
     assert out.ofport == UPLINK
-    assert out.data == build_arp_request(bytes.fromhex(FIP_MAC.replace(":", "")), ipv4(FIP_IP),
-                                         ipv4(OUTSIDE_IP), 300)
+    assert out.data[:6] == b"\xff" * 6 and out.data[6:12] == bytes.fromhex(FIP_MAC.replace(":", ""))
     assert out.data[12:16] == b"\x81\x00\x01\x2c" and out.data[16:18] == b"\x08\x06"
+    htype, ptype, hlen, plen, op = struct.unpack("!HHBBH", out.data[18:26])
+    assert (htype, ptype, hlen, plen, op) == (1, 0x0800, 6, 4, 1)      # Ethernet/IPv4 who-has
+    assert out.data[26:32] == bytes.fromhex(FIP_MAC.replace(":", ""))
+    assert int.from_bytes(out.data[32:36], "big") == ipv4(FIP_IP)
+    assert int.from_bytes(out.data[42:46], "big") == ipv4(OUTSIDE_IP)
     # garbage never raises, and a flood is rate limited
     assert app.packet_in(view, c2, PacketIn(1, "c2", 1, 37, 0, {}, b"\x01\x02", b"l3arp")) == []
     sent = sum(len(app.packet_in(view, c2, pin)) for _ in range(50))
