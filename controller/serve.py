@@ -67,7 +67,7 @@ def build(cfg):
     """Everything but the os-ken apps: (store, service, core, dispatcher, api handle)."""
     from controller.core import Core
     from controller.dispatch import Dispatcher
-    from controller import inspect
+    from controller import inspect, trace
     from topology.store.backends import open_store
     from topology.model.service import Service
 
@@ -82,7 +82,7 @@ def build(cfg):
     except ImportError:  # only while the API package is missing from a partial checkout
         LOG.error("topology.api.app is not available: serving OpenFlow only, no REST API")
         return store, service, core, dispatcher, None
-    app = create_app(service, api_token=cfg.settings.api_token, extra_routes=inspect.routes(core, dispatcher))
+    app = create_app(service, api_token=cfg.settings.api_token, extra_routes=inspect.routes(core, dispatcher) + trace.routes(core))
     api = serve_in_thread(app, cfg.api_host, cfg.api_port)
     return store, service, core, dispatcher, api
 

@@ -549,6 +549,14 @@ class Delivery:
 
 
 @dataclass
+class Hop:
+    """One chassis' part of a fabric walk: where the packet entered and what that chassis did."""
+    chassis: str
+    in_port: int
+    result: Result
+
+
+@dataclass
 class _Chassis:
     sim: Simulator
     tunnel_ip: int | None
@@ -566,6 +574,7 @@ class Fabric:
     def __init__(self, max_hops: int = 8):
         self.max_hops = max_hops
         self._chassis: dict[str, _Chassis] = {}
+        self.hops: list[Hop] = []  # of the last send(), in walk order (what `tenantflow trace` prints)
 
     def add_chassis(self, name: str, sim: Simulator, tunnel_ip: str | None = None,
                     tunnel_ports: Mapping[str, int] | None = None, uplinks: Mapping[str, int] | None = None) -> None:
@@ -575,14 +584,23 @@ class Fabric:
 
     def send(self, chassis: str, in_port: int, pkt: Mapping[str, int]) -> list[Delivery]:
         out: list[Delivery] = []
+        self.hops = []
         self._hop(chassis, in_port, dict(pkt), out, 0)
         return out
+
+    def is_tunnel(self, chassis: str, ofport: int) -> bool:
+        return ofport in self._chassis[chassis].tunnel_ports
+
+    def uplink_physnet(self, chassis: str, ofport: int) -> str | None:
+        return self._chassis[chassis].uplinks.get(ofport)
 
     def _hop(self, name: str, in_port: int, pkt: dict, out: list[Delivery], hops: int) -> None:
         if hops > self.max_hops:
             raise SimulationLimit(f"more than {self.max_hops} hops between chassis")
         ch = self._chassis[name]
-        for e in ch.sim.run(pkt, in_port).outputs:
+        result = ch.sim.run(pkt, in_port)
+        self.hops.append(Hop(name, in_port, result))
+        for e in result.outputs:
             if e.port in ch.tunnel_ports:
                 kind = ch.tunnel_ports[e.port]
                 dst = e.packet.get("tun_ipv4_dst", 0)

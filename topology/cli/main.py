@@ -17,7 +17,8 @@ from typing import Any, Callable, Sequence
 import requests
 
 DEFAULT_URL = "http://127.0.0.1:9696"
-DELEGATED = {"serve": "controller.serve", "node": "controller.node", "flows": "controller.inspect"}
+DELEGATED = {"serve": "controller.serve", "node": "controller.node", "flows": "controller.inspect",
+             "trace": "controller.trace"}
 
 # Default list columns per resource.
 LIST_COLUMNS = {
