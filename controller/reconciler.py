@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from controller import wire
+from controller import metrics, wire
 from flows.flow import Flow
 from flows.tables import OWNER_SHIFT, Owner, owner_label
 
@@ -354,6 +354,7 @@ class Reconciler:
             st.last_flush_mods = sent
             if sent >= st.biggest_flush_mods:
                 st.biggest_flush_mods, st.biggest_flush_seconds = sent, st.last_flush_seconds
+            metrics.observe_flush(self.name, st.last_flush_seconds)
             LOG.info("flushed %d flow-mods to %s in %.3fs", sent, self.name, st.last_flush_seconds)
             return sent
 

@@ -67,7 +67,7 @@ def build(cfg):
     """Everything but the os-ken apps: (store, service, core, dispatcher, api handle)."""
     from controller.core import Core
     from controller.dispatch import Dispatcher
-    from controller import inspect, trace
+    from controller import inspect, metrics, trace
     from topology.store.backends import open_store
     from topology.model.service import Service
 
@@ -82,8 +82,10 @@ def build(cfg):
     except ImportError:  # only while the API package is missing from a partial checkout
         LOG.error("topology.api.app is not available: serving OpenFlow only, no REST API")
         return store, service, core, dispatcher, None
-    app = create_app(service, api_token=cfg.settings.api_token, extra_routes=inspect.routes(core, dispatcher) + trace.routes(core))
-    api = serve_in_thread(app, cfg.api_host, cfg.api_port)
+    routes = inspect.routes(core, dispatcher) + trace.routes(core)
+    app = create_app(service, api_token=cfg.settings.api_token, extra_routes=routes)
+    wsgi = metrics.instrument(app, core, dispatcher, store)  # /metrics outside auth, like an exporter
+    api = serve_in_thread(wsgi, cfg.api_host, cfg.api_port)
     return store, service, core, dispatcher, api
 
 
