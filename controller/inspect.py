@@ -138,6 +138,11 @@ class StatsResource:
         if d is not None:
             out["dispatch"] = {"handled": d.handled, "errors": d.errors, "dropped": d.dropped,
                                "unknown": d.unknown}
+        try:
+            out["store_revision"] = self.core.store.revision()   # beside "revision" (applied): the feed lag
+        except Exception as exc:  # noqa: BLE001 — the store being away is shown, not raised
+            LOG.warning("stats: store revision unavailable: %s", exc)
+            out["store_revision"] = None
         resp.media = out
 
 

@@ -3,13 +3,17 @@
 switches, their flows and health, and the feed lag."""
 from __future__ import annotations
 
-import requests
+import json
+import subprocess
+
 import pytest
+import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.test_arp import arping
 from tests.integration.test_l2 import eventually
 from tests.testbed import serve_implemented
+from tests.testbed.controller import tenantflow_bin
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not serve_implemented(), reason="tenantflow serve not implemented yet")]
@@ -71,3 +75,19 @@ def test_metrics_move_with_changes_and_traffic(bed):
     # a bad request is counted with its status, never as a 500
     assert requests.get(bed.controller.api_url + "/v2.0/ports/nope", timeout=5).status_code == 404
     assert total(scrape(bed), "tenantflow_api_requests_total", method="GET", resource="ports", status="404") >= 1
+
+
+def test_status_shows_each_switch(bed):
+    bed.start_controller()
+    c1 = bed.add_chassis("c1")
+    assert c1.wait_connected(timeout=30), bed.diagnostics()
+    res = subprocess.run([tenantflow_bin(), "status", "--check", "-f", "json", "--url", bed.controller.api_url],
+                         capture_output=True, text=True, timeout=30)
+    assert res.returncode == 0, res.stdout + res.stderr
+    body = json.loads(res.stdout)
+    [sw] = [s for s in body["switches"] if s["chassis"] == "c1"]
+    assert sw["connected"] and sw["healthy"] and sw["desired"] == sw["installed"] > 0
+    assert body["feed_lag"] == 0 or body["feed_lag"] is not None
+    text = subprocess.run([tenantflow_bin(), "status", "--url", bed.controller.api_url],
+                          capture_output=True, text=True, timeout=30).stdout
+    assert "CHASSIS" in text and "c1" in text

@@ -18,7 +18,7 @@ import requests
 
 DEFAULT_URL = "http://127.0.0.1:9696"
 DELEGATED = {"serve": "controller.serve", "node": "controller.node", "flows": "controller.inspect",
-             "trace": "controller.trace"}
+             "trace": "controller.trace", "status": "controller.status"}
 
 # Default list columns per resource.
 LIST_COLUMNS = {
