@@ -29,8 +29,12 @@ def _owner_namer(view):
         if ck not in cache:
             o = describe_owner(view, ck)
             label = o.get("name") or o.get("id")
-            cache[ck] = f"{o['type']} {label}" + (f" ({o['id']})" if o.get("name") and o.get("id") else "") \
-                if label else f"{o['type']}:{o['key']}"
+            if o["type"] == "pipeline":
+                cache[ck] = "pipeline"
+            elif label:
+                cache[ck] = f"{o['type']} {label}" + (f" ({o['id']})" if o.get("name") and o.get("id") else "")
+            else:
+                cache[ck] = f"{o['type']}:{o['key']}"
         return cache[ck]
     return name
 

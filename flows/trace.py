@@ -150,9 +150,13 @@ def build_packet(view, probe: Probe) -> dict[str, int]:
     return pkt
 
 
+_DECIMAL = {"tcp_src", "tcp_dst", "udp_src", "udp_dst", "icmpv4_type", "icmpv4_code", "ip_proto", "arp_op"}
+
+
 def packet_text(pkt: Mapping[str, int]) -> dict[str, str]:
+    """Header fields as people write them: addresses as text, ports and types in decimal."""
     from flows.fields import format_value
-    return {k: format_value(k, v) for k, v in sorted(pkt.items()) if k != "ip_ttl"}
+    return {k: str(v) if k in _DECIMAL else format_value(k, v) for k, v in sorted(pkt.items()) if k != "ip_ttl"}
 
 
 @dataclass(frozen=True)
