@@ -23,7 +23,7 @@ help:
 	@echo "make unit        unit tests only (fast, no root needed)"
 	@echo "make lint        ruff check + mypy (settings in pyproject.toml); part of make test"
 	@echo "make bench       benchmarks, quick mode (bench/bench_*.py --quick)"
-	@echo "make lab         Mininet lab with two tenants (labs/)"
+	@echo "make lab         a Mininet lab: LAB=l2_isolation|cloud|security_groups|provider_vlan (docs/labs.md)"
 	@echo "make setup       system packages + .venv with pinned deps (idempotent)"
 	@echo "make cleanup-testbeds   remove namespaces/OVS left by killed test runs"
 
@@ -73,8 +73,13 @@ bench: setup ovs
 	rc=0; for f in "$${files[@]}"; do echo "===== $$f --quick"; \
 	  scripts/netns-run $(BENCH_NETNS) -- $(PY) $$f --quick || rc=1; done; exit $$rc
 
+# make lab LAB=cloud [LAB_ARGS=--check]: one lab of labs/ (docs/labs.md). The default lab runs
+# against an already running controller (make demo); the others start their own.
+LAB      ?= mininet_two_tenants
+LAB_ARGS ?=
 lab: setup ovs
-	@/usr/bin/python3 labs/mininet_two_tenants.py
+	@test -f labs/$(LAB).py || { echo "no labs/$(LAB).py; labs: $$(cd labs && ls *.py | grep -v common.py | sed 's/\.py$$//' | tr '\n' ' ')"; exit 2; }
+	@/usr/bin/python3 labs/$(LAB).py $(LAB_ARGS)
 
 cleanup-testbeds:
 	@scripts/cleanup-testbeds
