@@ -13,7 +13,11 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["flows", "flows.*", "apps", "apps.*", "controller", "controller.*",
                                     "topology", "topology.*"]),
+    # The dashboard's static files (topology/api/dashboard/static), served at /dashboard/.
+    package_data={"topology.api.dashboard": ["static/*.*", "static/js/*.js"]},
     install_requires=[line.strip() for line in (HERE / "requirements.txt").read_text().splitlines()
                       if line.strip() and not line.startswith("#")],
-    entry_points={"console_scripts": ["tenantflow = topology.cli.main:main"]},
+    entry_points={"console_scripts": ["tenantflow = topology.cli.main:main"],
+                  # `oslo-config-generator --namespace tenantflow` writes contrib/tenantflow.conf.sample
+                  "oslo.config.opts": ["tenantflow = controller.config:list_opts"]},
 )

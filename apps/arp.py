@@ -37,7 +37,7 @@ class ArpApp(PuntApp):
             self.stats["gratuitous"] += 1  # announcements need no answer
             return []
         net_key = pkt.registers.get(R.NETWORK, 0)
-        ans = self.cache.answer(view, net_key, req.tpa)
+        ans = services.answer(view, net_key, req.tpa)
         if ans is None:
             self.stats["unknown"] += 1
             LOG.debug("ARP who-has %s on network key %s: unknown", req.tpa, net_key)

@@ -80,9 +80,8 @@ class DhcpApp(PuntApp):
     default_rate = 10.0
 
     def __init__(self, dns_domain: str | None = None, lease_time: int | None = None,
-                 rate: float | None = None, burst: float | None = None, meter_id: int = 0,
-                 cache: services.IndexCache | None = None) -> None:
-        super().__init__(rate, burst, meter_id, cache)
+                 rate: float | None = None, burst: float | None = None, meter_id: int = 0) -> None:
+        super().__init__(rate, burst, meter_id)
         self.dns_domain = dns_domain
         self.lease_time = lease_time
 
@@ -124,7 +123,7 @@ class DhcpApp(PuntApp):
                       P.MSG_NAMES.get(req.msg_type), req.chaddr, port_key)
             return None
         found = services.dhcp_subnet(view, port)
-        ni = self.cache.network(view, port.get("network_id"))
+        ni = services.network_index(view, port.get("network_id"))
         if found is None or ni is None:
             self.stats["no_dhcp"] += 1
             return None

@@ -25,10 +25,8 @@ class PuntApp:
     userdata: bytes
     default_rate: float  # answers per second per port before the token bucket drops
 
-    def __init__(self, rate: float | None = None, burst: float | None = None, meter_id: int = 0,
-                 cache: services.IndexCache | None = None) -> None:
+    def __init__(self, rate: float | None = None, burst: float | None = None, meter_id: int = 0) -> None:
         self.meter_id = meter_id
-        self.cache = cache or services.IndexCache()
         env = f"TENANTFLOW_{self.name.upper()}"
         rate = rate if rate is not None else env_float(f"{env}_RATE", self.default_rate)
         burst = burst if burst is not None else env_float(f"{env}_BURST", max(2 * self.default_rate, 2 * rate))
@@ -43,7 +41,7 @@ class PuntApp:
         return services.owners_on_chassis(view, ctx, self.name)
 
     def compile(self, view, ctx: ChassisContext, owner: int) -> Iterable[Flow]:
-        return services.compile_owner(view, self.cache, ctx, owner, self.name, self.meter_id)
+        return services.compile_owner(view, ctx, owner, self.name, self.meter_id)
 
     # ---------------------------------------------------------------- PacketApp
     def packet_in(self, view, ctx: ChassisContext, pkt: PacketIn) -> list[PacketOut]:

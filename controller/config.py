@@ -1,12 +1,15 @@
 """`tenantflow serve` configuration: oslo.config options, CLI overrides, → topology Settings.
 
-Why os-ken's CONF (os_ken.cfg.CONF, its own ConfigOpts, not oslo's global): os-ken reads its
-OpenFlow listener options (ofp_listen_host, ofp_tcp_listen_port) from it, so our options live in
-the same object and `--ofp-listen` is turned into os-ken's two options with set_override.
+Why a ConfigOpts of our own, not os-ken's CONF: os-ken registers dozens of CLI options for
+components we do not run (zapi, bgp, test-switch) on its CONF at import time, and they would all
+show up in `tenantflow serve --help`. Ours are parsed here; os-ken's CONF is then primed with
+defaults and the two listener options it reads (ofp_listen_host, ofp_tcp_listen_port) are set
+from `--ofp-listen`. `list_opts()` feeds oslo-config-generator (contrib/tenantflow.conf.sample).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 
 from oslo_config import cfg
 
@@ -20,6 +23,10 @@ CLI_OPTS = [
     cfg.StrOpt("log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR"),
     cfg.ListOpt("apps", default=["apps.registry:default_apps"],
                 help="factories MODULE:CALLABLE returning feature app lists (tests swap in fakes)"),
+    cfg.StrOpt("auth", default="noauth", choices=["noauth", "builtin", "keystone"],
+               help="noauth: no credentials (admin, or the project in X-Project-Id; labs and the demo); "
+                    "builtin: Keystone v3 subset at /identity/v3 on the API port; keystone: tokens "
+                    "validated by keystonemiddleware against the Keystone of [keystone_authtoken]"),
     cfg.BoolOpt("check-compile", default=False,
                 help="check mode: after every batch, compile everything afresh with new app instances "
                      "and log (and count in stats) any difference from the incremental result; slow"),
@@ -37,16 +44,67 @@ OPTS = [
     cfg.ListOpt("network-vlan-ranges", default=["physnet1:100:199"],
                 help="Neutron syntax: PHYSNET[:VLAN_MIN:VLAN_MAX], comma separated"),
     cfg.ListOpt("flat-networks", default=["physnet1"], help="physnets usable by flat networks"),
+    cfg.StrOpt("policy-file", default=None,
+               help="policy.yaml overriding Neutron's default API policy rules (oslo.policy; see docs/api.md)"),
 ]
 
 
+# [identity]: the built-in Keystone subset (--auth builtin).
+IDENTITY_OPTS = [
+    cfg.StrOpt("admin-password", default=None, secret=True,
+               help="password of user 'admin' created at first start (TENANTFLOW_ADMIN_PASSWORD wins)"),
+    cfg.IntOpt("token-expiration", default=3600, min=60, help="token lifetime in seconds (Keystone's default)"),
+    cfg.StrOpt("public-endpoint", default=None,
+               help="base URL clients reach this API at (catalog, WWW-Authenticate); default: the request's Host"),
+]
+ADMIN_PASSWORD_ENV = "TENANTFLOW_ADMIN_PASSWORD"
+
+
+# High availability (controller/ownership.py, docs/ha.md): several serve processes on one etcd.
+HA_OPTS = [
+    cfg.StrOpt("ha", default="auto", choices=["auto", "on", "off"],
+               help="share the chassis with the other controllers on the same etcd (OpenFlow roles); "
+                    "auto = on with an etcd:// store, off otherwise (one controller, master of all)"),
+    cfg.StrOpt("controller-id", default=None,
+               help="this controller's member id in etcd; default HOSTNAME:OFP-PORT (stable across "
+                    "restarts, so a controller that comes back keeps its chassis)"),
+    cfg.IntOpt("ha-lease-ttl", default=2, min=2, max=60,
+               help="seconds without keep-alive after which etcd drops a controller and its chassis move"),
+    cfg.FloatOpt("ha-interval", default=0.4, min=0.05, max=10.0,
+                 help="seconds between ownership rounds (keep-alive, read, rebalance)"),
+]
+
+
+@dataclass
+class HaConfig:
+    mode: str = "off"            # resolved: on | off
+    member_id: str = ""
+    lease_ttl: int = 2
+    interval: float = 0.4
+
+
+def ha_config(conf: cfg.ConfigOpts, store: str, ofp_port: int) -> HaConfig:
+    import socket
+    on = conf.ha == "on" or (conf.ha == "auto" and store.startswith("etcd://"))
+    if on and not store.startswith("etcd://"):
+        raise ValueError("--ha on needs an etcd:// store (the assignment lives in etcd)")
+    member = conf.controller_id or f"{socket.gethostname()}:{ofp_port}"
+    if "/" in member:
+        raise ValueError(f"--controller-id must not contain '/': {member!r}")
+    return HaConfig("on" if on else "off", member, conf.ha_lease_ttl, conf.ha_interval)
+
+
 def register(conf: cfg.ConfigOpts) -> None:
-    for opts, cli in ((CLI_OPTS, True), (OPTS, False)):
+    for opts, cli in ((CLI_OPTS, True), (OPTS, False), (HA_OPTS, True)):
         for opt in opts:
             try:
                 (conf.register_cli_opt if cli else conf.register_opt)(opt)
             except cfg.DuplicateOptError:
                 pass
+    try:
+        conf.register_opts(IDENTITY_OPTS, group="identity")
+    except cfg.DuplicateOptError:
+        pass
 
 
 def split_hostport(text: str, what: str) -> tuple[str, int]:
@@ -98,21 +156,45 @@ class ServeConfig:
     apps: list
     settings: object  # topology.model.settings.Settings
     check_compile: bool = False
+    auth: str = "noauth"
+    admin_password: str | None = None
+    token_expiration: int = 3600
+    public_endpoint: str | None = None
+    conf: object = None  # the ConfigOpts: keystonemiddleware reads [keystone_authtoken] from it
+    ha: HaConfig = field(default_factory=HaConfig)
+
+
+def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
+    """Every option by INI section, for oslo-config-generator (entry point oslo.config.opts)."""
+    return [("DEFAULT", CLI_OPTS + OPTS + HA_OPTS), ("identity", IDENTITY_OPTS)]
+
+
+def _prime_osken(ofp_host: str, ofp_port: int) -> None:
+    """os-ken's own CONF: defaults for everything, plus the OpenFlow listener from --ofp-listen."""
+    from os_ken import cfg as osken_cfg
+    from os_ken.base import app_manager  # noqa: F401 — imports (and registers) os-ken's ofp_* options
+    osken = osken_cfg.CONF
+    osken([], project="tenantflow", default_config_files=[])   # re-parsing is allowed; overrides follow
+    osken.set_override("ofp_listen_host", ofp_host)
+    osken.set_override("ofp_tcp_listen_port", ofp_port)
 
 
 def load(argv: list[str], conf: cfg.ConfigOpts | None = None) -> ServeConfig:
     """Parse argv (+ --config-file INI) into a ServeConfig; also primes os-ken's options."""
-    from os_ken import cfg as osken_cfg
-    from os_ken.base import app_manager  # noqa: F401 — imports (and registers) os-ken's ofp_* options
-    conf = conf if conf is not None else osken_cfg.CONF
+    conf = conf if conf is not None else cfg.ConfigOpts()
     register(conf)
-    conf(argv, project="tenantflow", default_config_files=[], validate_default_values=True)
+    conf(argv, prog="tenantflow serve", project="tenantflow", default_config_files=[],
+         validate_default_values=True, description="the tenantflow controller: OpenFlow 1.3 to every "
+         "bridge pointed at it, and the Neutron-compatible API")
     api_host, api_port = split_hostport(conf.api_listen, "--api-listen")
     ofp_host, ofp_port = split_hostport(conf.ofp_listen, "--ofp-listen")
-    conf.set_override("ofp_listen_host", ofp_host)
-    conf.set_override("ofp_tcp_listen_port", ofp_port)
+    _prime_osken(ofp_host, ofp_port)
+    ha = ha_config(conf, conf.store, ofp_port)
     return ServeConfig(conf.store, api_host, api_port, ofp_host, ofp_port, conf.log_level.upper(),
-                       list(conf.apps), to_settings(conf), conf.check_compile)
+                       list(conf.apps), to_settings(conf), conf.check_compile, auth=conf.auth,
+                       admin_password=os.environ.get(ADMIN_PASSWORD_ENV) or conf.identity.admin_password,
+                       token_expiration=conf.identity.token_expiration,
+                       public_endpoint=conf.identity.public_endpoint, conf=conf, ha=ha)
 
 
 def to_settings(conf: cfg.ConfigOpts):
@@ -123,4 +205,4 @@ def to_settings(conf: cfg.ConfigOpts):
                     gre_range=parse_range(conf.gre_ranges, "gre_ranges"),
                     vlan_ranges=vlan_ranges, physnets=physnets, dns_domain=conf.dns_domain,
                     dhcp_lease_time=conf.dhcp_lease_time, api_token=conf.api_token,
-                    auto_register_chassis=conf.auto_register_chassis)
+                    auto_register_chassis=conf.auto_register_chassis, policy_file=conf.policy_file)

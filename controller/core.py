@@ -22,12 +22,13 @@ from typing import Any, Callable, Iterable
 from os_ken.lib import hub
 
 from apps.base import ChassisContext
-from controller import wire
+from controller import metrics, wire
 from controller.reconciler import FlowEncodeError, Reconciler, ReconcileError, XidSource
 from flows.tables import owner_label
 from controller.registry import (IFNAME_INDEX, DatapathEntry, Registry, SwitchPort, build_context,
                                  dpid_name, port_ifnames)
-from flows import compiler
+from flows import compiler, engine
+from flows.engine import ListingError
 from flows.flow import Flow
 from topology.store import CHASSIS, KINDS, PORT, Change, Compacted
 from topology.view import TopologyView
@@ -38,7 +39,8 @@ ACTIVE, DOWN = "ACTIVE", "DOWN"
 
 
 class AppCompiler:
-    """The apps bound to flows.compiler: which owners a change touches, and their flows."""
+    """The apps bound to flows.compiler: which owners a change names, and their flows.
+    flows.engine.ChassisEngine drives compile_owner and owners_for_chassis per datapath."""
 
     def __init__(self, apps: list) -> None:
         self.apps = list(apps)
@@ -51,7 +53,7 @@ class AppCompiler:
         return frozenset(compiler.compile_owner(self.flow_apps, view, ctx, owner))
 
     def owners_for_port_location(self, view, port_id: str) -> set[int]:
-        """Owners to recompile when a port's tap appears on / vanishes from a chassis."""
+        """Owners a port's tap appearing on / vanishing from a chassis may bring there."""
         return set(compiler.owners_for_port_location(self.flow_apps, view, port_id))
 
     def owners_for_chassis(self, view, ctx: ChassisContext) -> set[int]:
@@ -88,6 +90,33 @@ def _differs_beyond_ports(a: ChassisContext, b: ChassisContext) -> bool:
         (b.name, b.datapath_id, b.uplinks, b.tunnel_ports, b.tunnel_ip)
 
 
+class _ReconcilerSink:
+    """flows.engine.Sink over a datapath's reconciler: an owner that fails to compile or encode
+    is withdrawn (fail closed: no stale flow keeps allowing what the topology no longer allows),
+    counted, reported by DatapathEntry.problems() and recompiled on every retry until it works."""
+
+    def __init__(self, e: DatapathEntry) -> None:
+        self.e = e
+
+    def owners(self) -> set[int]:
+        return set(self.e.reconciler.owners()) | self.e.failed_owners.keys()
+
+    def put(self, owner: int, flows: frozenset[Flow]) -> None:
+        self.e.reconciler.set_owner(owner, flows)
+        self.e.failed_owners.pop(owner, None)
+
+    def failed(self, owner: int, exc: Exception) -> None:
+        name = self.e.ctx.name if self.e.ctx is not None else dpid_name(self.e.dpid)
+        if isinstance(exc, FlowEncodeError):
+            LOG.error("chassis %s: %s; its flows are withdrawn", name, exc)
+        else:
+            LOG.error("compile of owner %s on chassis %s failed; its flows are withdrawn",
+                      owner_label(owner), name, exc_info=exc)
+        self.e.compile_errors += 1
+        self.e.failed_owners[owner] = f"{owner_label(owner)}: {type(exc).__name__}: {exc}"
+        self.e.reconciler.set_owner(owner, ())
+
+
 @dataclass
 class _Item:
     kind: str  # changes | connected | port | disconnected | resync | retry | reset | stop
@@ -111,8 +140,10 @@ def _configure(apps: list, settings) -> None:
 
 class Core:
     def __init__(self, store, service, apps: list, settings, *, feed_timeout: float = 1.0,
-                 check_with: Callable[[], list] | None = None) -> None:
-        """`check_with`: a factory of fresh app instances turns on check mode (see check_compile)."""
+                 check_with: Callable[[], list] | None = None, is_master: Callable[[int], bool] | None = None
+                 ) -> None:
+        """`check_with`: a factory of fresh app instances turns on check mode (see check_compile).
+        `is_master(dpid)` (HA, controller/ownership.py): False = this controller is slave there."""
         self.store = store
         self.service = service
         self.settings = settings
@@ -136,6 +167,10 @@ class Core:
         self.batches = 0
         self._busy = False
         self._binding = False
+        # HA hook: a slave datapath is compiled (warm) but never sent to; becoming master calls
+        # request_resync, which reads the switch and sends only the difference.
+        self.is_master: Callable[[int], bool] = is_master or (lambda dpid: True)
+        self.ha_stats: Callable[[], dict] = lambda: {"mode": "single"}  # who owns which chassis
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -255,13 +290,21 @@ class Core:
             release_memory()
 
     def _process_items(self, items: list[_Item]) -> None:
-        dirty: set[int] = set()
+        dirty: set[int] = set()       # owners the changes name (created, deleted, moved)
+        inputs: set[tuple] = set()    # inputs the changes touched (flows.engine): their readers recompile
         rebuild_ctx = False
         e: DatapathEntry | None
         for it in items:
             if it.kind == "changes":
                 with self.view_lock:
                     for ch in it.payload:
+                        try:
+                            inputs |= engine.changed_inputs(self.view, ch)
+                        except Exception:  # noqa: BLE001
+                            LOG.exception("inputs of %s %s rev %d failed; full recompute",
+                                          ch.kind, ch.id, ch.revision)
+                            for e in self.registry.all():
+                                e.needs_full = True
                         self.view.apply(ch)
                         if ch.kind in (CHASSIS, PORT):
                             rebuild_ctx = True
@@ -322,15 +365,15 @@ class Core:
                         rebuild_ctx = True
         for e in self.registry.connected():
             try:
-                extra = self._refresh_context(e) if rebuild_ctx or e.ctx is None else set()
-                self._converge(e, dirty | extra if extra else dirty)
+                extra, moved = self._refresh_context(e) if rebuild_ctx or e.ctx is None else (set(), set())
+                self._converge(e, dirty | extra if extra else dirty, inputs | moved if moved else inputs)
             except Exception as exc:  # noqa: BLE001 — one datapath's failure never skips the others
                 LOG.exception("convergence of datapath %s (%s) failed; full recompute and resync",
                               dpid_name(e.dpid), e.chassis)
                 e.needs_full = e.needs_resync = True
                 e.reconcile_errors += 1
                 e.last_error = f"{type(exc).__name__}: {exc}"
-            if e.needs_retry():
+            if e.needs_retry() and self.is_master(e.dpid):
                 self._schedule_retry(e)
             else:
                 e.retry_attempt = 0
@@ -362,32 +405,36 @@ class Core:
         e.chassis = (rec or {}).get("name", name) if isinstance(rec, dict) else name
         LOG.info("registered datapath %s as chassis %s", dpid_name(e.dpid), e.chassis)
 
-    def _refresh_context(self, e: DatapathEntry) -> set[int]:
-        """Rebuild e.ctx from the switch's ports; returns owners to recompile on this chassis.
+    def _refresh_context(self, e: DatapathEntry) -> tuple[set[int], set[tuple]]:
+        """Rebuild e.ctx from the switch's ports; returns (owners the location change names,
+        engine inputs it touched) for this chassis.
 
-        Only local ports changed (the common case: taps come and go) → just the owners those
-        ports touch (flows.compiler.owners_for_port_location), so one new tap costs a handful
-        of compiles, not a recompile of the whole chassis. Anything else → full recompile."""
+        Only local ports changed (the common case: taps come and go) → the owners those ports
+        name (flows.compiler.owners_for_port_location) plus the readers of their location
+        (flows.engine.location_inputs), so one new tap costs a handful of compiles, not a
+        recompile of the whole chassis. Anything else → full recompile."""
         with self.view_lock:
             rec = self.view.chassis_by_datapath(e.dpid)
             if rec is not None:
                 e.chassis = rec.get("name")
             if e.chassis is None:
-                return set()
+                return set(), set()
             ctx, up = build_context(e.chassis, e.dpid, rec, e.ports,
                                     lambda n: list(self.view.find_ids(IFNAME_INDEX, n)))
             old = e.ctx
             extra: set[int] = set()
+            moved: set[tuple] = set()
             if ctx != old:
                 e.ctx = ctx
                 if old is None or e.needs_full or _differs_beyond_ports(old, ctx):
                     e.needs_full = True
                 else:
                     extra = self._location_owners(old.local_ports, ctx.local_ports)
+                    moved = engine.location_inputs(old.local_ports, ctx.local_ports)
                 LOG.info("chassis %s: %d local ports, uplinks %s, tunnels %s", ctx.name, len(ctx.local_ports),
                          ctx.uplinks, ctx.tunnel_ports)
         self._update_bindings(e, up, old)
-        return extra
+        return extra, moved
 
     def _location_owners(self, before: dict[str, int], after: dict[str, int]) -> set[int]:
         """Owners touched by ports that appeared, vanished or changed ofport (view lock held)."""
@@ -461,32 +508,39 @@ class Core:
             LOG.warning("could not set binding of port %s to %s/%s", port_id, host, status, exc_info=True)
 
     # ------------------------------------------------------------------ compile + reconcile
-    def _converge(self, e: DatapathEntry, dirty: set[int]) -> None:
+    def _converge(self, e: DatapathEntry, dirty: set[int], inputs: set[tuple]) -> None:
         if e.ctx is None:
             return
         rec = e.reconciler
         t0 = time.monotonic()
         with self.view_lock:
+            sink = _ReconcilerSink(e)
             if e.needs_full:
                 # per owner, not compile_chassis: one broken owner must not block all the others
                 try:
-                    owners = self.compiler.owners_for_chassis(self.view, e.ctx)
-                except Exception as exc:  # noqa: BLE001 — reported, retried with backoff
+                    e.engine.full(self.compiler, self.view, e.ctx, sink)
+                except Exception as exc:  # noqa: BLE001 — the listing failed: reported, retried
                     LOG.exception("listing owners for chassis %s failed; keeping previous flows", e.ctx.name)
                     e.compile_errors += 1
                     e.listing_failed = f"{type(exc).__name__}: {exc}"
-                    owners = None
-                if owners is not None:
+                else:
                     e.listing_failed = None
-                    for owner in rec.owners() - owners:
-                        rec.set_owner(owner, ())
-                    for owner in set(e.failed_owners) - owners:
-                        del e.failed_owners[owner]
-                    self._compile_into(e, owners)
                     e.needs_full = False
             else:
-                self._compile_into(e, dirty | e.failed_owners.keys() if e.failed_owners else dirty)
+                named = dirty | e.failed_owners.keys() if e.failed_owners else dirty
+                try:
+                    e.engine.step(self.compiler, self.view, e.ctx, named, inputs, sink)
+                except ListingError as exc:
+                    LOG.error("re-listing owners for chassis %s failed (%s); full recompute on retry",
+                              e.ctx.name, exc)
+                    e.compile_errors += 1
+                    e.listing_failed = str(exc)
+                    e.needs_full = True
         t1 = time.monotonic()
+        metrics.observe_compile(dpid_name(e.dpid), t1 - t0)
+        if not self.is_master(e.dpid):  # HA: slave — warm, never sends; resync when made master
+            e.needs_resync = True
+            return
         try:
             if e.needs_resync or not rec.installed_known:
                 sent = rec.resync()
@@ -506,31 +560,11 @@ class Core:
             LOG.info("chassis %s: compile %.3fs, %d flow-mods in %.3fs", e.ctx.name, t1 - t0, sent,
                      time.monotonic() - t1)
 
-    def _compile_into(self, e: DatapathEntry, owners: Iterable[int]) -> None:
-        """Compile each owner into the reconciler. An owner that fails to compile or encode is
-        withdrawn (fail closed: no stale flow keeps allowing what the topology no longer allows),
-        counted, reported by DatapathEntry.problems() and recompiled on every retry until it works."""
-        rec, ctx = e.reconciler, e.ctx
-        assert ctx is not None  # _converge returns early without a context
-        for owner in owners:
-            try:
-                rec.set_owner(owner, self.compiler.compile_owner(self.view, ctx, owner))
-            except Exception as exc:  # noqa: BLE001 — logged with its owner; the others go on
-                if isinstance(exc, FlowEncodeError):
-                    LOG.error("chassis %s: %s; its flows are withdrawn", ctx.name, exc)
-                else:
-                    LOG.exception("compile of owner %s on chassis %s failed; its flows are withdrawn",
-                                  owner_label(owner), ctx.name)
-                e.compile_errors += 1
-                e.failed_owners[owner] = f"{owner_label(owner)}: {type(exc).__name__}: {exc}"
-                rec.set_owner(owner, ())
-                continue
-            e.failed_owners.pop(owner, None)
-
     def check_compile(self) -> list[str]:
         """Check mode: compile every healthy datapath from scratch — fresh app instances, a fresh
         copy of the view — and compare with what the incremental engine declared. Any difference
-        is a bug in some owners_for_* answer or in hidden state; it is logged and counted."""
+        is a bug in an app's owners_for_* answers or a read the engine did not record
+        (flows/engine.py); it is logged and counted."""
         try:
             apps = self.check_with() if self.check_with is not None else []
             _configure(apps, self.settings)
@@ -582,7 +616,8 @@ class Core:
                                           installed_flows=len(e.reconciler.installed),
                                           healthy=not (problems := e.problems()), problems=problems,
                                           compile_errors=e.compile_errors,
-                                          reconcile_errors=e.reconcile_errors)
+                                          reconcile_errors=e.reconcile_errors,
+                                          master=self.is_master(e.dpid))
         return {"datapaths": out, "revision": getattr(self, "_rev", 0), "batches": self.batches,
-                "check_failures": self.check_failures,
+                "check_failures": self.check_failures, "ha": self.ha_stats(),
                 "idle": self._q.empty() and not self._busy and self._bind_q.empty() and not self._binding}

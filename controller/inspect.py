@@ -9,22 +9,20 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 
 from flows.tables import OWNER_SHIFT, STORE_KIND, Owner, cookie, owner_label, split_cookie
 
 LOG = logging.getLogger(__name__)
 
-OWNER_KINDS = {  # CLI/API owner type → (cookie kind, store kind)
+# CLI/API owner type → (cookie kind, store kind): every store kind that owns flows (flows.tables.STORE_KIND,
+# from the one resource table) under its own name, plus the pipeline and the short alias `sg`.
+OWNER_KINDS: dict[str, tuple[Owner, str | None]] = {
     "pipeline": (Owner.PIPELINE, None),
-    "network": (Owner.NETWORK, "network"),
-    "port": (Owner.PORT, "port"),
-    "router": (Owner.ROUTER, "router"),
-    "sg": (Owner.SECGROUP, "security_group"),
-    "security_group": (Owner.SECGROUP, "security_group"),
-    "floatingip": (Owner.FLOATINGIP, "floatingip"),
-    "chassis": (Owner.CHASSIS, "chassis"),
+    **{skind: (okind, skind) for okind, skind in STORE_KIND.items()},
+    "sg": (Owner.SECGROUP, STORE_KIND[Owner.SECGROUP]),
 }
+
+
 def describe_owner(view, ck: int) -> dict:
     kind, key = split_cookie(ck)
     out = {"type": owner_label(ck).partition(":")[0], "key": key, "cookie": f"{ck:#x}"}
@@ -46,6 +44,15 @@ def _installed_text(key: tuple, body: tuple) -> str:
     ck, idle, hard, instr = body
     text = Flow(table, priority, match, (), ck, idle, hard).ofctl()
     return text.rsplit(" actions=", 1)[0] + f" instructions={instr.hex() or 'drop'}"
+
+
+def require_admin(req, action: str) -> None:
+    """The controller's own views (flows, stats, trace) show every tenant's objects: admin only,
+    like Neutron's admin-only APIs. No request context at all is refused too (fail closed)."""
+    from topology.model.errors import PolicyNotAuthorized
+    ctx = getattr(req.context, "ctx", None)
+    if ctx is None or not getattr(ctx, "is_admin", False):
+        raise PolicyNotAuthorized(action=action)
 
 
 class _Error(Exception):
@@ -109,6 +116,7 @@ class FlowsResource:
 
     def on_get(self, req, resp) -> None:
         import falcon
+        require_admin(req, "get_tenantflow_flows")
         chassis = req.get_param("chassis")
         try:
             if not chassis:
@@ -133,6 +141,7 @@ class StatsResource:
         self.dispatcher = dispatcher
 
     def on_get(self, req, resp) -> None:
+        require_admin(req, "get_tenantflow_stats")
         out = self.core.stats()
         d = self.dispatcher
         if d is not None:
@@ -154,13 +163,13 @@ def routes(core, dispatcher=None) -> list[tuple[str, object]]:
 # ------------------------------------------------------------------------------------ CLI
 
 def main(argv: list[str] | None = None) -> int:
-    import requests
+    from controller import apiclient
     p = argparse.ArgumentParser(prog="tenantflow flows", description="desired flows of a chassis, with owners")
     p.add_argument("--chassis", required=True)
     p.add_argument("--owner", nargs=2, metavar=("TYPE", "ID"),
                    help="port|network|router|sg|floatingip|chassis and the object's id")
     p.add_argument("--diff", action="store_true", help="compare with the flows installed on the switch")
-    p.add_argument("--url", default="http://127.0.0.1:9696")
+    apiclient.add_api_args(p)
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     params = {"chassis": args.chassis}
@@ -168,19 +177,9 @@ def main(argv: list[str] | None = None) -> int:
         params["owner_type"], params["owner_id"] = args.owner
     if args.diff:
         params["diff"] = "true"
-    try:
-        r = requests.get(args.url.rstrip("/") + "/v2.0/tenantflow/flows", params=params, timeout=60)
-    except requests.RequestException as exc:
-        print(f"tenantflow flows: cannot reach {args.url}: {exc}", file=sys.stderr)
+    body = apiclient.get("tenantflow flows", args, "/v2.0/tenantflow/flows", params, timeout=90)
+    if body is None:
         return 1
-    if r.status_code != 200:
-        try:
-            msg = r.json()["NeutronError"]["message"]
-        except (ValueError, KeyError, TypeError):
-            msg = r.text
-        print(f"tenantflow flows: {r.status_code}: {msg}", file=sys.stderr)
-        return 1
-    body = r.json()
     if args.json:
         print(json.dumps(body, indent=2))
         return 0
@@ -191,12 +190,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{item['flow']}  # {label}")
         return 0
     d = body["diff"]
+    # counts first (a big drift is thousands of lines), then the lines; "in sync" stays the last line
+    if not d["in_sync"]:
+        print(f"{len(d['missing'])} missing, {len(d['changed'])} changed, {len(d['extra'])} extra")
     for f in d["missing"]:
         print(f"+ {f}")
     for c in d["changed"]:
         print(f"~ {c['desired']}\n    installed: {c['installed']}")
     for f in d["extra"]:
         print(f"- {f}")
-    print("in sync" if d["in_sync"] else
-          f"{len(d['missing'])} missing, {len(d['changed'])} changed, {len(d['extra'])} extra")
+    if d["in_sync"]:
+        print("in sync")
     return 0 if d["in_sync"] else 3

@@ -95,7 +95,7 @@ class CoreCollector(Collector):
             installed.add_metric(lv, d.get("installed_flows", 0))
             connected.add_metric(lv, 1 if d.get("connected") else 0)
             healthy.add_metric(lv, 1 if d.get("healthy", True) else 0)
-            role.add_metric(lv + [str(d.get("role") or "master")], 1)
+            role.add_metric(lv + ["master" if d.get("master", True) else "slave"], 1)
             for k, fam in counters.items():
                 fam.add_metric(lv, d.get(k, 0) or 0)
         out: list[Any] = [desired, installed, connected, healthy, role, *counters.values()]

@@ -167,7 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     init = sub.add_parser("init", help="create/configure the integration bridge and register the chassis")
     init.add_argument("--name", required=True, help="chassis name")
     init.add_argument("--bridge", default="br-int")
-    init.add_argument("--controller", action="append", default=[], help="tcp:HOST:PORT (repeatable)")
+    init.add_argument("--controller", action="append", default=[],
+                      help="tcp:HOST:PORT (repeatable: point the bridge at every controller of the cloud; "
+                           "one is master, the others slave, see docs/ha.md)")
     init.add_argument("--url", help="API URL, e.g. http://127.0.0.1:9696 (omit to skip registration)")
     init.add_argument("--api-token", default=os.environ.get("TENANTFLOW_API_TOKEN"))
     init.add_argument("--tunnel-ip")

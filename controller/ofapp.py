@@ -21,6 +21,7 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 from controller import wire
 from controller.dispatch import RawPacketIn
 from controller.wire import decode_packet_in, decode_packet_in2
+from controller.ownership import SoloOwnership
 from controller.registry import SwitchPort
 
 if TYPE_CHECKING:
@@ -103,6 +104,9 @@ class TenantflowApp(app_manager.OSKenApp):
     # Set by controller.serve before the app is instantiated.
     core: ClassVar[Core] = None  # type: ignore[assignment]
     dispatcher: ClassVar[Dispatcher] = None  # type: ignore[assignment]
+    # HA (controller/ownership.py): roles per datapath; single-controller mode is master of all.
+    ownership: ClassVar = SoloOwnership()
+    packet_ins_as_slave: ClassVar[int] = 0  # packet-ins dropped because we are not master there
 
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
     @guarded
@@ -124,7 +128,9 @@ class TenantflowApp(app_manager.OSKenApp):
             ports = [switch_port(p) for p in (dp.ports or {}).values()]
             LOG.info("datapath %016x connected from %s with %d ports", dp.id, dp.address, len(ports))
             self.core.datapath_connected(dp, dp.id, ports)
+            self.ownership.datapath_connected(dp.id, dp.send)  # after: the core's connect comes first
         elif ev.state == DEAD_DISPATCHER:
+            self.ownership.datapath_disconnected(dp.id, dp.send)
             self.core.datapath_disconnected(dp, dp.id)
 
     @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
@@ -141,7 +147,18 @@ class TenantflowApp(app_manager.OSKenApp):
         if msg.datapath.id is None:
             LOG.error("error from a datapath in handshake: type %s code %s", msg.type, msg.code)
             return
-        self.core.on_error(msg.datapath.id, wire.parse_error(bytes(msg.buf)))
+        err = wire.parse_error(bytes(msg.buf))
+        if self.ownership.on_role_error(msg.datapath.id, err):
+            return
+        self.core.on_error(msg.datapath.id, err)
+
+    @set_ev_cls(ofp_event.EventOFPRoleReply, MAIN_DISPATCHER)
+    @guarded
+    def _role_reply(self, ev):
+        msg = ev.msg
+        xid, role, generation = wire.parse_role(bytes(msg.buf))
+        if not self.ownership.on_role_reply(msg.datapath.id, xid, role, generation):
+            LOG.debug("role reply xid %#x from %s: not asked for", xid, msg.datapath.id)
 
     @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
     @guarded
@@ -167,6 +184,11 @@ class TenantflowApp(app_manager.OSKenApp):
         self._submit(ev.msg, decode_packet_in2)
 
     def _submit(self, msg, decode) -> None:
+        if not self.ownership.is_master(msg.datapath.id):
+            # HA: only the master answers. A slave gets none from OVS; this covers the moment
+            # between a role change and the switch hearing of it.
+            type(self).packet_ins_as_slave += 1
+            return
         try:
             table, cookie, match, data, userdata = decode(msg)
         except (ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:

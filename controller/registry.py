@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 from apps.base import ChassisContext
 from controller.reconciler import Reconciler
+from flows.engine import ChassisEngine
 
 LOG = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class DatapathEntry:
     ctx: ChassisContext | None = None
     needs_resync: bool = False
     needs_full: bool = True
+    engine: ChassisEngine = field(default_factory=ChassisEngine)  # what each owner's compile read here
     packet_ins: int = 0
     packet_in_errors: int = 0
     packet_outs: int = 0

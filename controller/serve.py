@@ -83,18 +83,77 @@ def build(cfg):
         LOG.error("topology.api.app is not available: serving OpenFlow only, no REST API")
         return store, service, core, dispatcher, None
     routes = inspect.routes(core, dispatcher) + trace.routes(core)
-    app = create_app(service, api_token=cfg.settings.api_token, extra_routes=routes)
-    wsgi = metrics.instrument(app, core, dispatcher, store)  # /metrics outside auth, like an exporter
+    auth = build_auth(cfg, store, service.settings)
+    app = create_app(service, auth=auth, extra_routes=routes)
+    from topology.api import dashboard   # /dashboard/ (static files) and /metrics: outside auth, like an exporter
+    wsgi = metrics.instrument(dashboard.mount(auth.wsgi(app)), core, dispatcher, store)
     api = serve_in_thread(wsgi, cfg.api_host, cfg.api_port)
     return store, service, core, dispatcher, api
 
 
-def start_openflow(core, dispatcher):
+class AuthConfigError(Exception):
+    """The auth mode cannot start as configured (e.g. builtin without an admin password at first
+    start): refuse to serve rather than serve without the authentication asked for."""
+
+
+def build_auth(cfg, store, settings):
+    """The API's auth mode (topology.api.auth), logged at start so nobody mistakes noauth for auth."""
+    from topology.api.auth import make_auth
+    mode = getattr(cfg, "auth", "noauth")
+    identity = None
+    keystone_conf = None
+    if mode == "builtin":
+        from topology.model.identity import Identity, NotBootstrapped
+        identity = Identity(store, token_ttl=getattr(cfg, "token_expiration", 3600))
+        try:
+            identity.bootstrap(getattr(cfg, "admin_password", None), settings.default_project_id)
+        except NotBootstrapped as exc:
+            raise AuthConfigError(str(exc)) from None
+    elif mode == "keystone":
+        keystone_conf = {"oslo_config_config": cfg.conf} if getattr(cfg, "conf", None) is not None else {}
+    try:
+        auth = make_auth(mode, default_project_id=settings.default_project_id, api_token=settings.api_token,
+                         identity=identity, public_endpoint=getattr(cfg, "public_endpoint", None),
+                         keystone_conf=keystone_conf)
+    except ValueError as exc:
+        raise AuthConfigError(str(exc)) from None
+    (LOG.warning if mode == "noauth" and settings.api_token is None else LOG.info)("%s", auth.describe())
+    return auth
+
+
+def build_ownership(cfg, core):
+    """Who is master of which chassis (controller/ownership.py): with HA on, membership and the
+    assignment live in etcd and the core only sends to datapaths this controller is master of."""
+    from urllib.parse import urlparse
+    from controller.ownership import EtcdOwnership, SoloOwnership
+    ha = getattr(cfg, "ha", None)
+    if ha is None or ha.mode != "on":
+        return SoloOwnership()
+    url = urlparse(cfg.store)
+    ownership = EtcdOwnership(url.hostname or "127.0.0.1", url.port or 2379, url.path.rstrip("/") or "/tenantflow",
+                              ha.member_id, address=f"{cfg.ofp_host}:{cfg.ofp_port}", ttl=ha.lease_ttl,
+                              interval=ha.interval, on_master=core.request_resync, xids=core.xids)
+    core.is_master = ownership.is_master
+
+    def ha_stats() -> dict:  # the ownership as etcd has it, with chassis names for people
+        out = ownership.stats()
+        for dpid, owner in out["owners"].items():
+            e = core.registry.get(int(dpid, 16))
+            owner["chassis"] = e.chassis if e is not None else None
+        return out
+    core.ha_stats = ha_stats
+    LOG.info("HA on: member %s, lease %ds, rounds every %.2fs", ha.member_id, ha.lease_ttl, ha.interval)
+    return ownership
+
+
+def start_openflow(core, dispatcher, ownership=None):
     from os_ken.base.app_manager import AppManager
     from controller.ofapp import TenantflowApp
 
     TenantflowApp.core = core
     TenantflowApp.dispatcher = dispatcher
+    if ownership is not None:
+        TenantflowApp.ownership = ownership
     mgr = AppManager.get_instance()
     mgr.load_apps(["controller.ofapp", "os_ken.controller.ofp_handler"])
     contexts = mgr.create_contexts()
@@ -109,7 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         cfg = config.load(argv)
-    except (ValueError, SystemExit) as exc:
+    except SystemExit as exc:  # --help (0), or argparse's own usage error (2, already printed)
+        return exc.code if isinstance(exc.code, int) else 2
+    except ValueError as exc:
         print(f"tenantflow serve: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=getattr(logging, cfg.log_level, logging.INFO),
@@ -127,15 +188,17 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         store, _service, core, dispatcher, api = build(cfg)
-    except AppLoadError as exc:  # a configuration error: one line, no traceback
+    except (AppLoadError, AuthConfigError) as exc:  # a configuration error: one line, no traceback
         print(f"tenantflow serve: {exc}", file=sys.stderr)
         return 2
     except Exception:  # noqa: BLE001 — report any start-up failure as one clear error
         LOG.exception("tenantflow serve failed to start")
         return 1
+    ownership = build_ownership(cfg, core)
     core.start()
+    ownership.start()
     dispatcher.start()
-    start_openflow(core, dispatcher)
+    start_openflow(core, dispatcher, ownership)
     if not _wait_listening(cfg.ofp_host, cfg.ofp_port):
         LOG.error("OpenFlow listener on %s:%d did not come up", cfg.ofp_host, cfg.ofp_port)
         if api is not None:
@@ -148,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if api is not None:
             api.close()
+        ownership.stop()  # first: hand our chassis over now, not after the lease TTL
         dispatcher.stop()
         core.stop()
         store.close()

@@ -11,10 +11,9 @@ import argparse
 import json
 import logging
 import subprocess
-import sys
 from typing import Any
 
-from controller.inspect import describe_owner
+from controller.inspect import describe_owner, require_admin
 from flows import trace
 
 LOG = logging.getLogger(__name__)
@@ -58,6 +57,7 @@ class TraceResource:
 
     def on_get(self, req, resp) -> None:
         import falcon
+        require_admin(req, "get_tenantflow_trace")
         try:
             dst_port = req.get_param_as_int("dst_port", min_value=0, max_value=65535)
             probe = trace.Probe(port_id=req.get_param("from_port") or "", dst_ip=req.get_param("dst_ip") or "",
@@ -140,7 +140,7 @@ def agrees(kind: str, switch: str) -> bool:
 # ------------------------------------------------------------------------------------ CLI
 
 def main(argv: list[str] | None = None) -> int:
-    import requests
+    from controller import apiclient
     p = argparse.ArgumentParser(prog="tenantflow trace",
                                 description="push a packet from a port through the controller's desired flows")
     p.add_argument("--from-port", required=True, help="port id the packet comes from")
@@ -153,26 +153,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--check-switch", action="store_true",
                    help="also run ovs-appctl ofproto/trace on this host's bridge and compare")
     p.add_argument("--bridge", default="br-int", help="bridge for --check-switch")
-    p.add_argument("--url", default="http://127.0.0.1:9696")
+    apiclient.add_api_args(p)
     p.add_argument("-f", "--format", choices=("table", "json"), default="table")
     a = p.parse_args(argv)
     params = {"from_port": a.from_port, "dst_ip": a.dst_ip, "proto": a.proto}
     for k in ("src_ip", "dst_port", "dst_mac"):
         if getattr(a, k) is not None:
             params[k] = getattr(a, k)
-    try:
-        r = requests.get(a.url.rstrip("/") + PATH, params=params, timeout=60)
-    except requests.RequestException as exc:
-        print(f"tenantflow trace: cannot reach {a.url}: {exc}", file=sys.stderr)
+    report = apiclient.get("tenantflow trace", a, PATH, params)
+    if report is None:
         return 1
-    if r.status_code != 200:
-        try:
-            msg = r.json()["NeutronError"]["message"]
-        except (ValueError, KeyError, TypeError):
-            msg = r.text
-        print(f"tenantflow trace: {r.status_code}: {msg}", file=sys.stderr)
-        return 1
-    report = r.json()
     rc = 0
     if a.check_switch:
         flow = ofproto_flow(report)

@@ -469,3 +469,26 @@ def decode_packet_in(msg) -> tuple[int, int, tuple, bytes, bytes]:
         if isinstance(value, int):
             items.append((name, value, mask))
     return (msg.table_id, msg.cookie, tuple(sorted(items)), bytes(msg.data or b""), b"")
+
+
+# ------------------------------------------------------------------ roles (OpenFlow 1.3 §7.3.9)
+
+OFPT_ROLE_REQUEST = 24
+OFPT_ROLE_REPLY = 25
+OFPCR_ROLE_NOCHANGE, OFPCR_ROLE_EQUAL, OFPCR_ROLE_MASTER, OFPCR_ROLE_SLAVE = 0, 1, 2, 3
+OFPET_ROLE_REQUEST_FAILED = 11
+OFPRRFC_STALE = 0
+_ROLE = struct.Struct("!BBHII4xQ")  # header + role + pad + generation_id
+
+
+def role_request(xid: int, role: int, generation: int) -> bytes:
+    """OFPT_ROLE_REQUEST: the switch refuses MASTER/SLAVE with a generation older than the
+    newest it has seen (OFPRRFC_STALE), which is what fences a stale master."""
+    return _ROLE.pack(OFP_VERSION, OFPT_ROLE_REQUEST, _ROLE.size, xid, role,
+                      generation & 0xFFFFFFFFFFFFFFFF)
+
+
+def parse_role(buf: bytes) -> tuple[int, int, int]:
+    """ROLE_REQUEST or ROLE_REPLY bytes → (xid, role, generation_id)."""
+    _v, _t, _len, xid, role, generation = _ROLE.unpack_from(buf, 0)
+    return xid, role, generation

@@ -1,8 +1,9 @@
 """Generic driver over the feature apps: desired flows per owner, and which owners a change touches.
 
 Why a driver: the core should not know what an app is for. It asks "which owners does this
-batch of changes touch?" (`changed_owners`), recompiles exactly those (`compile_owners`), and the
-reconciler diffs each owner's frozenset against what it believes installed. Several apps may
+change name?" (`owners_for_change`: created, deleted, moved objects), and flows/engine.py adds
+every owner whose last compile read an input the change touched; the reconciler diffs each
+owner's frozenset against what it believes installed. Several apps may
 contribute to one owner; their flows are unioned. With CHECK_FLOWS (default on; the runtime may
 switch it off) every flow is checked against the pipeline map, must carry its owner's cookie,
 and no two flows of a chassis may share a key (table, priority, match) with different bodies.
@@ -18,6 +19,7 @@ from typing import Iterable, Mapping
 from flows.flow import CT, Flow, GotoTable, Resubmit
 from flows.tables import PIPELINE, PipelineError, check_flow, owner_label
 from topology.store import Change
+from topology.view import View
 
 LOG = logging.getLogger(__name__)
 
@@ -69,7 +71,7 @@ def _check(flows: Iterable[Flow], owner: int, app: str, ctx) -> None:
             raise CompileError(str(exc), owner, app, ctx.name) from exc
 
 
-def compile_owner(apps: Iterable, view, ctx, owner: int, check: bool | None = None) -> frozenset[Flow]:
+def compile_owner(apps: Iterable, view: View, ctx, owner: int, check: bool | None = None) -> frozenset[Flow]:
     """Union of every app's flows for `owner` on ctx's chassis (empty = owner has no flows there)."""
     check = CHECK_FLOWS if check is None else check
     out: set[Flow] = set()
@@ -89,21 +91,21 @@ def compile_owner(apps: Iterable, view, ctx, owner: int, check: bool | None = No
     return frozenset(out)
 
 
-def compile_owners(apps: Iterable, view, ctx, owners: Iterable[int],
+def compile_owners(apps: Iterable, view: View, ctx, owners: Iterable[int],
                    check: bool | None = None) -> FlowsByOwner:
     """{owner: flows} for the given owners; owners with no flows map to an empty frozenset."""
     apps = list(apps)
     return {o: compile_owner(apps, view, ctx, o, check) for o in owners}
 
 
-def owners_for_chassis(apps: Iterable, view, ctx) -> set[int]:
+def owners_for_chassis(apps: Iterable, view: View, ctx) -> set[int]:
     owners: set[int] = set()
     for app in apps:
         owners.update(app.owners_for_chassis(view, ctx))
     return owners
 
 
-def compile_chassis(apps: Iterable, view, ctx, check: bool | None = None) -> FlowsByOwner:
+def compile_chassis(apps: Iterable, view: View, ctx, check: bool | None = None) -> FlowsByOwner:
     """Full desired state of one chassis: only owners that have at least one flow there."""
     apps = list(apps)
     check = CHECK_FLOWS if check is None else check
@@ -114,7 +116,7 @@ def compile_chassis(apps: Iterable, view, ctx, check: bool | None = None) -> Flo
     return result
 
 
-def owners_for_change(apps: Iterable, view, change: Change) -> set[int]:
+def owners_for_change(apps: Iterable, view: View, change: Change) -> set[int]:
     """Every owner whose flows might change on ANY chassis after `change`."""
     owners: set[int] = set()
     for app in apps:
@@ -122,7 +124,7 @@ def owners_for_change(apps: Iterable, view, change: Change) -> set[int]:
     return owners
 
 
-def changed_owners(apps: Iterable, view, changes: Iterable[Change]) -> set[int]:
+def changed_owners(apps: Iterable, view: View, changes: Iterable[Change]) -> set[int]:
     """Union of owners_for_change over a batch (dedupes: a burst of writes compiles each owner once)."""
     apps = list(apps)
     owners: set[int] = set()
@@ -131,7 +133,7 @@ def changed_owners(apps: Iterable, view, changes: Iterable[Change]) -> set[int]:
     return owners
 
 
-def owners_for_port_location(apps: Iterable, view, port_id: str) -> set[int]:
+def owners_for_port_location(apps: Iterable, view: View, port_id: str) -> set[int]:
     """Owners to recompute when a port's tap appears on / vanishes from a chassis (ctx.local_ports
     changed) without a store write: treated as a re-sync change of that port (old == new)."""
     port = view.port(port_id)

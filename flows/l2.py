@@ -15,8 +15,6 @@ sender (reg6) and then runs the receiving port's ingress security like unicast d
 """
 from __future__ import annotations
 
-import weakref
-
 from flows import overlay, provider
 from flows.base import MULTICAST_BIT
 from flows.flow import Flow, GotoTable, Output, Resubmit, SetField, WriteMetadata, flow
@@ -24,6 +22,7 @@ from flows.tables import F, R, T, Owner, cookie
 from flows.view_helpers import (is_overlay, is_provider, is_up, local_ports_of_network, network_cookie,
                                 network_present, port_cookie, port_mac)
 from topology.store import Record
+from topology.view import View
 
 CLASSIFY_PRIORITY = 100
 LOOKUP_PRIORITY = 100
@@ -58,7 +57,6 @@ def port_flows(view, ctx, port: Record) -> list[Flow]:
 
     (Overlay remote entries come from flows.overlay via the tunnels app.)
     """
-    _compiled(view).port(ctx.name, port, port["id"] in ctx.local_ports)
     net = view.network(port.get("network_id"))
     if not (is_up(net) and is_up(port)):
         return []
@@ -70,7 +68,7 @@ def port_flows(view, ctx, port: Record) -> list[Flow]:
     return []
 
 
-def flood_flows(view, ctx, net: Record) -> list[Flow]:
+def flood_flows(view: View, ctx, net: Record) -> list[Flow]:
     """The network's replication flows on this chassis (empty if the network isn't here)."""
     key = net["_key"]
     ck = network_cookie(net)
@@ -99,11 +97,9 @@ def flood_flows(view, ctx, net: Record) -> list[Flow]:
     return flows
 
 
-def network_flows(view, ctx, net: Record) -> list[Flow]:
+def network_flows(view: View, ctx, net: Record) -> list[Flow]:
     """Everything Owner.NETWORK needs from L2 here: flooding plus provider uplink flows."""
-    present = network_present(view, ctx, net["id"])
-    _compiled(view).network(ctx.name, net["id"], present)
-    if not is_up(net) or not present:
+    if not is_up(net) or not network_present(view, ctx, net["id"]):
         return []
     flows = flood_flows(view, ctx, net)
     if is_provider(net):
@@ -111,88 +107,18 @@ def network_flows(view, ctx, net: Record) -> list[Flow]:
     return flows
 
 
-# --------------------------------------------------------------------------- dependencies
+# --------------------------------------------------------------------------- owners
 
-def _location(port: Record | None) -> tuple | None:
-    if port is None:
-        return None
-    return (port.get("network_id"), port.get("binding:host_id") or "")
+def owners_for_change(view: View, change) -> set[int]:
+    """Owners a change may create, delete or move, for L2/overlay flows on any chassis.
 
-
-class _Compiled:
-    """Per chassis, what was last compiled: networks present, and each network's local ports.
-
-    Why: the other ports of a network need recompiling on a chassis only when the network
-    appears there or vanishes (their remote entries follow its presence), but owners_for_change
-    does not know on which chassis a port's tap came or went. This record of the compiled state
-    says when that cannot have happened — the network stays present on every chassis whatever
-    this one port did — which is the common case: one more port on a network already here.
-    Kept per view (a reloaded view starts afresh; its chassis are fully recompiled anyway).
-    """
-
-    def __init__(self) -> None:
-        self.present: dict[str, set[str]] = {}                 # chassis → networks present
-        self.local: dict[str, dict[str, set[int]]] = {}        # chassis → network → local port keys
-        self.where: dict[str, dict[int, str]] = {}             # chassis → port key → its network
-
-    def reset(self, name: str) -> None:
-        self.present[name], self.local[name], self.where[name] = set(), {}, {}
-
-    def _chassis(self, name: str) -> None:
-        if name not in self.present:
-            self.reset(name)
-
-    def network(self, name: str, net_id: str, present: bool) -> None:
-        self._chassis(name)
-        (self.present[name].add if present else self.present[name].discard)(net_id)
-
-    def port(self, name: str, port: Record, local: bool) -> None:
-        self._chassis(name)
-        self.forget(port["_key"], name)
-        if local:
-            self.where[name][port["_key"]] = port["network_id"]
-            self.local[name].setdefault(port["network_id"], set()).add(port["_key"])
-
-    def forget(self, key: int, only: str | None = None) -> None:
-        for name in ([only] if only is not None else list(self.where)):
-            net_id = self.where[name].pop(key, None)
-            if net_id is not None:
-                self.local[name].get(net_id, set()).discard(key)
-
-    def may_flip(self, net_id: str, key: int | None) -> bool:
-        """Could a change of port `key` make network `net_id` appear on / vanish from a chassis?"""
-        for name, present in self.present.items():
-            if net_id not in present or not self.local[name].get(net_id, set()) - {key}:
-                return True
-        return False
-
-
-_COMPILED: "weakref.WeakKeyDictionary[object, _Compiled]" = weakref.WeakKeyDictionary()
-
-
-def _compiled(view) -> _Compiled:
-    rec = _COMPILED.get(view)
-    if rec is None:
-        rec = _COMPILED[view] = _Compiled()
-    return rec
-
-
-def owners_for_change(view, change) -> set[int]:
-    """Owners whose L2/overlay flows may differ on any chassis after `change`.
-
-    Over-approximates on purpose (a spare owner costs one cheap recompile that diffs empty).
-    A port change whose old == new (a re-sync, or "its tap appeared/vanished on a chassis")
-    is treated like a move. A move may make the network appear on / vanish from a chassis,
-    which adds or removes the other ports' remote entries there — then all the network's ports
-    are named; when the compiled state shows the network stays on every chassis (_Compiled),
-    only the port and its network are.
+    A port change names the port and its network(s). The other ports of the network need
+    nothing here: their flows on a chassis follow the network's presence there, a fact the
+    incremental engine (flows/engine.py) re-evaluates and recompiles them for when it flips.
     """
     kind, old, new = change.kind, change.old, change.new
     owners: set[int] = set()
     if kind == "port":
-        moved = old is None or new is None or old == new or _location(old) != _location(new)
-        compiled = _compiled(view)
-        key = next((r["_key"] for r in (old, new) if r is not None and r.get("_key") is not None), None)
         for rec in (old, new):
             if rec is None:
                 continue
@@ -201,10 +127,6 @@ def owners_for_change(view, change) -> set[int]:
             net = view.network(rec.get("network_id"))
             if net is not None:
                 owners.add(network_cookie(net))
-                if moved and compiled.may_flip(net["id"], key):
-                    owners.update(cookie(Owner.PORT, p["_key"]) for p in view.ports_of_network(net["id"]))
-        if key is not None and (new is None or (old is not None and old.get("network_id") != new.get("network_id"))):
-            compiled.forget(key)  # gone from where it was; its owner may never compile again
     elif kind == "network":
         for rec in (old, new):
             if rec is not None and rec.get("_key") is not None:
@@ -221,9 +143,8 @@ def owners_for_change(view, change) -> set[int]:
     return owners
 
 
-def owners_on_chassis(view, ctx) -> set[int]:
+def owners_on_chassis(view: View, ctx) -> set[int]:
     """Every port/network owner that may have L2 flows on ctx's chassis (full resync)."""
-    _compiled(view).reset(ctx.name)  # a full compile of this chassis follows
     owners: set[int] = set()
     nets = set()
     for pid in ctx.local_ports:

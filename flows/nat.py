@@ -43,6 +43,7 @@ from flows.routing import (DEVICE_FLOATINGIP, ETH_IP, gateway_chassis_name, gate
 from flows.tables import F, R, T, Owner, cookie
 from flows.view_helpers import is_provider, is_up, port_mac
 from topology.store import FLOATINGIP, NETWORK, PORT, ROUTER
+from topology.view import View
 
 LOG = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ RESOLVE_AND_SEND = [SetField("eth_dst", 0), Resubmit(T.L3_EXT_NEIGHBOR), GotoTab
 
 # --------------------------------------------------------------------------- floating IPs
 
-def fip_parts(view, fip: Record) -> tuple[Record, Record, Record, int, int, int] | None:
+def fip_parts(view: View, fip: Record) -> tuple[Record, Record, Record, int, int, int] | None:
     """(router, ext net, fixed port, floating ip, fixed ip, FIP MAC) of an associated FIP, or None."""
     if not fip.get("port_id") or not fip.get("router_id"):
         return None
@@ -155,7 +156,7 @@ def fip_parts(view, fip: Record) -> tuple[Record, Record, Record, int, int, int]
     return router, net, port, fip_ip, fixed, mac_
 
 
-def fip_hosted_here(view, ctx, fip: Record) -> bool:
+def fip_hosted_here(view: View, ctx, fip: Record) -> bool:
     """A FIP lives on the chassis of its port, if that chassis reaches the external physnet."""
     parts = fip_parts(view, fip)
     if parts is None:
@@ -164,7 +165,7 @@ def fip_hosted_here(view, ctx, fip: Record) -> bool:
     return port["id"] in ctx.local_ports and provider.uplink_ofport(ctx, net) is not None
 
 
-def fip_flows(view, ctx, fip: Record | None) -> list[Flow]:
+def fip_flows(view: View, ctx, fip: Record | None) -> list[Flow]:
     if fip is None or not fip_hosted_here(view, ctx, fip):
         return []
     parts = fip_parts(view, fip)
@@ -183,7 +184,7 @@ def fip_flows(view, ctx, fip: Record | None) -> list[Flow]:
 
 # --------------------------------------------------------------------------- router SNAT + gateway IP
 
-def snat_zone(view, router: Record) -> int | None:
+def snat_zone(view: View, router: Record) -> int | None:
     """The router's SNAT conntrack zone = its gateway port's key (never a plugged port's zone)."""
     gw = gateway_port(view, router)
     return int(gw["_key"]) if gw is not None and gw.get("_key") is not None else None
@@ -199,7 +200,7 @@ def _snat_enabled(router: Record) -> bool:
     return bool(gw.get("network_id")) and gw.get("enable_snat", True) is not False
 
 
-def transit_out_flows(view, ctx, router: Record) -> list[Flow]:
+def transit_out_flows(view: View, ctx, router: Record) -> list[Flow]:
     """Not the gateway chassis: hand SNAT traffic (routed here, no local FIP) to the gateway chassis.
     Only where the router is present (routing.owners_on_chassis names it there): elsewhere no
     traffic is routed into it, and a full recompile would not list the owner."""
@@ -234,7 +235,7 @@ def transit_in_flows(ctx, router: Record, net: Record) -> list[Flow]:
     ]
 
 
-def router_nat_flows(view, ctx, router: Record | None) -> list[Flow]:
+def router_nat_flows(view: View, ctx, router: Record | None) -> list[Flow]:
     """Gateway IP (ARP, un-SNAT) and SNAT of a router on its gateway chassis; transit elsewhere."""
     if router is None or not is_up(router):
         return []
@@ -269,17 +270,17 @@ def router_nat_flows(view, ctx, router: Record | None) -> list[Flow]:
 
 # --------------------------------------------------------------------------- external network
 
-def fips_on_network(view, net_id: str) -> list[Record]:
+def fips_on_network(view: View, net_id: str) -> list[Record]:
     return [f for f in view.records(FLOATINGIP).values()
             if f.get("floating_network_id") == net_id and f.get("_key") is not None]
 
 
-def routers_gatewayed_on(view, net_id: str) -> list[Record]:
+def routers_gatewayed_on(view: View, net_id: str) -> list[Record]:
     return [r for r in view.records(ROUTER).values()
             if (r.get("external_gateway_info") or {}).get("network_id") == net_id and r.get("_key") is not None]
 
 
-def ext_network_needed(view, ctx, net: Record) -> bool:
+def ext_network_needed(view: View, ctx, net: Record) -> bool:
     """Does ctx's chassis send north-south traffic onto this external network?"""
     if not net.get("router:external") or not is_provider(net) or provider.uplink_ofport(ctx, net) is None:
         return False
@@ -288,7 +289,7 @@ def ext_network_needed(view, ctx, net: Record) -> bool:
     return any(fip_hosted_here(view, ctx, f) for f in fips_on_network(view, net["id"]))
 
 
-def ext_network_flows(view, ctx, net: Record | None) -> list[Flow]:
+def ext_network_flows(view: View, ctx, net: Record | None) -> list[Flow]:
     """EXT_OUTPUT: unresolved next hop → controller ARPs for reg1; else out of the uplink."""
     if net is None or not is_up(net) or not ext_network_needed(view, ctx, net):
         return []
@@ -307,7 +308,7 @@ def ext_network_flows(view, ctx, net: Record | None) -> list[Flow]:
 
 # --------------------------------------------------------------------------- dependencies
 
-def _ext_cookie(view, net_id: str | None) -> set[int]:
+def _ext_cookie(view: View, net_id: str | None) -> set[int]:
     net = view.network(net_id)
     return {ext_network_cookie(net)} if net is not None and net.get("_key") is not None else set()
 
@@ -351,7 +352,7 @@ def owners_for_change(view, change) -> set[int]:
     return out
 
 
-def owners_on_chassis(view, ctx) -> set[int]:
+def owners_on_chassis(view: View, ctx) -> set[int]:
     out: set[int] = set()
     for pid in ctx.local_ports:
         for f in view.floatingips_of_port(pid):
@@ -365,6 +366,6 @@ def owners_on_chassis(view, ctx) -> set[int]:
     return out
 
 
-def gateway_chassis(view, router: Record) -> str | None:
+def gateway_chassis(view: View, router: Record) -> str | None:
     """Re-exported for apps and docs."""
     return gateway_chassis_name(view, router)

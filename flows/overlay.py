@@ -14,6 +14,7 @@ from flows.tables import F, R, T
 from flows.view_helpers import (is_overlay, is_up, network_cookie, network_present, network_type,
                                 port_cookie, port_mac, remote_chassis, remote_tunnel_ips, segmentation_id)
 from topology.store import Record
+from topology.view import View
 
 TUNNEL_CLASSIFY_PRIORITY = 100
 REMOTE_PORT_PRIORITY = 100
@@ -23,7 +24,7 @@ def tunnel_ofport(ctx, net: Record) -> int | None:
     return ctx.tunnel_ports.get(network_type(net))
 
 
-def replication_actions(view, ctx, net: Record) -> list:
+def replication_actions(view: View, ctx, net: Record) -> list:
     """Head-end replication: one copy per other chassis that has ports on the network."""
     ofport = tunnel_ofport(ctx, net)
     if ofport is None:
@@ -37,7 +38,7 @@ def replication_actions(view, ctx, net: Record) -> list:
     return actions
 
 
-def network_flows(view, ctx, net: Record) -> list[Flow]:
+def network_flows(view: View, ctx, net: Record) -> list[Flow]:
     """Tunnel classify: in_port=tunnel, tun_id=VNI → metadata, FROM_TUNNEL, goto L2_LOOKUP."""
     if not is_overlay(net) or not is_up(net):
         return []
@@ -49,7 +50,7 @@ def network_flows(view, ctx, net: Record) -> list[Flow]:
                  match=dict(in_port=ofport, tunnel_id=segmentation_id(net)))]
 
 
-def remote_port_flows(view, ctx, port: Record) -> list[Flow]:
+def remote_port_flows(view: View, ctx, port: Record) -> list[Flow]:
     """L2_LOOKUP entry for an overlay port bound to another chassis: tunnel straight there."""
     net = view.network(port.get("network_id"))
     if net is None or not is_overlay(net) or not (is_up(net) and is_up(port)):

@@ -18,6 +18,7 @@ from flows.tables import F, R, T, UPLINK_PORT_KEY, Owner, cookie
 from flows.view_helpers import (network_cookie, network_present, network_type, port_cookie, port_mac,
                                 remote_chassis, segmentation_id)
 from topology.store import Record
+from topology.view import View
 
 VLAN_PRESENT = 0x1000
 LEARN_IDLE_TIMEOUT = 300
@@ -55,7 +56,7 @@ def learn_action(net: Record) -> Learn:
         ))
 
 
-def network_flows(view, ctx, net: Record) -> list[Flow]:
+def network_flows(view: View, ctx, net: Record) -> list[Flow]:
     """Uplink classify (+learn, pop VLAN), unknown unicast, learned → OUTPUT, OUTPUT to uplink."""
     uplink = uplink_ofport(ctx, net)
     if uplink is None:
@@ -79,7 +80,7 @@ def network_flows(view, ctx, net: Record) -> list[Flow]:
     ]
 
 
-def remote_port_flows(view, ctx, net: Record, port: Record) -> list[Flow]:
+def remote_port_flows(view: View, ctx, net: Record, port: Record) -> list[Flow]:
     """A port of this provider network bound to another chassis: send its MAC out of the uplink."""
     mac = port_mac(port)
     if mac is None or uplink_ofport(ctx, net) is None or remote_chassis(view, ctx, port) is None:

@@ -39,6 +39,7 @@ from flows.view_helpers import (is_overlay, is_provider, is_up, network_present,
                                 segmentation_id)
 from flows import provider
 from topology.store import NETWORK, PORT, ROUTER, SUBNET, Change
+from topology.view import View
 
 LOG = logging.getLogger(__name__)
 
@@ -58,16 +59,17 @@ _IFACE_INDEX = "routing.interfaces_by_network"
 
 # --------------------------------------------------------------------------- topology questions
 
-def _ensure_index(view) -> None:
-    """Router interface ports by network, registered on first use (incremental afterwards)."""
+def _ensure_index(view: View) -> None:
+    """Router interface ports by network, registered on first use (incremental afterwards;
+    add_index reads nothing, so a compile does not depend on it, and refuses a second time)."""
     try:
-        view.find_ids(_IFACE_INDEX, None)
-    except KeyError:
         view.add_index(PORT, _IFACE_INDEX,
                        lambda r: [r.get("network_id")] if r.get("device_owner") == DEVICE_ROUTER_INTERFACE else [])
+    except ValueError:
+        pass  # already registered on this view
 
 
-def routers_of_network(view, network_id: str | None) -> list[Record]:
+def routers_of_network(view: View, network_id: str | None) -> list[Record]:
     """Routers with an interface on the network, sorted by key."""
     if not network_id:
         return []
@@ -109,7 +111,7 @@ class Leg:
     mac: int
 
 
-def _legs_of_port(view, port: Record) -> list[Leg]:
+def _legs_of_port(view: View, port: Record) -> list[Leg]:
     net = view.network(port.get("network_id"))
     pmac = port_mac(port)
     if net is None or pmac is None:
@@ -125,7 +127,7 @@ def _legs_of_port(view, port: Record) -> list[Leg]:
     return out
 
 
-def interface_legs(view, router: Record) -> list[Leg]:
+def interface_legs(view: View, router: Record) -> list[Leg]:
     """The router's interfaces (internal networks), deterministic order."""
     ports = [p for p in view.ports_of_device(router["id"]) if p.get("device_owner") == DEVICE_ROUTER_INTERFACE]
     legs: list[Leg] = []
@@ -136,7 +138,7 @@ def interface_legs(view, router: Record) -> list[Leg]:
     return legs
 
 
-def gateway_port(view, router: Record) -> Record | None:
+def gateway_port(view: View, router: Record) -> Record | None:
     gw = router.get("external_gateway_info") or {}
     if not gw.get("network_id"):
         return None
@@ -146,7 +148,7 @@ def gateway_port(view, router: Record) -> Record | None:
     return None
 
 
-def gateway_legs(view, router: Record) -> list[Leg]:
+def gateway_legs(view: View, router: Record) -> list[Leg]:
     """The router's leg(s) on its external network (gateway port), or [] without a gateway."""
     port = gateway_port(view, router)
     if port is None or not is_up(view.network(port.get("network_id"))):
@@ -154,7 +156,7 @@ def gateway_legs(view, router: Record) -> list[Leg]:
     return _legs_of_port(view, port)
 
 
-def external_network(view, router: Record) -> Record | None:
+def external_network(view: View, router: Record) -> Record | None:
     gw = router.get("external_gateway_info") or {}
     return view.network(gw.get("network_id"))
 
@@ -178,14 +180,14 @@ def gateway_chassis_name(view, router: Record) -> str | None:
     return host if host in candidates else candidates[0]
 
 
-def is_gateway_chassis(view, ctx, router: Record) -> bool:
+def is_gateway_chassis(view: View, ctx, router: Record) -> bool:
     net = external_network(view, router)
     if net is None or gateway_chassis_name(view, router) != ctx.name:
         return False
     return provider.uplink_ofport(ctx, net) is not None
 
 
-def router_present(view, ctx, router: Record) -> bool:
+def router_present(view: View, ctx, router: Record) -> bool:
     """Routers live where their traffic starts: a local port on one of their networks, or the gateway."""
     if not is_up(router):
         return False
@@ -221,7 +223,7 @@ def _to_leg(leg: Leg, nexthop: int | None, table: T) -> list:
     return [SetField("eth_src", leg.mac), *hop, DecTtl(), WriteMetadata(leg.network["_key"]), GotoTable(table)]
 
 
-def route_flows(view, router: Record, legs: list[Leg], ext_legs: list[Leg]) -> list[Flow]:
+def route_flows(view: View, router: Record, legs: list[Leg], ext_legs: list[Leg]) -> list[Flow]:
     """LPM over connected subnets, extra routes, the external subnet and the default route."""
     ck, rkey = router_cookie(router), router["_key"]
     out: dict[tuple, Flow] = {}
@@ -258,7 +260,7 @@ def route_flows(view, router: Record, legs: list[Leg], ext_legs: list[Leg]) -> l
     return list(out.values())
 
 
-def _deliver(view, ctx, net: Record, port: Record) -> list | None:
+def _deliver(view: View, ctx, net: Record, port: Record) -> list | None:
     """Actions after eth_dst=<port MAC> that get the packet to `port`, or None (unreachable here)."""
     if port["id"] in ctx.local_ports or network_present(view, ctx, net["id"]):
         return [GotoTable(T.L2_LOOKUP)]  # local entry, or the network's own remote entry
@@ -307,7 +309,7 @@ def neighbor_flows(view, ctx, router: Record, legs: list[Leg]) -> list[Flow]:
     return list(out.values())
 
 
-def router_flows(view, ctx, router: Record) -> list[Flow]:
+def router_flows(view: View, ctx, router: Record) -> list[Flow]:
     """Everything Owner.ROUTER needs from east-west routing on ctx's chassis."""
     if router is None or not router_present(view, ctx, router):
         return []
@@ -319,11 +321,11 @@ def router_flows(view, ctx, router: Record) -> list[Flow]:
 
 # --------------------------------------------------------------------------- dependencies
 
-def _router_cookies_of_network(view, network_id: str | None) -> set[int]:
+def _router_cookies_of_network(view: View, network_id: str | None) -> set[int]:
     return {router_cookie(r) for r in routers_of_network(view, network_id)}
 
 
-def owners_for_change(view, change: Change) -> set[int]:
+def owners_for_change(view: View, change: Change) -> set[int]:
     """Router owners whose flows may differ after `change` (over-approximates)."""
     recs = [r for r in (change.old, change.new) if r]
     out: set[int] = set()
@@ -349,14 +351,14 @@ def owners_for_change(view, change: Change) -> set[int]:
     return out
 
 
-def routers_with_gateway_on(view, network_id: str | None) -> list[Record]:
+def routers_with_gateway_on(view: View, network_id: str | None) -> list[Record]:
     if not network_id:
         return []
     return [r for r in view.records(ROUTER).values()
             if (r.get("external_gateway_info") or {}).get("network_id") == network_id and r.get("_key") is not None]
 
 
-def present_routers(view, ctx) -> list[Record]:
+def present_routers(view: View, ctx) -> list[Record]:
     """Routers with flows on ctx's chassis."""
     found: dict[str, Record] = {}
     nets = set()
@@ -373,5 +375,5 @@ def present_routers(view, ctx) -> list[Record]:
     return [r for r in found.values() if router_present(view, ctx, r)]
 
 
-def owners_on_chassis(view, ctx) -> set[int]:
+def owners_on_chassis(view: View, ctx) -> set[int]:
     return {router_cookie(r) for r in present_routers(view, ctx)}

@@ -28,6 +28,7 @@ from flows.flow import Controller, Flow, GotoTable, flow
 from flows.tables import Owner, R, T, cookie, cookie_owner
 from flows.view_helpers import network_present
 from topology.store import FLOATINGIP, NETWORK, PORT, ROUTER, SUBNET, Change
+from topology.view import View
 
 LOG = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ Record = dict[str, Any]
 
 # ------------------------------------------------------------------ address index
 # Reads the controller's TopologyView (topology/view.py): get, records, by_key,
-# ports_of_network, subnets_of_network, ports_of_device, revision.
+# ports_of_network, subnets_of_network, ports_of_device.
 
 @dataclass(frozen=True, slots=True)
 class Answer:
@@ -95,7 +96,7 @@ def _mac(text: str | None) -> str:
     return (text or "").lower()
 
 
-def build_network_index(view, network: Record) -> NetworkIndex:
+def build_network_index(view: View, network: Record) -> NetworkIndex:
     """O(ports of the network) (+ floating IPs for an external network)."""
     ni = NetworkIndex(network)
     claims: dict[int, set[tuple[str, str | None]]] = {}
@@ -128,7 +129,7 @@ def build_network_index(view, network: Record) -> NetworkIndex:
     return ni
 
 
-def _claim_floating_ips(view, net_id: str, claims: dict) -> None:
+def _claim_floating_ips(view: View, net_id: str, claims: dict) -> None:
     """An associated floating IP is answered with its router's gateway port MAC."""
     for fip in list(view.records(FLOATINGIP).values()):
         if fip.get("floating_network_id") != net_id or not fip.get("router_id"):
@@ -140,7 +141,7 @@ def _claim_floating_ips(view, net_id: str, claims: dict) -> None:
             claims.setdefault(ip, set()).add((_mac(gw[0].get("mac_address")), None))
 
 
-def dhcp_subnet(view, port: Record) -> tuple[Record, str] | None:
+def dhcp_subnet(view: View, port: Record) -> tuple[Record, str] | None:
     """The port's first IPv4 fixed IP on a DHCP-enabled subnet: (subnet, ip)."""
     for fip in port.get("fixed_ips") or ():
         sn = view.get(SUBNET, fip.get("subnet_id"))
@@ -151,7 +152,7 @@ def dhcp_subnet(view, port: Record) -> tuple[Record, str] | None:
     return None
 
 
-def local_networks(view, ctx) -> set[str]:
+def local_networks(view: View, ctx) -> set[str]:
     """Networks with at least one port local to ctx's chassis (from the switch, not the store)."""
     out = set()
     for pid in ctx.local_ports:
@@ -161,49 +162,25 @@ def local_networks(view, ctx) -> set[str]:
     return out
 
 
-class IndexCache:
-    """NetworkIndex per network, rebuilt lazily when the view's revision moves on.
+def network_index(view: View, net_id: str | None) -> NetworkIndex | None:
+    """The addresses of a network, built afresh from the view (O(its ports)): a compile reads
+    them through the view, so the incremental engine knows the ARP owner depends on them."""
+    net = view.get(NETWORK, net_id)
+    return build_network_index(view, net) if net is not None else None
 
-    Lazy and per network so that a burst of 1,000 port writes costs O(ports of the touched
-    network) per compile, not a rebuild of everything per change.
-    """
 
-    def __init__(self) -> None:
-        self._cache: dict[tuple[int, str], tuple[Any, NetworkIndex]] = {}
-
-    def invalidate(self) -> None:
-        self._cache = {}
-
-    def network(self, view, net_id: str | None) -> NetworkIndex | None:
-        net = view.get(NETWORK, net_id)
-        if net is None:
-            return None
-        token = (id(view), net["id"])
-        rev = getattr(view, "revision", None)
-        hit = self._cache.get(token)
-        if hit is not None and hit[0] == rev and hit[1].network is net:
-            return hit[1]
-        ni = build_network_index(view, net)
-        if len(self._cache) > 4096:
-            self._cache = {}
-        self._cache[token] = (rev, ni)
-        return ni
-
-    def network_by_key(self, view, key: int) -> NetworkIndex | None:
-        net = view.by_key(NETWORK, key)
-        return self.network(view, net["id"]) if net is not None else None
-
-    def answer(self, view, net_key: int, ip: str) -> Answer | None:
-        ni = self.network_by_key(view, net_key)
-        addr = ip_int(ip)
-        if ni is None or addr is None:
-            return None
-        return ni.known.get(addr)
+def answer(view: View, net_key: int, ip: str) -> Answer | None:
+    """Who holds `ip` in the network with key `net_key` (the ARP app's answer), or None."""
+    net = view.by_key(NETWORK, net_key)
+    addr = ip_int(ip)
+    if net is None or addr is None:
+        return None
+    return build_network_index(view, net).known.get(addr)
 
 
 # ------------------------------------------------------------------ flows
 
-def dhcp_punt_flows(view, ctx, port: Record, meter_id: int = 0) -> list[Flow]:
+def dhcp_punt_flows(view: View, ctx, port: Record, meter_id: int = 0) -> list[Flow]:
     """The DHCP punt of a local port with an address on a DHCP-enabled subnet."""
     if port.get("id") not in ctx.local_ports or port.get("_key") is None:
         return []
@@ -239,7 +216,7 @@ def arp_flows(ni: NetworkIndex, meter_id: int = 0) -> list[Flow]:
     return out
 
 
-def compile_owner(view, cache: IndexCache, ctx, owner: int, feature: str,
+def compile_owner(view: View, ctx, owner: int, feature: str,
                   meter_id: int = 0) -> list[Flow]:
     """Flows of `owner` for one feature ("arp" or "dhcp") on ctx's chassis."""
     try:
@@ -255,8 +232,7 @@ def compile_owner(view, cache: IndexCache, ctx, owner: int, feature: str,
             return []
         if not network_present(view, ctx, net["id"]):  # O(min(network ports, local ports))
             return []
-        ni = cache.network(view, net["id"])
-        return arp_flows(ni, meter_id) if ni is not None else []
+        return arp_flows(build_network_index(view, net), meter_id)
     return []
 
 
@@ -275,12 +251,12 @@ def owners_on_chassis(view, ctx, feature: str) -> list[int]:
     return sorted(out)
 
 
-def _net_cookie(view, net_id: str | None) -> list[int]:
+def _net_cookie(view: View, net_id: str | None) -> list[int]:
     net = view.get(NETWORK, net_id)
     return [cookie(Owner.NETWORK, int(net["_key"]))] if net and net.get("_key") is not None else []
 
 
-def owners_changed(view, change: Change, feature: str) -> set[int]:
+def owners_changed(view: View, change: Change, feature: str) -> set[int]:
     """Owners whose ARP or DHCP flows may differ after `change` (old and new state both)."""
     recs = [r for r in (change.old, change.new) if r]
     out: set[int] = set()

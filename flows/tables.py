@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
+from topology.model.schema import RESOURCES
+
 
 class T(IntEnum):
     """Table numbers. Gaps leave room for stages without renumbering."""
@@ -143,10 +145,9 @@ def owner_label(value: int) -> str:
     return f"{kind.name.lower() if kind is not None else f'kind{value >> OWNER_SHIFT}'}:{key}"
 
 
-# The store kind whose record (looked up by its `_key`) owns a cookie of this Owner kind.
-STORE_KIND: dict[Owner, str] = {Owner.NETWORK: "network", Owner.PORT: "port", Owner.ROUTER: "router",
-                                Owner.SECGROUP: "security_group", Owner.FLOATINGIP: "floatingip",
-                                Owner.CHASSIS: "chassis"}
+# The store kind whose record (looked up by its `_key`) owns a cookie of this Owner kind: from the
+# one resource table (topology.model.schema, each kind's `owner`).
+STORE_KIND: dict[Owner, str] = {Owner[r.owner]: r.kind for r in RESOURCES if r.owner is not None}
 
 
 class PipelineError(ValueError):

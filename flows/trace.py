@@ -144,7 +144,9 @@ def build_packet(view, probe: Probe) -> dict[str, int]:
     if probe.proto == "icmp":
         fields.update(icmpv4_type=8, icmpv4_code=0)
     else:
-        fields.update({f"{probe.proto}_src": 40000, f"{probe.proto}_dst": probe.dst_port or 80})
+        dst_port = probe.dst_port or 80
+        src_port = 68 if (probe.proto, dst_port) == ("udp", 67) else 40000   # a DHCP client's port
+        fields.update({f"{probe.proto}_src": src_port, f"{probe.proto}_dst": dst_port})
     pkt = packet(**fields)
     pkt["ip_ttl"] = 64
     return pkt

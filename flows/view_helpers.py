@@ -11,9 +11,11 @@ Definitions used throughout flows/:
 """
 from __future__ import annotations
 
+from flows.engine import fact, size_hint
 from flows.fields import mac
 from flows.tables import Owner, cookie
 from topology.store import Record
+from topology.view import View
 
 OVERLAY_TYPES = ("vxlan", "gre", "geneve")
 PROVIDER_TYPES = ("flat", "vlan")
@@ -60,11 +62,13 @@ def is_local(ctx, port: Record) -> bool:
     return port["id"] in ctx.local_ports
 
 
-def network_present(view, ctx, network_id: str) -> bool:
-    """True when a port of the network is plugged into this chassis; O(min(local, network ports))."""
+@fact
+def network_present(view: View, ctx, network_id: str) -> bool:
+    """True when a port of the network is plugged into this chassis; O(min(local, network ports)).
+    A fact of the incremental engine: every port of the network reads it, its value rarely flips."""
     local = ctx.local_ports
     ids = view.port_ids_of_network(network_id)
-    if len(ids) <= len(local):
+    if len(ids) <= size_hint(local):  # which side to loop over; not an input
         return any(pid in local for pid in ids)
     for pid in local:
         port = view.port(pid)
@@ -73,11 +77,11 @@ def network_present(view, ctx, network_id: str) -> bool:
     return False
 
 
-def local_ports_of_network(view, ctx, network_id: str) -> list[tuple[Record, int]]:
+def local_ports_of_network(view: View, ctx, network_id: str) -> list[tuple[Record, int]]:
     """(port, ofport) of the network's ports plugged in here, sorted by key (deterministic)."""
     local = ctx.local_ports
     ids = view.port_ids_of_network(network_id)
-    if len(ids) <= len(local):
+    if len(ids) <= size_hint(local):  # which side to loop over; not an input
         found = [(view.port(pid), local[pid]) for pid in ids if pid in local]
     else:
         found = [(view.port(pid), ofp) for pid, ofp in local.items()
@@ -85,7 +89,7 @@ def local_ports_of_network(view, ctx, network_id: str) -> list[tuple[Record, int
     return sorted(((p, o) for p, o in found if p is not None), key=lambda po: po[0]["_key"])
 
 
-def remote_chassis(view, ctx, port: Record) -> Record | None:
+def remote_chassis(view: View, ctx, port: Record) -> Record | None:
     """The chassis record a non-local port is bound to, or None (unbound / bound here / unknown)."""
     if is_local(ctx, port):
         return None
@@ -95,7 +99,7 @@ def remote_chassis(view, ctx, port: Record) -> Record | None:
     return view.chassis_by_name(host)
 
 
-def remote_tunnel_ips(view, ctx, network_id: str) -> list[str]:
+def remote_tunnel_ips(view: View, ctx, network_id: str) -> list[str]:
     """Tunnel IPs of the other chassis with ports of the network, sorted (head-end replication)."""
     ips = set()
     for host in view.hosts_of_network(network_id):

@@ -18,11 +18,12 @@ Indexes kept (all incremental):
   rules_of_group(sg), ports_of_group(sg)  (security-group members)
   ports_by_ip(ip[, network_id]), ports_of_device(device_id), floatingips_of_port(port_id)
 Other features can register their own with `add_index(kind, name, keyfunc)` + `find(name, value)`.
+`View` is the Protocol of what compilers may read; flows/ is annotated against it.
 """
 from __future__ import annotations
 
 import logging
-from typing import AbstractSet, Any, Callable, Iterable, Mapping
+from typing import AbstractSet, Any, Callable, Iterable, Mapping, Protocol
 
 from topology.store import (CHASSIS, FLOATINGIP, KINDS, NETWORK, PORT, SECURITY_GROUP_RULE, SUBNET,
                             Change, Record)
@@ -113,8 +114,49 @@ _BUILTIN_INDEXES: dict[str, tuple[str, KeyFunc]] = {
 }
 
 
+class View(Protocol):
+    """What a compiler (flows/) may read of the controller's view, and all it may do to it.
+
+    Why a Protocol: two classes serve it — TopologyView (the view itself) and the incremental
+    engine's recording view (flows/engine.py), which notes every read as an input; compilers are
+    annotated against this, so a query either class lacks is a type error, not a missed
+    dependency. Feeding the view (from_snapshot, apply) is the controller's, not a compiler's.
+    Query arguments may be None (a record's missing reference): the answer is then empty."""
+
+    @property
+    def revision(self) -> int: ...
+
+    def add_index(self, kind: str, name: str, keyfunc: KeyFunc) -> None: ...
+    def find(self, name: str, value: Any) -> list[Record]: ...
+    def find_ids(self, name: str, value: Any) -> AbstractSet[str]: ...
+
+    def get(self, kind: str, rid: str | None) -> Record | None: ...
+    def records(self, kind: str) -> Mapping[str, Record]: ...
+    def by_key(self, kind: str, key: int) -> Record | None: ...
+    def network(self, rid: str | None) -> Record | None: ...
+    def port(self, rid: str | None) -> Record | None: ...
+    def subnet(self, rid: str | None) -> Record | None: ...
+    def chassis(self, rid: str | None) -> Record | None: ...
+
+    def ports_of_network(self, network_id: str | None) -> list[Record]: ...
+    def port_ids_of_network(self, network_id: str | None) -> AbstractSet[str]: ...
+    def ports_on_host(self, host: str | None) -> list[Record]: ...
+    def ports_of_network_on_host(self, network_id: str | None, host: str | None) -> list[Record]: ...
+    def hosts_of_network(self, network_id: str | None) -> AbstractSet[str]: ...
+    def networks_on_host(self, host: str | None) -> AbstractSet[str]: ...
+    def subnets_of_network(self, network_id: str | None) -> list[Record]: ...
+    def chassis_by_name(self, name: str | None) -> Record | None: ...
+    def chassis_by_datapath(self, dpid: int | str) -> Record | None: ...
+    def rules_of_group(self, group_id: str | None) -> list[Record]: ...
+    def ports_of_group(self, group_id: str | None) -> list[Record]: ...
+    def ports_by_ip(self, ip: str | None, network_id: str | None = None) -> list[Record]: ...
+    def ports_of_device(self, device_id: str | None) -> list[Record]: ...
+    def floatingips_of_port(self, port_id: str | None) -> list[Record]: ...
+
+
 class TopologyView:
-    """Records per kind by id, plus incremental indexes. Build with `from_snapshot`, feed `apply`."""
+    """Records per kind by id, plus incremental indexes. Build with `from_snapshot`, feed `apply`.
+    Serves the `View` protocol (tests/unit/test_schema.py checks both views against it)."""
 
     def __init__(self) -> None:
         self.revision = 0
@@ -190,6 +232,11 @@ class TopologyView:
         self._indexes[name] = index
         self._by_kind[kind].append(index)
 
+    def index_values(self, kind: str, record: Record | None) -> dict[str, set]:
+        """{index name: values `record` has there} for every index over `kind`: what the
+        incremental engine (flows/engine.py) invalidates when such a record changes."""
+        return {name: index.values_of(record) for name, index in self._indexes.items() if index.kind == kind}
+
     def find(self, name: str, value: Any) -> list[Record]:
         """Records whose index `name` yields `value`."""
         index = self._indexes[name]
@@ -225,27 +272,27 @@ class TopologyView:
         return self.get(CHASSIS, rid)
 
     # ------------------------------------------------------------------ indexed queries
-    def ports_of_network(self, network_id: str) -> list[Record]:
+    def ports_of_network(self, network_id: str | None) -> list[Record]:
         return self.find("port.network", network_id)
 
-    def port_ids_of_network(self, network_id: str) -> AbstractSet[str]:
+    def port_ids_of_network(self, network_id: str | None) -> AbstractSet[str]:
         return self.find_ids("port.network", network_id)
 
-    def ports_on_host(self, host: str) -> list[Record]:
+    def ports_on_host(self, host: str | None) -> list[Record]:
         return self.find("port.host", host) if host else []
 
-    def ports_of_network_on_host(self, network_id: str, host: str) -> list[Record]:
+    def ports_of_network_on_host(self, network_id: str | None, host: str | None) -> list[Record]:
         return self.find("port.network_host", (network_id, host)) if host else []
 
-    def hosts_of_network(self, network_id: str) -> AbstractSet[str]:
+    def hosts_of_network(self, network_id: str | None) -> AbstractSet[str]:
         """Chassis names with at least one port of the network bound (binding:host_id)."""
-        return self._hosts_of_network.get(network_id, _EMPTY)
+        return self._hosts_of_network.get(network_id, _EMPTY) if network_id else _EMPTY
 
-    def networks_on_host(self, host: str) -> AbstractSet[str]:
+    def networks_on_host(self, host: str | None) -> AbstractSet[str]:
         """Network ids with at least one port bound to `host`."""
-        return self._networks_on_host.get(host, _EMPTY)
+        return self._networks_on_host.get(host, _EMPTY) if host else _EMPTY
 
-    def subnets_of_network(self, network_id: str) -> list[Record]:
+    def subnets_of_network(self, network_id: str | None) -> list[Record]:
         return self.find("subnet.network", network_id)
 
     def chassis_by_name(self, name: str | None) -> Record | None:
@@ -258,21 +305,21 @@ class TopologyView:
         ids = self.find_ids("chassis.datapath", parse_datapath_id(dpid))
         return self._records[CHASSIS][min(ids)] if ids else None
 
-    def rules_of_group(self, group_id: str) -> list[Record]:
+    def rules_of_group(self, group_id: str | None) -> list[Record]:
         return self.find("rule.group", group_id)
 
-    def ports_of_group(self, group_id: str) -> list[Record]:
+    def ports_of_group(self, group_id: str | None) -> list[Record]:
         return self.find("port.group", group_id)
 
-    def ports_by_ip(self, ip: str, network_id: str | None = None) -> list[Record]:
+    def ports_by_ip(self, ip: str | None, network_id: str | None = None) -> list[Record]:
         if network_id is None:
             return self.find("port.ip", ip)
         return self.find("port.network_ip", (network_id, ip))
 
-    def ports_of_device(self, device_id: str) -> list[Record]:
+    def ports_of_device(self, device_id: str | None) -> list[Record]:
         return self.find("port.device", device_id)
 
-    def floatingips_of_port(self, port_id: str) -> list[Record]:
+    def floatingips_of_port(self, port_id: str | None) -> list[Record]:
         return self.find("floatingip.port", port_id)
 
 

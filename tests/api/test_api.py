@@ -71,7 +71,7 @@ ERROR_CASES = [
     _case("GET", "/v3/whatever/else", None, 404, "HTTPNotFound"),
     _case("PATCH", "/v2.0/networks", None, 405, "HTTPMethodNotAllowed"),
     _case("POST", "/v2.0/networks", {"net": {}}, 400, "BadRequest"),
-    _case("POST", "/v2.0/networks", {"network": {"bogus": 1}}, 400, "BadRequest"),
+    _case("POST", "/v2.0/networks", {"network": {"bogus": 1}}, 400, "HTTPBadRequest"),
     # malformed CIDR / IP / MAC / UUID → 400
     _case("POST", "/v2.0/subnets", {"subnet": {"network_id": "{net}", "cidr": "10.0.0.300/24"}}, 400, "InvalidInput"),
     _case("POST", "/v2.0/subnets", {"subnet": {"network_id": "{net}", "cidr": "10.1.0.0/24",
@@ -89,7 +89,7 @@ ERROR_CASES = [
     _case("POST", "/v2.0/subnets", {"subnet": {"network_id": "{net}", "cidr": "10.5.0.0/24", "gateway_ip": "10.5.0.5",
                                                "allocation_pools": [{"start": "10.5.0.2", "end": "10.5.0.50"}]}},
           400, "GatewayConflictWithAllocationPools"),
-    _case("POST", "/v2.0/subnets", {"subnet": {"network_id": "{net}", "cidr": "10.0.0.128/25"}}, 400, "SubnetOverlap"),
+    _case("POST", "/v2.0/subnets", {"subnet": {"network_id": "{net}", "cidr": "10.0.0.128/25"}}, 400, "InvalidInput"),
     # bad port range
     _case("POST", "/v2.0/security-group-rules", {"security_group_rule": {
         "security_group_id": "{sg}", "direction": "ingress", "protocol": "tcp", "port_range_min": 100,

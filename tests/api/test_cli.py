@@ -61,6 +61,29 @@ def test_cli_unreachable_api(capsys):
 
 
 def test_delegated_subcommand_missing_module(monkeypatch, capsys):
-    monkeypatch.setitem(cli.DELEGATED, "serve", "controller.does_not_exist")
+    monkeypatch.setitem(cli.DELEGATED, "serve", ("controller.does_not_exist", "a missing module"))
     assert cli.main(["serve", "--help"]) == 2
     assert "not available" in capsys.readouterr().err
+
+
+def test_cli_refusals_change_nothing(url, capsys):
+    """Wrong usage is refused before anything is sent; an ambiguous name is refused by the client."""
+    assert run(url, capsys, "network", "create", "twin")[0] == 0
+    assert run(url, capsys, "network", "create", "twin")[0] == 0
+    before = run(url, capsys, "network", "list", "-f", "json")[1]
+    rc, _, err = run(url, capsys, "network", "show", "twin")
+    assert rc == 1 and "more than one network named 'twin'" in err
+    assert run(url, capsys, "router", "create", "r-refuse")[0] == 0
+    rc, _, err = run(url, capsys, "router", "add-interface", "r-refuse")
+    assert rc == 1 and "give a subnet or --port PORT" in err
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--url", url, "security-group-rule", "set", "x", "--description", "d"])
+    assert info.value.code == 2  # rules cannot be updated: the table says so, no verb
+    capsys.readouterr()
+    rc, _, err = run(url, capsys, "chassis", "create", "nodeX", "--bridge-mapping", "physnet1")
+    assert rc == 1 and "PHYSNET:PORT" in err
+    assert run(url, capsys, "network", "list", "-f", "json")[1] == before
+    assert run(url, capsys, "router", "delete", "r-refuse")[0] == 0
+    for net in json.loads(before):
+        if net["name"] == "twin":
+            assert run(url, capsys, "network", "delete", net["id"])[0] == 0

@@ -5,23 +5,14 @@ delete of every resource through the CLI the way users do.
 """
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+
+from tests.api.osc import run as osc_run
 
 from topology.api.app import create_app, serve_in_thread
 from topology.store.backends import open_store
 from topology.model.service import Service
-
-OPENSTACK = Path(sys.executable).with_name("openstack")
-if not OPENSTACK.exists():
-    OPENSTACK = Path(shutil.which("openstack") or "openstack")
-
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
@@ -34,18 +25,8 @@ def api(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def osc(api):
-    if not OPENSTACK.exists():
-        pytest.fail(f"python-openstackclient is a test dependency but {OPENSTACK} is missing")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
-
     def run(*args: str, check: bool = True) -> object:
-        cmd = [str(OPENSTACK), "--os-auth-type", "none", "--os-endpoint", api.url, *args]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
-        if "-f" in args and "json" in args and proc.returncode == 0:
-            return json.loads(proc.stdout)
-        return proc
+        return osc_run(["--os-auth-type", "none", "--os-endpoint", api.url], args, check=check)
     return run
 
 

@@ -27,9 +27,12 @@ env | sort > "{{out}}.$reason"
 exec {VM_DHCLIENT_SCRIPT}
 """
 
+# The event's file appears (renamed into place) only once the address and routes are applied, so a
+# test that waits for it never reads the routes half-done.
 UDHCPC_SCRIPT = """#!/bin/sh
-env | sort > "{out}.$1"
-case "$1" in
+ev="$1"
+env | sort > "{out}.$ev.tmp"
+case "$ev" in
 bound|renew)
     ip addr replace "$ip/$mask" dev "$interface"
     [ -n "$mtu" ] && ip link set dev "$interface" mtu "$mtu"
@@ -38,6 +41,7 @@ bound|renew)
     while [ $# -ge 2 ]; do ip route replace "$1" via "$2" dev "$interface"; shift 2; done
     ;;
 esac
+mv "{out}.$ev.tmp" "{out}.$ev"
 exit 0
 """
 

@@ -103,6 +103,7 @@ def net_with_vms(bed: Bed, chassis: list[Chassis], cidr: str = "10.0.0.0/20"
     chassis with a member) and one VM per chassis given (a chassis may repeat)."""
     for ch in set(chassis):
         assert ch.wait_connected(timeout=20), bed.diagnostics()
+    bed.api.put("quotas/tenant-f", {"quota": {"port": -1}})   # bulk tests go past Neutron's 500 ports
     api = bed.api.as_project("tenant-f")
     net, _ = api.network_with_subnet("net-f", cidr)
     vms = [bed.add_vm(ch, api.port(net, name=f"v{i}"), name=f"v{i}") for i, ch in enumerate(chassis)]

@@ -99,7 +99,9 @@ def test_malformed_frames_then_a_client_still_gets_its_lease(bed):
     punted = sum(int(re.search(r"n_packets=(\d+)", line).group(1))
                  for line in c1.ofctl("dump-flows", "br-int", "table=15").splitlines()
                  if "userdata=64.68.63.70" in line)
-    assert punted >= 1000, f"only {punted} fuzz frames reached the DHCP punt"
+    # about a third of the 3,000 frames are DHCP-shaped; on a loaded 2-core machine the userspace
+    # datapath drops some at the veth, so this only proves the fuzz really reached the punt path
+    assert punted >= 500, f"only {punted} fuzz frames reached the DHCP punt"
     ok, lease = udhcpc(client)
     assert ok and lease["ip"] == pc["fixed_ips"][0]["ip_address"], bed.diagnostics()
     assert fuzzer.ping_ok(victim.ip)  # ARP still answered

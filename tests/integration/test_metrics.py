@@ -47,6 +47,8 @@ def test_metrics_move_with_changes_and_traffic(bed):
     assert total(before, "tenantflow_datapath_healthy", chassis="c1") == 1
     assert total(before, "tenantflow_desired_flows", chassis="c1") > 10
     assert total(before, "tenantflow_bundle_commit_seconds_count") >= 1
+    assert total(before, "tenantflow_compile_seconds_count", datapath=next(
+        dict(lv)["datapath"] for (n, lv) in before if n == "tenantflow_desired_flows")) >= 1
     assert total(before, "tenantflow_feed_lag_revisions") >= 0
 
     # a change: one more port with a VM → flow-mods and bundles go up, desired flows too

@@ -119,3 +119,11 @@ def test_unknown_port_is_a_clean_error(env):
     res = subprocess.run([tenantflow_bin(), "trace", "--from-port", "nope", "--dst-ip", "10.0.0.1",
                           "--url", bed.controller.api_url], capture_output=True, text=True, timeout=30)
     assert res.returncode == 1 and "404" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_dhcp_discover_is_punted_to_the_controller(env):
+    bed, c1, c2, ports, vms = env
+    rc, t = trace(bed, c1, ports["a1"], "255.255.255.255", "--src-ip", "0.0.0.0", "--proto", "udp",
+                  "--dst-port", "67")
+    assert t["kind"] == "controller" and t["verdict"].startswith("to controller (dhcp"), t["verdict"]
+    assert rc == 0 and t["switch"]["agrees"], t["switch"]

@@ -11,14 +11,14 @@ from typing import Any
 
 import requests
 
+from topology.model.schema import BY_COLLECTION
+
 log = logging.getLogger(__name__)
 
-# collection path -> singular body key (Neutron's names)
-SINGULAR = {
-    "networks": "network", "subnets": "subnet", "ports": "port", "routers": "router",
-    "floatingips": "floatingip", "security-groups": "security_group",
-    "security-group-rules": "security_group_rule", "chassis": "chassis",
-}
+
+def singular(collection: str) -> str:
+    """The body key of one resource of `collection` ({"security_group": {...}}), from the one schema."""
+    return BY_COLLECTION[collection].singular
 
 
 class NeutronApiError(Exception):
@@ -86,14 +86,14 @@ class NeutronClient:
     # -- convenience: unwrap Neutron's {"network": {...}} envelopes -----------------------
     def create(self, collection: str, **fields: Any) -> dict[str, Any]:
         """`create("networks", name="n1")` -> the created network dict."""
-        key = SINGULAR[collection]
+        key = singular(collection)
         return self.post(collection, {key: fields})[key]
 
     def show(self, collection: str, rid: str) -> dict[str, Any]:
-        return self.get(f"{collection}/{rid}")[SINGULAR[collection]]
+        return self.get(f"{collection}/{rid}")[singular(collection)]
 
     def update(self, collection: str, rid: str, **fields: Any) -> dict[str, Any]:
-        key = SINGULAR[collection]
+        key = singular(collection)
         return self.put(f"{collection}/{rid}", {key: fields})[key]
 
     def list(self, collection: str, **filters: Any) -> list[dict[str, Any]]:

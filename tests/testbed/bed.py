@@ -130,7 +130,8 @@ class Chassis:
             argv += ["--bridge-mapping", f"{phys}:{port}"]
         argv += list(extra_args)
         first = run(argv, env=self.env, timeout=timeout).stdout
-        second = run(argv + ["--controller", f"tcp:{self.bed.mgmt_gw}:{ctl.ofp_port}"],
+        targets = [f"tcp:{self.bed.mgmt_gw}:{c.ofp_port}" for c in [ctl, *self.bed.extra_controllers]]
+        second = run(argv + [a for t in targets for a in ("--controller", t)],
                      env=self.env, timeout=timeout).stdout
         return first + second
 
@@ -156,6 +157,9 @@ class Bed:
         self.vms: list[Host] = []
         self.captures: list[Capture] = []
         self.controller: Controller | None = None
+        # more `tenantflow serve` processes on the same (etcd) store: node init points every
+        # bridge at all of them too (HA, tests/integration/test_ha.py); the test starts/stops them
+        self.extra_controllers: list[Controller] = []
         self._api: NeutronClient | None = None
         self.mgmt_bridge = f"{self.prefix}mg"
         self.mgmt_net = self._pick_mgmt_net()

@@ -97,7 +97,8 @@ def rig(monkeypatch):
 
 
 def test_check_mode_catches_an_owner_the_incremental_engine_missed(monkeypatch):
-    """The check can fail: an owners_for_change that forgets an owner leaves stale flows behind."""
+    """The check can fail: an engine that loses a change's inputs (and owners_for_change that
+    forgets its owner) leaves stale flows behind."""
     monkeypatch.setattr(core_mod, "RETRY_FIRST", 0.05)
     r = Rig()
     try:
@@ -105,6 +106,7 @@ def test_check_mode_catches_an_owner_the_incremental_engine_missed(monkeypatch):
         r.settle()
         assert r.core.check_failures == 0
         monkeypatch.setattr(r.core.compiler, "owners_for_change", lambda view, change: set())
+        monkeypatch.setattr(core_mod.engine, "changed_inputs", lambda view, change: set())
         r.service.update("port", r.ports[0]["id"], {"port_security_enabled": False, "security_groups": []})
         r.settle()
         assert r.core.check_failures >= 1

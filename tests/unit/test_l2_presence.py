@@ -2,7 +2,8 @@
 a chassis (their remote entries follow its presence), and incremental == full compile throughout.
 
 Why: every new port used to recompile all ports of its network (20,000 recompiles for 1,000
-ports in 50 networks). flows.l2 now decides from what was last compiled per chassis.
+ports in 50 networks). The incremental engine (flows/engine.py) now decides: the other ports read
+the network's presence on the chassis as a fact, which a new port re-evaluates without flipping.
 """
 from __future__ import annotations
 

@@ -11,55 +11,52 @@ from flows import compiler
 from flows import security_groups as sg
 from flows.port_security import port_cookie
 from flows.simulator import Simulator
+from tests.unit.enginedrive import EngineCloud
 from tests.unit.l2topo import ctx
 from tests.unit.test_security_groups_topo import SecTopo, apps, packet
 
 
 class Cloud:
-    """Drives compiles like controller.core: store changes, then location events per chassis."""
+    """Drives the incremental engine like controller.core (tests/unit/enginedrive.py): store
+    changes, then location events per chassis."""
 
     def __init__(self, topo: SecTopo, local: dict[str, dict[str, int]]) -> None:
         self.t = topo
-        self.apps = apps()
-        self.view = topo.view()
         self.seen = len(topo.changes)
         self.local = {name: dict(ports) for name, ports in local.items()}
-        self.ctx = {name: self._ctx(name) for name in local}
-        self.state = {name: compiler.compile_chassis(self.apps, self.view, c) for name, c in self.ctx.items()}
+        self.engine = EngineCloud(apps(), topo.view(), {name: self._ctx(name) for name in local})
+        self.view = self.engine.view
         self.last_owners: set[int] = set()
+
+    @property
+    def state(self):
+        return self.engine.state
+
+    @property
+    def ctx(self):
+        return self.engine.ctx
 
     def _ctx(self, name: str):
         return ctx(name, dict(self.local[name]), tunnel_ip=f"192.0.2.{len(name)}{name[-1]}")
 
     def step(self, plug: dict[str, dict[str, int | None]] | None = None) -> set[int]:
-        """Apply new store changes, then (un)plug ports {chassis: {port id: ofport or None}}."""
-        dirty: set[int] = set()
-        for change in self.t.changes[self.seen:]:
-            self.view.apply(change)
-            dirty |= compiler.changed_owners(self.apps, self.view, [change])
+        """Apply new store changes, then (un)plug ports {chassis: {port id: ofport or None}};
+        returns the owners recompiled on any chassis."""
+        changes = self.t.changes[self.seen:]
         self.seen = len(self.t.changes)
-        extra: dict[str, set[int]] = {name: set() for name in self.ctx}
         for name, ports in (plug or {}).items():
             for pid, ofport in ports.items():
                 if ofport is None:
                     self.local[name].pop(pid, None)
                 else:
                     self.local[name][pid] = ofport
-            self.ctx[name] = self._ctx(name)
-            for pid in ports:
-                extra[name] |= compiler.owners_for_port_location(self.apps, self.view, pid)
-        for name, c in self.ctx.items():
-            for o, fl in compiler.compile_owners(self.apps, self.view, c, dirty | extra[name]).items():
-                if fl:
-                    self.state[name][o] = fl
-                else:
-                    self.state[name].pop(o, None)
-        self.last_owners = dirty | set().union(*extra.values())
+        contexts = {name: self._ctx(name) for name in (plug or {})}
+        self.last_owners = self.engine.step(changes, contexts)
         return self.last_owners
 
     def app_owners(self, app_name: str, port_id: str) -> set[int]:
         """What one app alone names for a port's latest store change plus its location event."""
-        app = next(a for a in self.apps if getattr(a, "name", "") == app_name)
+        app = next(a for a in self.engine.compiler.apps if getattr(a, "name", "") == app_name)
         change = next(c for c in reversed(self.t.changes) if c.id == port_id)
         port = self.view.port(port_id)
         relocated = type(change)(change.revision, "port", port_id, port, port)
@@ -83,7 +80,8 @@ def test_a_member_joining_an_active_group_recompiles_o1_owners():
     cloud.step({"c1": {new["id"]: 40}})
     cloud.check()
     others = {port_cookie(p) for p in members}
-    assert not cloud.app_owners("security_groups", new["id"]) & others, "other members were recompiled"
+    assert not cloud.app_owners("security_groups", new["id"]) & others, "other members were named"
+    assert not cloud.last_owners & others, "other members were recompiled"
     flows = cloud.state["c1"][port_cookie(new)]
     clause3 = [f for f in flows if any(a.clause == 3 for a in f.actions if type(a).__name__ == "Conjunction")]
     assert len(clause3) == 1  # its one IPv4 address in the default group's ingress clause

@@ -37,3 +37,14 @@ def test_check_fails_on_an_unhealthy_or_disconnected_switch(monkeypatch, capsys)
     monkeypatch.setattr(requests, "get", lambda *a, **k: Resp(healthy))
     assert status.main(["--check", "-f", "json"]) == 0
     assert '"feed_lag": 2' in capsys.readouterr().out
+
+
+def test_several_controllers_show_who_owns_what():
+    stats = {**STATS, "ha": {"mode": "etcd", "member_id": "ctl-a", "members": ["ctl-a", "ctl-b"],
+                             "owners": {"00000000000000a1": {"owner": "ctl-a", "generation": 7, "mine": True},
+                                        "00000000000000a2": {"owner": "ctl-b", "generation": 9, "mine": False}}}}
+    stats["datapaths"] = {k: dict(v, master=(k == "00000000000000a1")) for k, v in STATS["datapaths"].items()}
+    text = status.render(stats)
+    assert "controller ctl-a (this one): owns c1" in text and "controller ctl-b: owns c2" in text
+    [c2] = [r for r in status.rows(stats) if r["chassis"] == "c2"]
+    assert c2["role"] == "slave" and c2["owner"] == "ctl-b" and c2["healthy"]   # a slave's resync is not a fault

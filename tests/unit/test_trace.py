@@ -75,3 +75,14 @@ def test_switch_verdict_reads_every_datapath_actions_section():
     punt = "    controller(userdata=00.00.00.03,pause)\nDatapath actions: drop\n"
     assert switch_verdict(punt) == "controller"
     assert agrees("dropped", "drop") and agrees("delivered", "forwarded") and not agrees("dropped", "forwarded")
+
+
+def test_a_dhcp_discover_goes_to_the_controller():
+    r = routed_topo()
+    for net in r.nets.values():          # routed_topo's subnets have DHCP off: turn it on for A
+        if net["name"] == "A":
+            sub = next(s for s in r.topo.view().subnets_of_network(net["id"]))
+            r.topo.update("subnet", sub["id"], enable_dhcp=True)
+    t = run(r, "vmA1", "255.255.255.255", src_ip="0.0.0.0", proto="udp", dst_port=67)
+    assert t.packet["udp_src"] == "68" and t.packet["eth_dst"] == "ff:ff:ff:ff:ff:ff"
+    assert t.kind == "controller" and t.verdict.startswith("to controller (dhcp"), t.verdict

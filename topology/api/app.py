@@ -17,26 +17,15 @@ from urllib.parse import parse_qs
 import falcon
 import waitress.server
 
+from topology.api.auth import Auth, NoAuth
 from topology.model import errors
 from topology.model.context import Context
 from topology.api.openapi import openapi_document
+from topology.model.schema import BY_COLLECTION, RESOURCES, Resource
 from topology.model.service import Service
-from topology.store import (CHASSIS, FLOATINGIP, NETWORK, PORT, ROUTER, SECURITY_GROUP, SECURITY_GROUP_RULE,
-                            SUBNET)
 
 LOG = logging.getLogger(__name__)
 
-# URL collection -> (store kind, singular body key, plural body key)
-COLLECTIONS: dict[str, tuple[str, str, str]] = {
-    "networks": (NETWORK, "network", "networks"),
-    "subnets": (SUBNET, "subnet", "subnets"),
-    "ports": (PORT, "port", "ports"),
-    "routers": (ROUTER, "router", "routers"),
-    "floatingips": (FLOATINGIP, "floatingip", "floatingips"),
-    "security-groups": (SECURITY_GROUP, "security_group", "security_groups"),
-    "security-group-rules": (SECURITY_GROUP_RULE, "security_group_rule", "security_group_rules"),
-    "chassis": (CHASSIS, "chassis", "chassis"),
-}
 LIST_CONTROL_PARAMS = {"fields", "limit", "marker", "page_reverse", "sort_key", "sort_dir", "verbose"}
 
 EXTENSIONS = [
@@ -76,9 +65,15 @@ def read_json(req: falcon.Request) -> Any:
     if not raw:
         raise errors.MalformedRequestBody(reason="the request body is empty")
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        body = json.loads(raw)
+        # JSON may escape a lone surrogate ("\ud800"): valid JSON, but no text; refuse it here
+        # rather than fail (500) where the record is encoded for the store.
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise errors.MalformedRequestBody(reason="invalid text: a string holds a lone surrogate") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise errors.MalformedRequestBody(reason=str(exc)) from None
+    return body
 
 
 def send(resp: falcon.Response, body: Any, status: int = 200) -> None:
@@ -99,20 +94,14 @@ def context_of(req: falcon.Request) -> Context:
 class RequestMiddleware:
     """Strips `.json` (old clients), authenticates, builds the request context, logs one line."""
 
-    def __init__(self, service: Service, api_token: str | None) -> None:
-        self.service = service
-        self.api_token = api_token
+    def __init__(self, auth: Auth) -> None:
+        self.auth = auth
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.started = time.monotonic()
         if req.path.endswith(".json") and req.path != "/openapi.json":
             req.path = req.path[:-5]
-        if self.api_token is not None and req.path not in ("/", ""):
-            if req.get_header("X-Auth-Token") != self.api_token:
-                raise errors.Unauthorized(message="Authentication required: X-Auth-Token is missing or invalid.")
-        roles = [r.strip() for r in (req.get_header("X-Roles") or "").split(",") if r.strip()]
-        project = req.get_header("X-Project-Id") or req.get_header("X-Tenant-Id")
-        req.context.ctx = self.service.context(project, roles)
+        req.context.ctx = self.auth.authenticate(req, resp)   # topology.api.auth: the auth mode decides
 
     def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any,
                          req_succeeded: bool) -> None:
@@ -169,9 +158,9 @@ class VersionsResource:
 
 class V2Resource:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resources = [{"name": singular, "collection": collection,
-                      "links": [{"rel": "self", "href": f"{req.prefix}/v2.0/{collection}"}]}
-                     for collection, (_, singular, _) in COLLECTIONS.items()]
+        resources = [{"name": r.singular, "collection": r.collection,
+                      "links": [{"rel": "self", "href": f"{req.prefix}/v2.0/{r.collection}"}]}
+                     for r in RESOURCES]
         send(resp, {"resources": resources})
 
 
@@ -200,18 +189,17 @@ class CollectionResource:
 
     @staticmethod
     def _kind(collection: str) -> tuple[str, str, str]:
+        """(store kind, singular body key, plural body key) of a URL collection, or 404."""
         try:
-            return COLLECTIONS[collection]
+            r: Resource = BY_COLLECTION[collection]
         except KeyError:
             raise errors.HTTPNotFound(message=f"The resource could not be found: /v2.0/{collection}") from None
+        return r.kind, r.singular, r.plural
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, collection: str) -> None:
         kind, _, plural = self._kind(collection)
-        params = query(req)
-        fields = params.get("fields")
-        filters = {k: v for k, v in params.items() if k not in LIST_CONTROL_PARAMS}
-        items = self.service.list(kind, context_of(req), filters=filters, fields=fields)
-        send(resp, {plural: items})
+        from topology.api.subresources import list_collection   # paging, sorting, tags (imports this module)
+        list_collection(self.service, req, resp, kind, plural)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, collection: str) -> None:
         kind, singular, plural = self._kind(collection)
@@ -252,6 +240,12 @@ class ActionResource:
     def __init__(self, service: Service) -> None:
         self.service = service
 
+    def on_get(self, req: falcon.Request, resp: falcon.Response, collection: str, rid: str, action: str) -> None:
+        """Only PUT exists below a resource: any other method is an unknown path (404, not 405)."""
+        raise errors.HTTPNotFound(message=f"The resource could not be found: {req.path}")
+
+    on_post = on_delete = on_patch = on_get
+
     def on_put(self, req: falcon.Request, resp: falcon.Response, collection: str, rid: str, action: str) -> None:
         if collection != "routers" or action not in ("add_router_interface", "remove_router_interface"):
             raise errors.HTTPNotFound(message=f"The resource could not be found: {req.path}")
@@ -262,10 +256,14 @@ class ActionResource:
             send(resp, self.service.remove_router_interface(rid, body, context_of(req)))
 
 
-def create_app(service: Service, *, api_token: str | None = None,
+def create_app(service: Service, *, api_token: str | None = None, auth: Auth | None = None,
                extra_routes: Iterable[tuple[str, Any]] | None = None) -> falcon.App:
-    """The WSGI app. `extra_routes` = [(uri_template, falcon resource)] mounted beside ours."""
-    app = falcon.App(middleware=[RequestMiddleware(service, api_token)])
+    """The WSGI app. `extra_routes` = [(uri_template, falcon resource)] mounted beside ours.
+    `auth` (topology.api.auth) turns requests into contexts; default noauth (+ `api_token`).
+    Serve it as `auth.wsgi(app)`, which adds what the mode needs in front (identity, auth_token)."""
+    if auth is None:
+        auth = NoAuth(service.settings.default_project_id, api_token)
+    app = falcon.App(middleware=[RequestMiddleware(auth)])
     app.req_options.strip_url_path_trailing_slash = True
     app.req_options.auto_parse_qs_csv = False
     app.add_error_handler(Exception, _unexpected)
@@ -283,6 +281,8 @@ def create_app(service: Service, *, api_token: str | None = None,
     app.add_route("/v2.0/{collection}", collections)
     app.add_route("/v2.0/{collection}/{rid}", collections, suffix="one")
     app.add_route("/v2.0/{collection}/{rid}/{action}", ActionResource(service))
+    from topology.api.subresources import add_routes   # tags, quotas, rbac-policies (imports this module)
+    add_routes(app, service)
     for template, resource in extra_routes or ():
         app.add_route(template, resource)
     return app

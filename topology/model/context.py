@@ -1,8 +1,8 @@
-"""Who is asking (project, admin?) and the visibility/ownership rules Neutron applies to them."""
+"""Who is asking (project, user, roles, admin?) and the visibility/ownership rules Neutron applies to them."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from topology.model import errors
 from topology.store import CHASSIS, NETWORK, PORT, SECURITY_GROUP_RULE, SUBNET, Record
@@ -10,11 +10,62 @@ from topology.store import CHASSIS, NETWORK, PORT, SECURITY_GROUP_RULE, SUBNET, 
 Lookup = Callable[[str, str], Record | None]
 
 
+# Keystone's default roles and what each implies (admin → member → reader), so a token or
+# header naming "admin" carries all three, as Keystone's implied roles put them in a token.
+ADMIN, MEMBER, READER = "admin", "member", "reader"
+IMPLIED_ROLES: dict[str, tuple[str, ...]] = {ADMIN: (MEMBER, READER), MEMBER: (READER,)}
+
+
+def effective_roles(names: Iterable[str]) -> tuple[str, ...]:
+    """The given role names plus the ones they imply, each once, in a stable order."""
+    out: dict[str, None] = {}
+    for name in names:
+        for role in (name, *IMPLIED_ROLES.get(name, ())):
+            out.setdefault(role, None)
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class Context:
-    """Like Neutron's noauth context: no X-Project-Id → admin in the default project."""
+    """Who is asking, as Neutron's (neutron_lib) context says it: project, user, roles, is_admin.
+
+    Why these defaults: `Context(project, is_admin)` was the whole context while only noauth
+    existed (no X-Project-Id → admin in the default project), and callers still build it so.
+    An authenticated request also carries the user and the token's roles (implied ones
+    included), which the policy engine reads through `to_policy_values()`.
+    """
     project_id: str
     is_admin: bool = True
+    user_id: str | None = None
+    roles: tuple[str, ...] = ()
+    project_name: str | None = None
+    user_name: str | None = None
+    auth_mode: str = "noauth"   # noauth, token (static), builtin, keystone
+
+    @property
+    def tenant_id(self) -> str:
+        return self.project_id
+
+    def has_role(self, role: str) -> bool:
+        return role in self.roles
+
+    def to_policy_values(self) -> dict[str, Any]:
+        """The credentials oslo.policy checks, with oslo.context's key names (`role:member`,
+        `project_id:%(project_id)s`, `is_admin:True`)."""
+        return {"user_id": self.user_id, "user_domain_id": "default" if self.user_id else None,
+                "project_id": self.project_id, "tenant_id": self.project_id,
+                "project_domain_id": "default", "domain_id": None, "system_scope": None,
+                "roles": list(self.roles), "is_admin": self.is_admin, "is_admin_project": True}
+
+
+def roles_context(project_id: str, roles: Iterable[str], *, user_id: str | None = None,
+                  project_name: str | None = None, user_name: str | None = None,
+                  auth_mode: str = "noauth") -> Context:
+    """A context for these assigned roles: implied roles added, admin iff the admin role
+    (Neutron's `context_is_admin: role:admin`)."""
+    eff = effective_roles(roles)
+    return Context(project_id, ADMIN in eff, user_id=user_id, roles=eff, project_name=project_name,
+                   user_name=user_name, auth_mode=auth_mode)
 
 
 def owner_of(rec: Record) -> str:
@@ -27,8 +78,9 @@ def visible(kind: str, rec: Record, ctx: Context, lookup: Lookup) -> bool:
         return True
     if owner_of(rec) == ctx.project_id:
         return True
-    if kind == NETWORK:
-        return bool(rec.get("shared") or rec.get("router:external"))
+    if kind == NETWORK:   # shared/external with everybody, or with this project by RBAC (resources/rbac)
+        return bool(rec.get("shared") or rec.get("router:external")
+                    or ctx.project_id in rec.get("_shared_with", ()) or ctx.project_id in rec.get("_external_for", ()))
     if kind == SUBNET:
         net = lookup(NETWORK, rec["network_id"])
         return net is not None and visible(NETWORK, net, ctx, lookup)

@@ -65,6 +65,15 @@ class SubnetOverlap(BadRequest):
     message = "Invalid input for operation: Requested subnet with cidr: {cidr} for network: {network_id} " \
               "overlaps with another subnet."
 
+    @property
+    def type(self) -> str:
+        return "InvalidInput"   # Neutron raises InvalidInput with this message
+
+
+class HTTPBadRequest(BadRequest):
+    """What Neutron's API layer (webob) answers for a body it cannot take: unknown attributes."""
+    message = "Bad request."
+
 
 class InvalidSecurityGroupRule(BadRequest):
     message = "Invalid security group rule: {reason}."

@@ -21,6 +21,9 @@ from topology.model.settings import Settings
 from topology.store import (CHASSIS, FLOATINGIP, KINDS, NETWORK, PORT, ROUTER, SECURITY_GROUP,
                             SECURITY_GROUP_RULE, SUBNET, Record, Store, retry_on_conflict)
 from topology.model.validate import prepare
+from topology.model import guard, quotas
+from topology.model.policy import Policy, default_policy
+from topology.model.resources import rbac
 from topology.store.writetx import WriteTx
 
 LOG = logging.getLogger(__name__)
@@ -92,9 +95,13 @@ def select_fields(rec: Record, fields: list[str] | None) -> Record:
 
 
 class Service:
-    def __init__(self, store: Store, settings: Settings | None = None) -> None:
+    def __init__(self, store: Store, settings: Settings | None = None, policy: Policy | None = None) -> None:
         self.store = store
         self.settings = settings or Settings()
+        if policy is None:
+            policy = Policy(self.settings.policy_file) if self.settings.policy_file else default_policy()
+        self.policy = policy
+        self.quota_defaults = {**quotas.DEFAULTS, **(self.settings.default_quotas or {})}
 
     # ---- contexts -------------------------------------------------------------------------
     def admin_context(self) -> Context:
@@ -150,7 +157,11 @@ class Service:
         ctx = ctx or self.admin_context()
         prepared = [prepare(kind, b, update=False) for b in bodies]
         with self._write() as tx:
-            created = [HANDLERS[kind][0](tx, b, ctx) for b in prepared]
+            created = []
+            for b in prepared:
+                guard.before_create(tx, kind, b, ctx, self.policy, self.quota_defaults,
+                                    self.settings.default_project_id)
+                created.append(HANDLERS[kind][0](tx, b, ctx))
             return self._present_tx(kind, created, tx)
 
     @retry_on_conflict  # optimistic stores (etcd): re-run the request on a write race
@@ -162,6 +173,7 @@ class Service:
         changes = prepare(kind, body, update=True)
         with self._write() as tx:
             old = common.get_visible(tx, kind, rid, ctx)
+            guard.before_update(tx, kind, old, changes, ctx, self.policy)
             new = handler(tx, old, changes, ctx)
             return self._present_tx(kind, [new], tx)[0]
 
@@ -170,7 +182,12 @@ class Service:
         ctx = ctx or self.admin_context()
         with self._write() as tx:
             old = common.get_visible(tx, kind, rid, ctx)
+            guard.before_delete(tx, kind, old, ctx, self.policy)
             HANDLERS[kind][2](tx, old, ctx)
+            if kind == NETWORK:
+                rbac.purge_network(tx, rid)
+            if kind == PORT and old["device_owner"] == common.DEVICE_DHCP:
+                subnet.restore_dhcp_port(tx, old["network_id"])
 
     def get(self, kind: str, rid: str, ctx: Context | None = None, fields: list[str] | None = None) -> Record:
         ctx = ctx or self.admin_context()
@@ -180,7 +197,10 @@ class Service:
         subnets = self.store.list(SUBNET) if kind == NETWORK else []
         rules = self.store.list(SECURITY_GROUP_RULE) if kind == SECURITY_GROUP else []
         by_net, by_sg = self._indexes(kind, subnets, rules)
-        return select_fields(self._present(kind, rec, by_net, by_sg), fields)
+        shown = self._present(kind, rec, by_net, by_sg)
+        if kind == NETWORK:
+            rbac.present_network(shown, rec, ctx.project_id, ctx.is_admin)
+        return select_fields(shown, fields)
 
     def list(self, kind: str, ctx: Context | None = None, filters: dict[str, list[str]] | None = None,
              fields: list[str] | None = None) -> list[Record]:
@@ -203,6 +223,8 @@ class Service:
             if not visible(kind, rec, ctx, lookup):
                 continue
             shown = self._present(kind, rec, by_net, by_sg)
+            if kind == NETWORK:
+                rbac.present_network(shown, rec, ctx.project_id, ctx.is_admin)
             if filters and not matches(shown, filters):
                 continue
             out.append(select_fields(shown, fields))
@@ -223,6 +245,7 @@ class Service:
         ctx = ctx or self.admin_context()
         with self._write() as tx:
             rtr = common.get_visible(tx, ROUTER, router_id, ctx)
+            guard.before_action(tx, "add_router_interface", ROUTER, rtr, ctx, self.policy)
             return router.add_interface(tx, rtr, body, ctx)
 
     @retry_on_conflict  # optimistic stores (etcd): re-run the request on a write race
@@ -230,6 +253,7 @@ class Service:
         ctx = ctx or self.admin_context()
         with self._write() as tx:
             rtr = common.get_visible(tx, ROUTER, router_id, ctx)
+            guard.before_action(tx, "remove_router_interface", ROUTER, rtr, ctx, self.policy)
             return router.remove_interface(tx, rtr, body, ctx)
 
     # ---- convenience wrappers (tests, demo scripts) --------------------------------------------
@@ -313,10 +337,8 @@ def _check_status(status: str) -> None:
         raise errors.InvalidInput(error_message=f"status must be one of {PORT_STATUSES}")
 
 
-def _bound(port: Record, host: str, status: str) -> Record:
-    """A copy of `port` bound to `host` with `status` (Neutron's binding:* attributes)."""
-    new = copy.deepcopy(port)
-    new.update({"status": status, "binding:host_id": host,
-                "binding:vif_type": "ovs" if host else "unbound",
-                "binding:vif_details": {"port_filter": True, "ovs_hybrid_plug": False} if host else {}})
+def _bound(rec: Record, host: str, status: str) -> Record:
+    """A copy of port `rec` bound to `host` with `status` (Neutron's binding:* attributes)."""
+    new = copy.deepcopy(rec)
+    new.update({"status": status, **port.binding(host)})
     return new

@@ -27,6 +27,10 @@ class Settings:
     api_token: str | None = None
     auto_register_chassis: bool = True
     base_mac: str = "fa:16:3e:00:00:00"
+    # Operator overrides of the policy-in-code defaults (topology.model.policy), Neutron's policy.yaml.
+    policy_file: str | None = None
+    # Per-project quota defaults by Neutron resource name; None = Neutron's (topology.model.quotas).
+    default_quotas: dict[str, int] | None = None
 
     def known_physnets(self) -> set[str]:
         return set(self.physnets) | set(self.vlan_ranges)

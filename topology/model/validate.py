@@ -5,9 +5,10 @@ attribute, wrong type) with Neutron's 400 wording, and the service only writes t
 """
 from __future__ import annotations
 
+import copy
 import uuid
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import netaddr
 
@@ -446,14 +447,29 @@ SPECS: dict[str, dict[str, Attr]] = {
 }
 
 
-def prepare(kind: str, body: Any, *, update: bool) -> dict[str, Any]:
-    """Generic checks and conversion of a POST/PUT body; defaults are filled in by the service."""
+def defaults(kind: str) -> dict[str, Any]:
+    """The attributes of `kind` that have a default value, each a fresh copy (a record may mutate
+    its lists); MISSING (the service decides) and REQUIRED attributes are left out."""
+    return {name: copy.deepcopy(attr.default) for name, attr in SPECS[kind].items()
+            if attr.default is not MISSING and attr.default is not REQUIRED}
+
+
+def given_or_default(kind: str, body: dict[str, Any], skip: Iterable[str] = ()) -> dict[str, Any]:
+    """Each attribute of `kind` that has a default: the request's value, else the default — how a
+    create fills them. `skip` names those the service sets itself (already set, or computed)."""
+    skipped = set(skip)
+    return {name: body[name] if name in body else default for name, default in defaults(kind).items()
+            if name not in skipped}
+
+
+def check_body(spec: dict[str, Any], kind: str, body: Any, *, update: bool) -> dict[str, Any]:
+    """Generic checks and conversion of a POST/PUT body against `spec` (unknown, read-only,
+    create-only, required attributes) with Neutron's 400 wording."""
     if not isinstance(body, dict):
         raise errors.BadRequest(f"Body of a {kind} must be a JSON object.")
-    spec = SPECS[kind]
     unknown = sorted(set(body) - set(spec))
     if unknown:
-        raise errors.BadRequest(f"Unrecognized attribute(s) '{', '.join(unknown)}'")
+        raise errors.HTTPBadRequest(f"Unrecognized attribute(s) '{', '.join(unknown)}'")
     out: dict[str, Any] = {}
     for name, value in body.items():
         attr = spec[name]
@@ -466,6 +482,12 @@ def prepare(kind: str, body: Any, *, update: bool) -> dict[str, Any]:
         for name, attr in spec.items():
             if attr.default is REQUIRED and name not in out:
                 raise errors.BadRequest(f"Failed to parse request. Required attribute '{name}' not specified")
+    return out
+
+
+def prepare(kind: str, body: Any, *, update: bool) -> dict[str, Any]:
+    """Generic checks and conversion of a POST/PUT body; defaults are filled in by the service."""
+    out = check_body(SPECS[kind], kind, body, update=update)
     if "tenant_id" in out and "project_id" in out and out["tenant_id"] != out["project_id"]:
         raise errors.BadRequest("'project_id' and 'tenant_id' do not match")
     return out

@@ -24,7 +24,19 @@ FLOATINGIP = "floatingip"
 SECURITY_GROUP = "security_group"
 SECURITY_GROUP_RULE = "security_group_rule"
 CHASSIS = "chassis"
-KINDS = (NETWORK, SUBNET, PORT, ROUTER, FLOATINGIP, SECURITY_GROUP, SECURITY_GROUP_RULE, CHASSIS)
+# Identity record kinds (the built-in Keystone subset, topology.model.identity): stored and fed like
+# the others so several API servers share users and tokens; no app compiles flows from them.
+PROJECT = "project"
+USER = "user"
+ROLE = "role"
+ROLE_ASSIGNMENT = "role_assignment"
+TOKEN = "token"
+IDENTITY_KINDS = (PROJECT, USER, ROLE, ROLE_ASSIGNMENT, TOKEN)
+# Neutron's RBAC policies (network sharing per project) and per-project quota limits.
+RBAC_POLICY = "rbac_policy"
+QUOTA = "quota"
+KINDS = (NETWORK, SUBNET, PORT, ROUTER, FLOATINGIP, SECURITY_GROUP, SECURITY_GROUP_RULE, CHASSIS, RBAC_POLICY,
+         QUOTA) + IDENTITY_KINDS
 
 Record = dict[str, Any]
 

@@ -19,11 +19,12 @@ import netaddr
 
 from topology.model import errors
 from topology.model.ipam import SubnetAllocator
+from topology.model.schema import OWNER_KINDS
 from topology.model.settings import Settings
-from topology.store import (CHASSIS, FLOATINGIP, NETWORK, PORT, ROUTER, SECURITY_GROUP, SUBNET, Record,
-                            Txn)
+from topology.store import (FLOATINGIP, NETWORK, PORT, RBAC_POLICY, ROUTER, SECURITY_GROUP, SECURITY_GROUP_RULE,
+                            SUBNET, Record, Txn)
 
-KEYED_KINDS = (NETWORK, PORT, ROUTER, SECURITY_GROUP, FLOATINGIP, CHASSIS)
+KEYED_KINDS = OWNER_KINDS  # kinds whose records own flows get a `_key` (topology.model.schema)
 KEY_MIN, KEY_MAX = 1, 65535
 
 
@@ -75,6 +76,13 @@ def _default_sg(sg: Record) -> list[tuple[str | None, str | None]]:
     return [(sg.get("project_id"), sg["id"])] if sg.get("name") == "default" else []
 
 
+def _project(r: Record) -> list[tuple[str | None, str]]:
+    return [(r.get("project_id"), r["id"])]
+
+
+# Kinds a project's quota counts (topology.model.quotas): records per project, for O(1) usage.
+PROJECT_COUNTED = (NETWORK, SUBNET, PORT, ROUTER, FLOATINGIP, SECURITY_GROUP, SECURITY_GROUP_RULE, RBAC_POLICY)
+
 INDEXES: dict[str, tuple[str, Entries]] = {
     "writetx.port.subnet_ip": (PORT, _port_ips),
     "writetx.port.network_mac": (PORT, _port_mac),
@@ -83,6 +91,7 @@ INDEXES: dict[str, tuple[str, Entries]] = {
     "writetx.network.segment": (NETWORK, _segment),
     "writetx.security_group.default": (SECURITY_GROUP, _default_sg),
     **{f"writetx.{kind}.key": (kind, _key) for kind in KEYED_KINDS},
+    **{f"writetx.{kind}.project": (kind, _project) for kind in PROJECT_COUNTED},
 }
 
 
@@ -249,6 +258,21 @@ class WriteTx:
             pool = KeyPool(kind, used)
             self._keys[kind] = pool
         return pool
+
+    def project_ids(self, kind: str, project: str) -> set[str]:
+        """Ids of `kind` records owned by `project` as this transaction sees them (its own writes
+        included), for quota usage. Without a store index it is built from one listing on first
+        use and then follows this transaction's writes like the store-backed ones."""
+        name = f"writetx.{kind}.project"
+        ov = self._overlays.get(name)
+        if ov is None:
+            committed: dict[Hashable, dict[Hashable, int]] = {}
+            for rec in self.txn.list(kind):
+                committed.setdefault(rec.get("project_id"), {})[rec["id"]] = 1
+            ov = Overlay(_project, committed)
+            self._overlays[name] = ov
+            self._overlays_of.setdefault(kind, []).append(ov)
+        return ov.bucket(project)
 
     def _subnet_ips(self, subnet_id: str) -> set[str]:
         ov = self._overlays.get("writetx.port.subnet_ip")

@@ -7,6 +7,7 @@ from typing import Any
 from topology.model import errors
 from topology.model.context import Context
 from topology.store import CHASSIS, Record
+from topology.model.validate import given_or_default
 from topology.store.writetx import WriteTx, new_id
 
 
@@ -35,10 +36,9 @@ def create(tx: WriteTx, body: dict[str, Any], ctx: Context) -> Record:
     _require_admin(ctx, "create")
     if not body["name"]:
         raise errors.InvalidInput(error_message="'name' must not be empty")
-    rec = {"id": body.get("id") or new_id(), "name": body["name"], "datapath_id": body.get("datapath_id"),
-           "tunnel_ip": body.get("tunnel_ip"), "bridge_mappings": body.get("bridge_mappings", {}),
-           "description": body.get("description", ""), "created_at": tx.now, "updated_at": tx.now,
-           "revision_number": 0}
+    rec = {"id": body.get("id") or new_id(), "name": body["name"],
+           **given_or_default(CHASSIS, body),  # datapath_id, tunnel_ip, bridge_mappings, description: SPECS
+           "created_at": tx.now, "updated_at": tx.now, "revision_number": 0}
     if tx.get(CHASSIS, rec["id"]) is not None:
         raise errors.Conflict(f"A chassis with id {rec['id']} already exists.")
     _check_unique(tx, rec)

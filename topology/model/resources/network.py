@@ -8,6 +8,7 @@ from topology.model import errors
 from topology.model.context import Context, check_owner, project_for
 from topology.model.resources import common
 from topology.store import NETWORK, PORT, SUBNET, Record
+from topology.model.validate import given_or_default
 from topology.store.writetx import WriteTx, base_fields
 
 TUNNEL_TYPES = {"vxlan": 2 ** 24 - 1, "geneve": 2 ** 24 - 1, "gre": 2 ** 32 - 1}
@@ -109,18 +110,13 @@ def create(tx: WriteTx, body: dict[str, Any], ctx: Context) -> Record:
     _check_mtu(tx, mtu, ntype)
     rec = base_fields(body, project, tx)
     common.check_new_id(tx, NETWORK, rec)
+    rec.update(given_or_default(NETWORK, body, skip=rec))  # name, admin_state_up, shared, ...: validate.SPECS
     rec.update({
-        "name": body.get("name", ""),
-        "admin_state_up": body.get("admin_state_up", True),
         "status": "ACTIVE",
-        "shared": body.get("shared", False),
         "mtu": mtu,
-        "router:external": body.get("router:external", False),
         "provider:network_type": ntype,
         "provider:physical_network": physnet,
         "provider:segmentation_id": segid,
-        "port_security_enabled": body.get("port_security_enabled", True),
-        "availability_zone_hints": body.get("availability_zone_hints", []),
         "availability_zones": [],
         "ipv4_address_scope": None,
         "ipv6_address_scope": None,

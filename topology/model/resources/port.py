@@ -10,7 +10,8 @@ from topology.model import errors
 from topology.model.context import Context, check_owner, project_for
 from topology.model.ipam import ip_in_subnet
 from topology.model.resources import common, secgroup
-from topology.store import FLOATINGIP, NETWORK, PORT, SECURITY_GROUP, SUBNET, Record
+from topology.model.validate import given_or_default
+from topology.store import FLOATINGIP, NETWORK, PORT, ROUTER, SECURITY_GROUP, SUBNET, Record
 from topology.store.writetx import WriteTx, base_fields
 
 
@@ -71,7 +72,9 @@ def allocate_fixed_ips(tx: WriteTx, net: Record, requested: list[dict] | None,
     return out
 
 
-def _binding(host: str) -> dict[str, Any]:
+def binding(host: str) -> dict[str, Any]:
+    """Neutron's binding attributes of a port plugged on chassis `host` ('' = unbound): the one
+    place vif_type/vif_details are derived (API updates and the controller's bindings use it)."""
     return {"binding:host_id": host,
             "binding:vif_type": "ovs" if host else "unbound",
             "binding:vif_details": {"port_filter": True, "ovs_hybrid_plug": False} if host else {}}
@@ -79,26 +82,24 @@ def _binding(host: str) -> dict[str, Any]:
 
 def make_port(tx: WriteTx, net: Record, project: str, body: dict[str, Any],
               fixed_ips: list[dict], mac: str | None = None) -> Record:
-    """Build and insert a port record (shared by the API path and service ports)."""
+    """Build and insert a port record (shared by the API path and service ports).
+
+    Attributes with a default in validate.SPECS take it from there; the others are the service's
+    own: status (DOWN until the controller binds it), security groups and port security (decided
+    by `create` from the project and the network; service ports have neither)."""
     mac = mac or tx.new_mac(net["id"])
     rec = base_fields(body, project, tx)
     common.check_new_id(tx, PORT, rec)
+    given = given_or_default(PORT, body, skip=rec)
+    rec.update(given)
     rec.update({
-        "name": body.get("name", ""),
         "network_id": net["id"],
-        "admin_state_up": body.get("admin_state_up", True),
         "mac_address": mac,
         "fixed_ips": fixed_ips,
-        "device_id": body.get("device_id", ""),
-        "device_owner": body.get("device_owner", ""),
         "status": body.get("status", "DOWN"),
         "security_groups": body.get("security_groups", []),
         "port_security_enabled": body.get("port_security_enabled", False),
-        "allowed_address_pairs": body.get("allowed_address_pairs", []),
-        "binding:profile": body.get("binding:profile", {}),
-        "binding:vnic_type": body.get("binding:vnic_type", "normal"),
-        "extra_dhcp_opts": body.get("extra_dhcp_opts", []),
-        **_binding(body.get("binding:host_id", "")),
+        **binding(given["binding:host_id"]),
     })
     return tx.insert(PORT, rec)
 
@@ -175,7 +176,7 @@ def update(tx: WriteTx, old: Record, body: dict[str, Any], ctx: Context) -> Reco
         new["allowed_address_pairs"] = _pairs(body["allowed_address_pairs"], new["mac_address"])
     _check_security(new["port_security_enabled"], new["security_groups"], new["allowed_address_pairs"])
     if "binding:host_id" in body:
-        new.update(_binding(body["binding:host_id"]))
+        new.update(binding(body["binding:host_id"]))
     if new == old:
         return old
     return tx.replace(PORT, old, new)
@@ -190,7 +191,14 @@ def disassociate_floatingips(tx: WriteTx, port_id: str) -> None:
 
 def delete(tx: WriteTx, old: Record, ctx: Context, internal: bool = False) -> None:
     check_owner(PORT, old, ctx, "delete")
-    if not internal and old["device_owner"] in common.SERVICE_OWNERS:
+    if not internal and old["device_owner"] in common.SERVICE_OWNERS and _owner_exists(tx, old):
         raise errors.RouterPortInUse(port_id=old["id"], device_owner=old["device_owner"])
     disassociate_floatingips(tx, old["id"])
     tx.remove(PORT, old)
+
+
+def _owner_exists(tx: WriteTx, rec: Record) -> bool:
+    """A router or floating-IP port whose router/floating IP is gone may be deleted (Neutron's L3
+    plugin refuses only ports something still stands behind)."""
+    kind = FLOATINGIP if rec["device_owner"] == common.DEVICE_FLOATINGIP else ROUTER
+    return bool(rec["device_id"]) and tx.get(kind, rec["device_id"]) is not None

@@ -10,6 +10,7 @@ from topology.model import errors
 from topology.model.context import Context, check_owner, project_for
 from topology.model.resources import common, port as port_res
 from topology.store import FLOATINGIP, NETWORK, PORT, ROUTER, SUBNET, Record
+from topology.model.validate import given_or_default
 from topology.store.writetx import WriteTx, base_fields
 
 
@@ -105,15 +106,12 @@ def create(tx: WriteTx, body: dict[str, Any], ctx: Context) -> Record:
     project = project_for(body, ctx)
     rec = base_fields(body, project, tx)
     common.check_new_id(tx, ROUTER, rec)
+    # name, admin_state_up, distributed, ha, ...: validate.SPECS; the gateway and routes are checked below
+    rec.update(given_or_default(ROUTER, body, skip={*rec, "external_gateway_info", "routes"}))
     rec.update({
-        "name": body.get("name", ""),
-        "admin_state_up": body.get("admin_state_up", True),
         "status": "ACTIVE",
         "external_gateway_info": None,
         "routes": [],
-        "distributed": body.get("distributed", True),
-        "ha": body.get("ha", False),
-        "availability_zone_hints": body.get("availability_zone_hints", []),
         "availability_zones": [],
         "flavor_id": None,
     })

@@ -10,7 +10,7 @@ from topology.model import errors
 from topology.model.context import Context, check_owner, project_for
 from topology.model.resources import common
 from topology.store import PORT, SECURITY_GROUP, SECURITY_GROUP_RULE, Record
-from topology.model.validate import ICMP_PROTOCOLS, PORT_PROTOCOLS, protocol_number
+from topology.model.validate import ICMP_PROTOCOLS, PORT_PROTOCOLS, given_or_default, protocol_number
 from topology.store.writetx import WriteTx, base_fields
 
 
@@ -38,7 +38,8 @@ def _rule(tx: WriteTx, sg: Record, direction: str, ethertype: str, remote_group_
 def _group(tx: WriteTx, project: str, body: dict[str, Any]) -> Record:
     rec = base_fields(body, project, tx)
     common.check_new_id(tx, SECURITY_GROUP, rec)
-    rec.update({"name": body.get("name", ""), "stateful": body.get("stateful", True), "shared": False})
+    rec.update(given_or_default(SECURITY_GROUP, body, skip=rec))  # name, stateful: validate.SPECS
+    rec["shared"] = False
     tx.insert(SECURITY_GROUP, rec)
     for ethertype in ("IPv4", "IPv6"):
         _rule(tx, rec, "egress", ethertype)
@@ -130,10 +131,9 @@ def create_rule(tx: WriteTx, body: dict[str, Any], ctx: Context) -> Record:
         if ctx.is_admin else sg["project_id"]
     rule = base_fields(body, project, tx)
     common.check_new_id(tx, SECURITY_GROUP_RULE, rule)
-    rule.update({k: body.get(k) for k in ("protocol", "port_range_min", "port_range_max",
-                                          "remote_ip_prefix", "remote_group_id")})
-    rule.update({"security_group_id": sg["id"], "direction": body["direction"],
-                 "ethertype": body.get("ethertype", "IPv4"), "remote_address_group_id": None})
+    # ethertype, protocol, port range, remote prefix/group: validate.SPECS (address groups are not offered)
+    rule.update(given_or_default(SECURITY_GROUP_RULE, body, skip={*rule, "remote_address_group_id"}))
+    rule.update({"security_group_id": sg["id"], "direction": body["direction"], "remote_address_group_id": None})
     if rule["remote_ip_prefix"] is not None and rule["remote_group_id"] is not None:
         raise errors.BadRequest("Only remote_ip_prefix or remote_group_id may be provided, not both.")
     if rule["remote_ip_prefix"] is not None:

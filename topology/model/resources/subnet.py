@@ -10,6 +10,7 @@ from topology.model import errors, ipam
 from topology.model.context import Context, check_owner, project_for
 from topology.model.resources import common, port as port_res
 from topology.store import NETWORK, PORT, SUBNET, Record
+from topology.model.validate import given_or_default
 from topology.store.writetx import WriteTx, base_fields
 
 
@@ -32,6 +33,17 @@ def _dhcp_add(tx: WriteTx, net: Record, subnet: Record) -> None:
         new = copy.deepcopy(port)
         new["fixed_ips"].append(fixed)
         tx.replace(PORT, port, new)
+
+
+def restore_dhcp_port(tx: WriteTx, network_id: str) -> None:
+    """The DHCP port was deleted through the API: like Neutron's DHCP agent, make it again for the
+    network's DHCP subnets (a new port; the lowest free address, so usually the same one)."""
+    net = tx.get(NETWORK, network_id)
+    if net is None:
+        return
+    for subnet in tx.subnets_of(network_id):
+        if subnet.get("enable_dhcp"):
+            _dhcp_add(tx, net, subnet)
 
 
 def _dhcp_remove(tx: WriteTx, subnet: Record) -> None:
@@ -81,21 +93,15 @@ def create(tx: WriteTx, body: dict[str, Any], ctx: Context) -> Record:
     _check_routes(cidr, body.get("host_routes", []))
     rec = base_fields(body, project, tx)
     common.check_new_id(tx, SUBNET, rec)
+    # name, dns_nameservers, host_routes, enable_dhcp, ...: validate.SPECS (subnet pools are not offered)
+    rec.update(given_or_default(SUBNET, body, skip={*rec, "subnetpool_id"}))
     rec.update({
-        "name": body.get("name", ""),
         "network_id": net["id"],
         "ip_version": version,
         "cidr": cidr,
         "gateway_ip": gateway,
         "allocation_pools": pools,
-        "dns_nameservers": body.get("dns_nameservers", []),
-        "host_routes": body.get("host_routes", []),
-        "enable_dhcp": body.get("enable_dhcp", True),
-        "ipv6_ra_mode": body.get("ipv6_ra_mode"),
-        "ipv6_address_mode": body.get("ipv6_address_mode"),
         "subnetpool_id": None,
-        "segment_id": body.get("segment_id"),
-        "service_types": body.get("service_types", []),
     })
     tx.insert(SUBNET, rec)
     if rec["enable_dhcp"] and version == 4:

@@ -1,0 +1,245 @@
+"""Many-chassis benchmark (issue 10), first version: C chassis, P ports, 1 vs 3 controllers.
+
+What it does, per run (one run with 1 controller, one with 3, same sizes, same machine), inside
+the test bed (tests/testbed: every chassis its own netns + OVS + tunnel endpoint) and an etcd
+started here:
+
+  1. etcd, K `tenantflow serve --store etcd://…` (no check mode), C chassis pointed at all K;
+     wait until every datapath has exactly one master (the controllers' own stats);
+  2. N networks + /24 subnets, R routers (each with N/R interfaces);
+  3. the taps of P ports (type=internal, one OVSDB transaction per chassis; ids chosen by us);
+  4. TIMED "API → all flows": one bulk POST of P ports (spread over networks and chassis) →
+     every port bound and every chassis' master idle with desired == installed flows;
+  5. TIMED "one more port" (tap first) → bound and converged everywhere (median of a few);
+  6. with K > 1, TIMED "kill -9 of a controller" → every chassis it owned has a confirmed master
+     among the survivors; flow-mods the survivors sent on takeover (0 = warm slaves);
+  7. RSS of every controller (VmRSS/VmHWM).
+
+Usage (make bench runs --quick): scripts/netns-run tf-bench -- .venv/bin/python bench/bench_chassis.py
+[--quick] [--chassis C] [--ports P] [--networks N] [--routers R] [--controllers 1,3].
+Prints a table and one JSON line. Not a test: no asserts. Timings are from this 2-core machine,
+where every controller, every OVS and etcd share the same two cores.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.testbed import Bed, Controller  # noqa: E402
+from tests.unit.test_store_etcd import EtcdServer  # noqa: E402
+
+
+def rss_kb(pid: int) -> dict[str, int]:
+    out = {}
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                out[line.split(":")[0]] = int(line.split()[1])
+    return out
+
+
+def stats(ctl: Controller) -> dict:
+    return requests.get(ctl.api_url + "/v2.0/tenantflow/stats", timeout=30).json()
+
+
+def wait(fn, timeout: float, poll: float = 0.05, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = fn()
+        if got:
+            return got
+        time.sleep(poll)
+    raise RuntimeError(f"{what} not reached within {timeout}s")
+
+
+class Cloud:
+    def __init__(self, args, controllers: int) -> None:
+        self.args, self.k = args, controllers
+        self.etcd = EtcdServer().start()
+        self.bed = Bed(f"bench-chassis-{controllers}")
+        url = self.etcd.store_url()
+        self.ctls = []
+        for i in range(controllers):
+            wd = self.bed.workdir / f"ctl{i}"
+            wd.mkdir()
+            ctl = Controller(wd, check_compile=False)
+            ctl.store_url = url
+            self.ctls.append(ctl)
+        self.bed.controller, self.bed.extra_controllers = self.ctls[0], self.ctls[1:]
+
+    def close(self) -> None:
+        for ctl in self.ctls[1:]:
+            ctl.stop(signal.SIGKILL if not ctl.running() else signal.SIGTERM)
+        self.bed.extra_controllers = []
+        self.bed.close()
+        self.etcd.stop()
+
+    def live(self) -> list[Controller]:
+        return [c for c in self.ctls if c.running()]
+
+    def masters(self) -> dict[str, list[int]]:
+        """chassis name → indexes of live controllers that are confirmed master of it."""
+        out: dict[str, list[int]] = {ch: [] for ch in self.bed.chassis}
+        for i, c in enumerate(self.ctls):
+            if not c.running():
+                continue
+            for dp in stats(c)["datapaths"].values():
+                if dp.get("master") and dp.get("connected") and dp.get("chassis") in out:
+                    out[dp["chassis"]].append(i)
+        return out
+
+    def one_master_each(self) -> bool:
+        return all(len(v) == 1 for v in self.masters().values())
+
+    def converged(self, ports: set[str]) -> bool:
+        """Every port bound, every controller idle, every chassis' master in sync."""
+        if ports:
+            bound = {p["id"] for p in self.bed.api.get("/v2.0/ports", fields=["id", "binding:host_id"])["ports"]
+                     if p.get("binding:host_id")}
+            if not ports <= bound:
+                return False
+        seen = 0
+        for c in self.live():
+            st = stats(c)
+            if not st.get("idle"):
+                return False
+            for dp in st["datapaths"].values():
+                if dp.get("master"):
+                    seen += 1
+                    if dp["desired_flows"] != dp["installed_flows"] or dp["problems"]:
+                        return False
+        return seen == len(self.bed.chassis)
+
+    def settle(self, ports: set[str], t0: float, timeout: float = 600.0) -> float:
+        """Seconds from t0 to the first of two consecutive converged polls 0.3 s apart."""
+        first = None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            now = time.perf_counter()
+            if self.converged(ports):
+                if first is None:
+                    first = now
+                elif now - first > 0.3:
+                    return first - t0
+            else:
+                first = None
+            time.sleep(0.05)
+        raise RuntimeError("no convergence")
+
+    def flow_mods(self) -> int:
+        return sum(dp.get("flow_mods", 0) for c in self.live() for dp in stats(c)["datapaths"].values())
+
+    def add_taps(self, ch, ids: list[str]) -> None:
+        argv: list[str] = ["--timeout=120"]
+        for pid in ids:
+            name = "tap" + pid[:11]
+            argv += ["--", "add-port", ch.bridge, name, "--", "set", "Interface", name, "type=internal"]
+        ch.ovs_vsctl(*argv, timeout=300)
+
+    def run(self) -> dict:
+        a = self.args
+        res: dict = {"controllers": self.k, "chassis": a.chassis, "ports": a.ports, "networks": a.networks,
+                     "routers": a.routers}
+        self.bed.start_controller(["--controller-id", "ctl0"], timeout=60)
+        for i, c in enumerate(self.ctls[1:], 1):
+            c.start(["--controller-id", f"ctl{i}"], timeout=60)
+        t0 = time.perf_counter()
+        chassis = [self.bed.add_chassis(f"c{i}") for i in range(a.chassis)]
+        for ch in chassis:
+            ch.wait_connected(timeout=60)
+        wait(self.one_master_each, 60, 0.2, "one master per chassis")
+        res["chassis_up_s"] = round(time.perf_counter() - t0, 2)
+        res["masters_per_controller"] = sorted(
+            sum(1 for v in self.masters().values() if v == [i]) for i in range(self.k))
+        api = self.bed.api
+        nets = api.post("/v2.0/networks", {"networks": [{"name": f"n{i}"} for i in range(a.networks)]})["networks"]
+        subs = api.post("/v2.0/subnets", {"subnets": [
+            {"network_id": n["id"], "cidr": f"10.{i // 250}.{i % 250}.0/24", "ip_version": 4}
+            for i, n in enumerate(nets)]})["subnets"]
+        per = max(1, a.networks // max(1, a.routers))
+        for r in range(a.routers):
+            rtr = api.post("/v2.0/routers", {"router": {"name": f"r{r}"}})["router"]
+            for s in subs[r * per:(r + 1) * per]:
+                api.put(f"/v2.0/routers/{rtr['id']}/add_router_interface", {"subnet_id": s["id"]})
+        ids = [str(uuid.uuid4()) for _ in range(a.ports)]
+        for ci, ch in enumerate(chassis):
+            self.add_taps(ch, ids[ci::len(chassis)])
+        self.settle(set(), time.perf_counter())
+        mods0 = self.flow_mods()
+        t0 = time.perf_counter()
+        api.post("/v2.0/ports", {"ports": [{"id": pid, "network_id": nets[i % len(nets)]["id"], "name": f"p{i}"}
+                                           for i, pid in enumerate(ids)]})
+        res["api_to_all_flows_s"] = round(self.settle(set(ids), t0), 3)
+        res["flow_mods_bulk"] = self.flow_mods() - mods0
+        res["flows_total"] = sum(dp["installed_flows"] for c in self.live() for dp in stats(c)["datapaths"].values()
+                                 if dp.get("master"))
+        one = []
+        for r in range(a.one_more):
+            pid = str(uuid.uuid4())
+            self.add_taps(chassis[r % len(chassis)], [pid])
+            self.settle(set(), time.perf_counter())
+            t0 = time.perf_counter()
+            api.post("/v2.0/ports", {"port": {"id": pid, "network_id": nets[r % len(nets)]["id"]}})
+            one.append(self.settle({pid}, t0))
+        res["one_more_port_s_median"] = round(statistics.median(one), 3) if one else None
+        res["rss_kb"] = [rss_kb(c.proc.pid) for c in self.live() if c.proc]
+        if self.k > 1:
+            victim = self.ctls[1]
+            owned = [ch for ch, v in self.masters().items() if v == [1]]
+            mods0 = sum(dp.get("flow_mods", 0) for c in self.ctls if c is not victim
+                        for dp in stats(c)["datapaths"].values())
+            t0 = time.perf_counter()
+            victim.stop(signal.SIGKILL)
+            wait(lambda: all(len(self.masters()[ch]) == 1 for ch in owned), 60, 0.05, "takeover")
+            res["takeover_s"] = round(time.perf_counter() - t0, 3)
+            res["takeover_chassis"] = len(owned)
+            self.settle(set(), time.perf_counter())
+            res["takeover_flow_mods"] = sum(dp.get("flow_mods", 0) for c in self.live()
+                                            for dp in stats(c)["datapaths"].values()) - mods0
+        return res
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="4 chassis, 40 ports (make bench)")
+    p.add_argument("--chassis", type=int, default=100)
+    p.add_argument("--ports", type=int, default=10000)
+    p.add_argument("--networks", type=int, default=200)
+    p.add_argument("--routers", type=int, default=20)
+    p.add_argument("--one-more", type=int, default=5)
+    p.add_argument("--controllers", default="1,3")
+    args = p.parse_args()
+    if args.quick:
+        args.chassis, args.ports, args.networks, args.routers, args.one_more = 4, 40, 4, 1, 3
+    results = []
+    for k in (int(x) for x in args.controllers.split(",")):
+        cloud = Cloud(args, k)
+        try:
+            results.append(cloud.run())
+        finally:
+            cloud.close()
+    keys = ["controllers", "chassis_up_s", "masters_per_controller", "api_to_all_flows_s", "flow_mods_bulk",
+            "flows_total", "one_more_port_s_median", "takeover_s", "takeover_chassis", "takeover_flow_mods"]
+    for key in keys:
+        print(f"{key:24}" + "".join(f"{str(r.get(key, '-')):>22}" for r in results))
+    for r in results:
+        print(f"{'rss_kb (K=' + str(r['controllers']) + ')':24}" + " ".join(str(x.get('VmRSS')) for x in r["rss_kb"]))
+    if len(results) == 2 and results[0].get("api_to_all_flows_s") and results[1].get("api_to_all_flows_s"):
+        print(f"ratio api_to_all_flows K={results[1]['controllers']} / K={results[0]['controllers']}: "
+              f"{results[1]['api_to_all_flows_s'] / results[0]['api_to_all_flows_s']:.2f}")
+    print(json.dumps({"bench": "chassis", "results": results}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,466 @@
+"""The explicit incremental engine: every compile says what it read; a change recompiles its readers.
+
+Why: which owners to recompile after a change used to be guessed by each app, helped by private
+memos of what had been compiled before — so the answer depended on compile history. Here (after
+OVN's lib/inc-proc-eng.h) a compile runs against a *recording* view and chassis context; the
+engine keeps, per datapath, what each owner's last compile read and the reverse index
+input → owners. After a batch, the inputs the changes touched name exactly the owners to
+recompile. Nothing is remembered that the current view and context cannot recompute.
+
+Inputs (hashable tuples; `changed_inputs` / `location_inputs` produce the same shapes):
+  ("rec", kind, id)        a record read by id (view.get, view.port, …)
+  ("key", kind, key)       a record read by its `_key` (view.by_key)
+  ("ids", index, value)    which ids an index bucket holds (view.find_ids): membership only
+  ("idx", index, value)    an index bucket's records (view.find and the named queries):
+                           membership and every member's content
+  ("all", kind)            every record of a kind (view.records)
+  ("hosts", network)       view.hosts_of_network;  ("nets", host): view.networks_on_host
+  ("revision",)            view.revision (changes with every change)
+  ("local", port id)       whether / where a port is plugged in here (ctx.local_ports[id])
+  ("local*",)              the whole set of local ports (iterating or len(ctx.local_ports); a
+                           loop that only picks the smaller side of a join uses `size_hint`)
+  ("fact", name, args)     a derived input (see `fact`)
+The rest of ChassisContext (name, uplinks, tunnel ports, tunnel IP) is not recorded: when it
+changes the core recompiles the whole chassis (controller.core._differs_beyond_ports).
+
+Facts are the engine's early cut-off: "is network N present on this chassis" is read by every
+port of N, but its value flips rarely. A function decorated with `@fact` is evaluated once per
+datapath, its own reads recorded; owners record only ("fact", …). When a change touches the
+fact's reads it is re-evaluated, and only if its value differs are its readers recompiled — so
+one more port on a network already here recompiles O(1) owners, not every port of the network.
+
+Which owners exist on a chassis comes from the apps (owners_for_chassis, a full listing) and
+from the owners each change names (owners_for_change: created, deleted, moved objects). The
+listing is re-run when a fact flips or is first evaluated in an incremental step (something
+reached or left this chassis: a network, a security group); owners no longer listed are
+withdrawn. A tap appearing is not a reason by itself: its port names its own owners
+(owners_for_port_location), and if it brings a network or group here, a fact flips.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Mapping
+from typing import AbstractSet, Any, Callable, Iterable, Iterator, Protocol
+
+from flows.flow import Flow
+from topology.store import Change, Record
+from topology.view import parse_datapath_id
+
+Input = tuple
+_REVISION: Input = ("revision",)
+_LOCAL_ALL: Input = ("local*",)
+
+
+# ------------------------------------------------------------------ facts
+
+def fact(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark `fn(view, ctx, *args) -> hashable value` as a derived input of the engine.
+
+    On a plain view it is just called. Under the engine's recording view, its value is kept per
+    datapath and re-evaluated when one of its own reads changes; the compile that asked records
+    only the fact, so it is recompiled when the value changes, not whenever the fact's inputs do.
+    `fn` must be a pure function of what it reads through `view` and `ctx`."""
+    @functools.wraps(fn)
+    def wrapper(view, ctx, *args):
+        evaluate = getattr(view, "evaluate_fact", None)
+        if evaluate is None:
+            return fn(view, ctx, *args)
+        return evaluate(fn, args)
+    return wrapper
+
+
+@dataclasses.dataclass(slots=True)
+class _Fact:
+    fn: Callable[..., Any]
+    args: tuple
+    value: Any
+    reads: frozenset
+
+
+# ------------------------------------------------------------------ recording view and context
+
+class _RecordingPorts(Mapping):
+    """ctx.local_ports that notes what is asked: one port (("local", id)) or the whole set."""
+
+    __slots__ = ("_ports", "_reads")
+
+    def __init__(self, ports: Mapping[str, int], reads: set) -> None:
+        self._ports, self._reads = ports, reads
+
+    def __getitem__(self, pid: str) -> int:
+        self._reads.add(("local", pid))
+        return self._ports[pid]
+
+    def __contains__(self, pid: object) -> bool:
+        self._reads.add(("local", pid))
+        return pid in self._ports
+
+    def get(self, pid: str, default: Any = None) -> Any:
+        self._reads.add(("local", pid))
+        return self._ports.get(pid, default)
+
+    def __iter__(self) -> Iterator[str]:
+        self._reads.add(_LOCAL_ALL)
+        return iter(self._ports)
+
+    def __len__(self) -> int:
+        self._reads.add(_LOCAL_ALL)
+        return len(self._ports)
+
+    def keys(self):
+        self._reads.add(_LOCAL_ALL)
+        return self._ports.keys()
+
+    def items(self):
+        self._reads.add(_LOCAL_ALL)
+        return self._ports.items()
+
+    def values(self):
+        self._reads.add(_LOCAL_ALL)
+        return self._ports.values()
+
+
+def size_hint(ports: Mapping[str, int]) -> int:
+    """len(ctx.local_ports) *without* recording it: only for choosing which side of a join to
+    loop over, never for the result (each loop records exactly what decides the result)."""
+    return len(ports._ports) if isinstance(ports, _RecordingPorts) else len(ports)
+
+
+def recording_context(ctx, reads: set):
+    """A copy of a ChassisContext whose local_ports records reads into `reads`."""
+    return dataclasses.replace(ctx, local_ports=_RecordingPorts(ctx.local_ports, reads))
+
+
+class RecordingView:
+    """The TopologyView queries compilers use, each noting its input in `reads`. Anything else
+    raises AttributeError: an unrecorded read would make the engine miss a dependency."""
+
+    __slots__ = ("_view", "_ctx", "_reads", "_engine")
+
+    def __init__(self, view, ctx, reads: set, engine: "ChassisEngine | None") -> None:
+        self._view, self._ctx, self._reads, self._engine = view, ctx, reads, engine
+
+    # facts: evaluated (and kept) by the engine; inside a fact, nested facts are just called
+    def evaluate_fact(self, fn: Callable[..., Any], args: tuple) -> Any:
+        if self._engine is None:
+            return fn(self, recording_context(self._ctx, self._reads), *args)
+        key = ("fact", f"{fn.__module__}.{fn.__qualname__}", args)
+        self._reads.add(key)
+        return self._engine.fact_value(key, fn, args, self._view, self._ctx)
+
+    @property
+    def revision(self) -> int:
+        self._reads.add(_REVISION)
+        return self._view.revision
+
+    def add_index(self, kind: str, name: str, keyfunc: Callable[[Record], Iterable[Any]]) -> None:
+        self._view.add_index(kind, name, keyfunc)  # registering an index reads nothing
+
+    # plain access
+    def get(self, kind: str, rid: str | None) -> Record | None:
+        self._reads.add(("rec", kind, rid))
+        return self._view.get(kind, rid)
+
+    def network(self, rid: str | None) -> Record | None:
+        return self.get("network", rid)
+
+    def port(self, rid: str | None) -> Record | None:
+        return self.get("port", rid)
+
+    def subnet(self, rid: str | None) -> Record | None:
+        return self.get("subnet", rid)
+
+    def chassis(self, rid: str | None) -> Record | None:
+        return self.get("chassis", rid)
+
+    def records(self, kind: str) -> Mapping[str, Record]:
+        self._reads.add(("all", kind))
+        return self._view.records(kind)
+
+    def by_key(self, kind: str, key: int) -> Record | None:
+        self._reads.add(("key", kind, key))
+        return self._view.by_key(kind, key)
+
+    # indexes
+    def find(self, name: str, value: Any) -> list[Record]:
+        self._reads.add(("idx", name, value))
+        return self._view.find(name, value)
+
+    def find_ids(self, name: str, value: Any) -> AbstractSet[str]:
+        self._reads.add(("ids", name, value))
+        return self._view.find_ids(name, value)
+
+    def ports_of_network(self, network_id: str | None) -> list[Record]:
+        return self.find("port.network", network_id)
+
+    def port_ids_of_network(self, network_id: str | None) -> AbstractSet[str]:
+        return self.find_ids("port.network", network_id)
+
+    def ports_on_host(self, host: str | None) -> list[Record]:
+        return self.find("port.host", host) if host else []
+
+    def ports_of_network_on_host(self, network_id: str | None, host: str | None) -> list[Record]:
+        return self.find("port.network_host", (network_id, host)) if host else []
+
+    def hosts_of_network(self, network_id: str | None) -> AbstractSet[str]:
+        self._reads.add(("hosts", network_id))
+        return self._view.hosts_of_network(network_id)
+
+    def networks_on_host(self, host: str | None) -> AbstractSet[str]:
+        self._reads.add(("nets", host))
+        return self._view.networks_on_host(host)
+
+    def subnets_of_network(self, network_id: str | None) -> list[Record]:
+        return self.find("subnet.network", network_id)
+
+    def chassis_by_name(self, name: str | None) -> Record | None:
+        if not name:
+            return None
+        self._reads.add(("idx", "chassis.name", name))
+        return self._view.chassis_by_name(name)
+
+    def chassis_by_datapath(self, dpid: int | str) -> Record | None:
+        self._reads.add(("idx", "chassis.datapath", parse_datapath_id(dpid)))
+        return self._view.chassis_by_datapath(dpid)
+
+    def rules_of_group(self, group_id: str | None) -> list[Record]:
+        return self.find("rule.group", group_id)
+
+    def ports_of_group(self, group_id: str | None) -> list[Record]:
+        return self.find("port.group", group_id)
+
+    def ports_by_ip(self, ip: str | None, network_id: str | None = None) -> list[Record]:
+        if network_id is None:
+            return self.find("port.ip", ip)
+        return self.find("port.network_ip", (network_id, ip))
+
+    def ports_of_device(self, device_id: str | None) -> list[Record]:
+        return self.find("port.device", device_id)
+
+    def floatingips_of_port(self, port_id: str | None) -> list[Record]:
+        return self.find("floatingip.port", port_id)
+
+
+# ------------------------------------------------------------------ what a change touches
+
+def changed_inputs(view, change: Change, before=None) -> set[Input]:
+    """The inputs a store change touches. Call *before* view.apply(change); `before` is the
+    view's record before the change (defaults to what the view holds now)."""
+    kind, rid = change.kind, change.id
+    if before is None:
+        before = view.get(kind, rid)
+    olds = [r for r in (before, change.old) if r is not None]
+    new = change.new
+    out: set[Input] = {("rec", kind, rid), ("all", kind), _REVISION}
+    for r in (*olds, new):
+        if r is not None and r.get("_key") is not None:
+            out.add(("key", kind, r["_key"]))
+    new_values = view.index_values(kind, new)
+    old_values: dict[str, set] = {}
+    for r in olds:
+        for name, values in view.index_values(kind, r).items():
+            old_values.setdefault(name, set()).update(values)
+    for name, after in new_values.items():
+        before_values = old_values.get(name, set())
+        for v in before_values | after:
+            out.add(("idx", name, v))
+        moved = before_values ^ after
+        for v in moved:
+            out.add(("ids", name, v))
+        if name == "port.network_host":
+            for net, host in moved:
+                out.add(("hosts", net))
+                out.add(("nets", host))
+    return out
+
+
+def location_inputs(before: Mapping[str, int], after: Mapping[str, int]) -> set[Input]:
+    """The inputs a chassis' local-port change touches (ports plugged, unplugged, renumbered)."""
+    changed = {p for p in before.keys() | after.keys() if before.get(p) != after.get(p)}
+    out: set[Input] = {("local", p) for p in changed}
+    if before.keys() != after.keys():
+        out.add(_LOCAL_ALL)
+    return out
+
+
+# ------------------------------------------------------------------ the per-datapath engine
+
+class OwnerCompiler(Protocol):
+    """What the engine drives (controller.core.AppCompiler: the apps bound to flows.compiler)."""
+
+    def compile_owner(self, view, ctx, owner: int) -> frozenset[Flow]: ...
+
+    def owners_for_chassis(self, view, ctx) -> set[int]: ...
+
+
+class Sink(Protocol):
+    """Where compiled owners go (the datapath's reconciler); `failed` withdraws and reports."""
+
+    def owners(self) -> set[int]: ...
+
+    def put(self, owner: int, flows: frozenset[Flow]) -> None: ...
+
+    def failed(self, owner: int, exc: Exception) -> None: ...
+
+
+class ListingError(RuntimeError):
+    """Listing a chassis' owners failed during an incremental step (the caller goes full)."""
+
+
+class ChassisEngine:
+    """One datapath's dependency state: owner → inputs read, input → owners, facts."""
+
+    def __init__(self) -> None:
+        self.reads: dict[int, tuple[Input, ...]] = {}
+        self.readers: dict[Input, set[int]] = {}
+        self.facts: dict[Input, _Fact] = {}
+        self.fact_readers: dict[Input, set[Input]] = {}   # raw input → facts that read it
+        self.compiles = 0          # owner compiles so far (tests count them; never reset by us)
+        self.relist_needed = False  # a fact flipped or appeared: the owner listing may differ
+
+    # ---------------------------------------------------------------- bookkeeping
+    def owners(self) -> set[int]:
+        return set(self.reads)
+
+    def clear(self) -> None:
+        self.reads.clear()
+        self.readers.clear()
+        self.facts.clear()
+        self.fact_readers.clear()
+        self.relist_needed = False
+
+    def forget(self, owner: int) -> None:
+        self._unread(owner, self.reads.pop(owner, ()))
+
+    def _unread(self, owner: int, inputs: Iterable[Input]) -> None:
+        for i in inputs:
+            owners = self.readers.get(i)
+            if owners is not None:
+                owners.discard(owner)
+                if not owners:
+                    del self.readers[i]
+                    if i in self.facts:
+                        self._drop_fact(i)
+
+    def _record(self, owner: int, reads: set) -> None:
+        """owner now reads `reads`: update the reverse index by difference (so a fact read by
+        this owner alone survives its recompile)."""
+        old = set(self.reads.get(owner, ()))
+        self.reads[owner] = tuple(reads)  # a tuple: a third of a frozenset's memory
+        for i in reads - old:
+            got = self.readers.get(i)
+            if got is None:
+                self.readers[i] = {owner}
+            else:
+                got.add(owner)
+        self._unread(owner, old - reads)
+
+    def _drop_fact(self, key: Input) -> None:
+        f = self.facts.pop(key)
+        for i in f.reads:
+            facts = self.fact_readers.get(i)
+            if facts is not None:
+                facts.discard(key)
+                if not facts:
+                    del self.fact_readers[i]
+
+    def _sweep_unread_facts(self, keys: Iterable[Input]) -> None:
+        for key in keys:
+            if key in self.facts and key not in self.readers:
+                self._drop_fact(key)
+
+    # ---------------------------------------------------------------- facts
+    def fact_value(self, key: Input, fn: Callable[..., Any], args: tuple, view, ctx) -> Any:
+        f = self.facts.get(key)
+        if f is not None:
+            return f.value
+        self.relist_needed = True  # first asked here: something new reached this chassis
+        return self._evaluate(key, fn, args, view, ctx).value
+
+    def _evaluate(self, key: Input, fn: Callable[..., Any], args: tuple, view, ctx) -> _Fact:
+        reads: set = set()
+        value = fn(RecordingView(view, ctx, reads, None), recording_context(ctx, reads), *args)
+        old = self.facts.get(key)
+        if old is not None:
+            self._drop_fact(key)
+        f = self.facts[key] = _Fact(fn, args, value, frozenset(reads))
+        for i in f.reads:
+            self.fact_readers.setdefault(i, set()).add(key)
+        return f
+
+    # ---------------------------------------------------------------- compiling
+    def compile(self, compiler: OwnerCompiler, view, ctx, owner: int) -> frozenset[Flow]:
+        """Compile one owner through the recording view; remember what it read."""
+        reads: set = set()
+        self.compiles += 1
+        try:
+            flows = compiler.compile_owner(RecordingView(view, ctx, reads, self),
+                                           recording_context(ctx, reads), owner)
+        except Exception:
+            self.forget(owner)  # a failed owner is recompiled on every retry anyway
+            self._sweep_unread_facts(i for i in reads if i[0] == "fact")
+            raise
+        self._record(owner, reads)
+        return flows
+
+    def invalidate(self, inputs: Iterable[Input], view, ctx) -> set[int]:
+        """Owners whose last compile read one of `inputs` (after facts' early cut-off)."""
+        dirty: set[int] = set()
+        stale: set[Input] = set()
+        for i in inputs:
+            got = self.readers.get(i)
+            if got:
+                dirty |= got
+            facts = self.fact_readers.get(i)
+            if facts:
+                stale |= facts
+        for key in stale:
+            f = self.facts[key]
+            before = f.value
+            if self._evaluate(key, f.fn, f.args, view, ctx).value != before:
+                dirty |= self.readers.get(key, set())
+                self.relist_needed = True
+        return dirty
+
+    def _compile_into(self, compiler: OwnerCompiler, view, ctx, owners: Iterable[int], sink: Sink) -> None:
+        for owner in owners:
+            try:
+                sink.put(owner, self.compile(compiler, view, ctx, owner))
+            except Exception as exc:  # noqa: BLE001 — the sink withdraws and reports it
+                self.forget(owner)
+                sink.failed(owner, exc)
+
+    def full(self, compiler: OwnerCompiler, view, ctx, sink: Sink) -> None:
+        """Everything afresh: list the chassis' owners (may raise: nothing changed then),
+        withdraw what is not listed, compile every listed owner."""
+        listed = set(compiler.owners_for_chassis(view, ctx))
+        self.clear()
+        for owner in sink.owners() - listed:
+            sink.put(owner, frozenset())
+        self._compile_into(compiler, view, ctx, listed, sink)
+        self.relist_needed = False
+
+    def step(self, compiler: OwnerCompiler, view, ctx, named: Iterable[int], inputs: Iterable[Input],
+             sink: Sink, relist: bool = False) -> set[int]:
+        """One incremental batch: recompile the owners `named` by the changes plus every owner
+        that read a changed input; re-list the chassis' owners when a fact flipped or appeared
+        or `relist` (see module doc).
+        Returns the owners compiled. Raises ListingError (after compiling) if listing failed."""
+        self.relist_needed = False
+        inputs = set(inputs)
+        dirty = set(named) | self.invalidate(inputs, view, ctx)
+        self._compile_into(compiler, view, ctx, dirty, sink)
+        if relist or self.relist_needed:
+            try:
+                listed = set(compiler.owners_for_chassis(view, ctx))
+            except Exception as exc:
+                raise ListingError(f"{type(exc).__name__}: {exc}") from exc
+            for owner in (sink.owners() | self.owners()) - listed:
+                self.forget(owner)
+                sink.put(owner, frozenset())
+            new = listed - self.owners() - dirty
+            self._compile_into(compiler, view, ctx, new, sink)
+            dirty |= new
+        self.relist_needed = False
+        return dirty
