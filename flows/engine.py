@@ -45,7 +45,7 @@ from typing import AbstractSet, Any, Callable, Iterable, Iterator, Protocol
 
 from flows.flow import Flow
 from topology.store import Change, Record
-from topology.view import parse_datapath_id
+from topology.view import IndexQueries, parse_datapath_id
 
 Input = tuple
 _REVISION: Input = ("revision",)
@@ -132,7 +132,7 @@ def recording_context(ctx, reads: set):
     return dataclasses.replace(ctx, local_ports=_RecordingPorts(ctx.local_ports, reads))
 
 
-class RecordingView:
+class RecordingView(IndexQueries):
     """The TopologyView queries compilers use, each noting its input in `reads`. Anything else
     raises AttributeError: an unrecorded read would make the engine miss a dependency."""
 
@@ -162,18 +162,6 @@ class RecordingView:
         self._reads.add(("rec", kind, rid))
         return self._view.get(kind, rid)
 
-    def network(self, rid: str | None) -> Record | None:
-        return self.get("network", rid)
-
-    def port(self, rid: str | None) -> Record | None:
-        return self.get("port", rid)
-
-    def subnet(self, rid: str | None) -> Record | None:
-        return self.get("subnet", rid)
-
-    def chassis(self, rid: str | None) -> Record | None:
-        return self.get("chassis", rid)
-
     def records(self, kind: str) -> Mapping[str, Record]:
         self._reads.add(("all", kind))
         return self._view.records(kind)
@@ -191,18 +179,6 @@ class RecordingView:
         self._reads.add(("ids", name, value))
         return self._view.find_ids(name, value)
 
-    def ports_of_network(self, network_id: str | None) -> list[Record]:
-        return self.find("port.network", network_id)
-
-    def port_ids_of_network(self, network_id: str | None) -> AbstractSet[str]:
-        return self.find_ids("port.network", network_id)
-
-    def ports_on_host(self, host: str | None) -> list[Record]:
-        return self.find("port.host", host) if host else []
-
-    def ports_of_network_on_host(self, network_id: str | None, host: str | None) -> list[Record]:
-        return self.find("port.network_host", (network_id, host)) if host else []
-
     def hosts_of_network(self, network_id: str | None) -> AbstractSet[str]:
         self._reads.add(("hosts", network_id))
         return self._view.hosts_of_network(network_id)
@@ -210,9 +186,6 @@ class RecordingView:
     def networks_on_host(self, host: str | None) -> AbstractSet[str]:
         self._reads.add(("nets", host))
         return self._view.networks_on_host(host)
-
-    def subnets_of_network(self, network_id: str | None) -> list[Record]:
-        return self.find("subnet.network", network_id)
 
     def chassis_by_name(self, name: str | None) -> Record | None:
         if not name:
@@ -224,22 +197,6 @@ class RecordingView:
         self._reads.add(("idx", "chassis.datapath", parse_datapath_id(dpid)))
         return self._view.chassis_by_datapath(dpid)
 
-    def rules_of_group(self, group_id: str | None) -> list[Record]:
-        return self.find("rule.group", group_id)
-
-    def ports_of_group(self, group_id: str | None) -> list[Record]:
-        return self.find("port.group", group_id)
-
-    def ports_by_ip(self, ip: str | None, network_id: str | None = None) -> list[Record]:
-        if network_id is None:
-            return self.find("port.ip", ip)
-        return self.find("port.network_ip", (network_id, ip))
-
-    def ports_of_device(self, device_id: str | None) -> list[Record]:
-        return self.find("port.device", device_id)
-
-    def floatingips_of_port(self, port_id: str | None) -> list[Record]:
-        return self.find("floatingip.port", port_id)
 
 
 # ------------------------------------------------------------------ what a change touches

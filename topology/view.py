@@ -154,7 +154,68 @@ class View(Protocol):
     def floatingips_of_port(self, port_id: str | None) -> list[Record]: ...
 
 
-class TopologyView:
+class IndexQueries:
+    """The named queries compilers use, each one lookup by id or one index bucket. Defined once on
+    top of `get`/`find`/`find_ids`, so the controller's view and the engine's recording view
+    (flows/engine.py, which notes every read) answer them identically."""
+
+    __slots__ = ()
+
+    def get(self, kind: str, rid: str | None) -> Record | None:
+        raise NotImplementedError
+
+    def find(self, name: str, value: Any) -> list[Record]:
+        raise NotImplementedError
+
+    def find_ids(self, name: str, value: Any) -> AbstractSet[str]:
+        raise NotImplementedError
+
+    def network(self, rid: str | None) -> Record | None:
+        return self.get(NETWORK, rid)
+
+    def port(self, rid: str | None) -> Record | None:
+        return self.get(PORT, rid)
+
+    def subnet(self, rid: str | None) -> Record | None:
+        return self.get(SUBNET, rid)
+
+    def chassis(self, rid: str | None) -> Record | None:
+        return self.get(CHASSIS, rid)
+
+    def ports_of_network(self, network_id: str | None) -> list[Record]:
+        return self.find("port.network", network_id)
+
+    def port_ids_of_network(self, network_id: str | None) -> AbstractSet[str]:
+        return self.find_ids("port.network", network_id)
+
+    def ports_on_host(self, host: str | None) -> list[Record]:
+        return self.find("port.host", host) if host else []
+
+    def ports_of_network_on_host(self, network_id: str | None, host: str | None) -> list[Record]:
+        return self.find("port.network_host", (network_id, host)) if host else []
+
+    def subnets_of_network(self, network_id: str | None) -> list[Record]:
+        return self.find("subnet.network", network_id)
+
+    def rules_of_group(self, group_id: str | None) -> list[Record]:
+        return self.find("rule.group", group_id)
+
+    def ports_of_group(self, group_id: str | None) -> list[Record]:
+        return self.find("port.group", group_id)
+
+    def ports_by_ip(self, ip: str | None, network_id: str | None = None) -> list[Record]:
+        if network_id is None:
+            return self.find("port.ip", ip)
+        return self.find("port.network_ip", (network_id, ip))
+
+    def ports_of_device(self, device_id: str | None) -> list[Record]:
+        return self.find("port.device", device_id)
+
+    def floatingips_of_port(self, port_id: str | None) -> list[Record]:
+        return self.find("floatingip.port", port_id)
+
+
+class TopologyView(IndexQueries):
     """Records per kind by id, plus incremental indexes. Build with `from_snapshot`, feed `apply`.
     Serves the `View` protocol (tests/unit/test_schema.py checks both views against it)."""
 
@@ -259,31 +320,7 @@ class TopologyView:
         rid = self._by_key[kind].get(key)
         return self._records[kind].get(rid) if rid is not None else None
 
-    def network(self, rid: str | None) -> Record | None:
-        return self.get(NETWORK, rid)
-
-    def port(self, rid: str | None) -> Record | None:
-        return self.get(PORT, rid)
-
-    def subnet(self, rid: str | None) -> Record | None:
-        return self.get(SUBNET, rid)
-
-    def chassis(self, rid: str | None) -> Record | None:
-        return self.get(CHASSIS, rid)
-
     # ------------------------------------------------------------------ indexed queries
-    def ports_of_network(self, network_id: str | None) -> list[Record]:
-        return self.find("port.network", network_id)
-
-    def port_ids_of_network(self, network_id: str | None) -> AbstractSet[str]:
-        return self.find_ids("port.network", network_id)
-
-    def ports_on_host(self, host: str | None) -> list[Record]:
-        return self.find("port.host", host) if host else []
-
-    def ports_of_network_on_host(self, network_id: str | None, host: str | None) -> list[Record]:
-        return self.find("port.network_host", (network_id, host)) if host else []
-
     def hosts_of_network(self, network_id: str | None) -> AbstractSet[str]:
         """Chassis names with at least one port of the network bound (binding:host_id)."""
         return self._hosts_of_network.get(network_id, _EMPTY) if network_id else _EMPTY
@@ -291,9 +328,6 @@ class TopologyView:
     def networks_on_host(self, host: str | None) -> AbstractSet[str]:
         """Network ids with at least one port bound to `host`."""
         return self._networks_on_host.get(host, _EMPTY) if host else _EMPTY
-
-    def subnets_of_network(self, network_id: str | None) -> list[Record]:
-        return self.find("subnet.network", network_id)
 
     def chassis_by_name(self, name: str | None) -> Record | None:
         if not name:
@@ -305,22 +339,6 @@ class TopologyView:
         ids = self.find_ids("chassis.datapath", parse_datapath_id(dpid))
         return self._records[CHASSIS][min(ids)] if ids else None
 
-    def rules_of_group(self, group_id: str | None) -> list[Record]:
-        return self.find("rule.group", group_id)
-
-    def ports_of_group(self, group_id: str | None) -> list[Record]:
-        return self.find("port.group", group_id)
-
-    def ports_by_ip(self, ip: str | None, network_id: str | None = None) -> list[Record]:
-        if network_id is None:
-            return self.find("port.ip", ip)
-        return self.find("port.network_ip", (network_id, ip))
-
-    def ports_of_device(self, device_id: str | None) -> list[Record]:
-        return self.find("port.device", device_id)
-
-    def floatingips_of_port(self, port_id: str | None) -> list[Record]:
-        return self.find("floatingip.port", port_id)
 
 
 def _discard(index: dict[str, set[str]], key: str, value: str) -> None:
