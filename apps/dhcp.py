@@ -8,6 +8,7 @@ DHCP port (device_owner network:dhcp), as in Neutron. Replies go only to the por
 from __future__ import annotations
 
 import ipaddress
+import time
 import logging
 from dataclasses import dataclass
 
@@ -84,6 +85,9 @@ class DhcpApp(PuntApp):
         super().__init__(rate, burst, meter_id)
         self.dns_domain = dns_domain
         self.lease_time = lease_time
+        # Observation only (the answers stay stateless): port id → when its last ACKed lease runs out,
+        # for the active-leases metric. One entry per port at most; expired ones are pruned on read.
+        self._leased: dict[str, float] = {}
 
     def configure(self, settings) -> None:
         """Deployment settings (topology.model.settings.Settings); explicit constructor args win."""
@@ -95,6 +99,13 @@ class DhcpApp(PuntApp):
     @staticmethod
     def _setting(value, default):
         return value if value is not None else default
+
+    def active_leases(self) -> int:
+        """Ports whose last ACKed lease has not run out (nor been released)."""
+        now = time.monotonic()
+        for pid in [p for p, until in list(self._leased.items()) if until <= now]:
+            del self._leased[pid]
+        return len(self._leased)
 
     # ---------------------------------------------------------------- PacketApp
     def answer(self, view, ctx: ChassisContext, pkt: PacketIn) -> list[PacketOut]:
@@ -169,6 +180,7 @@ class DhcpApp(PuntApp):
                 LOG.info("DHCP REQUEST from %s for %s, its address is %s: NAK", req.chaddr, wanted, lease.ip)
                 return self._nak(req, lease, "wrong address")
             self.stats["ack"] += 1
+            self._leased[str(lease.port.get("id"))] = time.monotonic() + (self.lease_time or 86400)
             return self._build(view, req, lease, P.ACK)
         if mt == P.INFORM:
             self.stats["inform"] += 1
@@ -180,6 +192,7 @@ class DhcpApp(PuntApp):
             return None
         if mt == P.RELEASE:
             self.stats["release"] += 1
+            self._leased.pop(str(lease.port.get("id")), None)
             LOG.info("DHCP RELEASE from %s (port %s) of %s", req.chaddr, lease.port.get("id"), req.ciaddr)
             return None
         self.stats["ignored"] += 1  # OFFER/ACK/NAK are server messages

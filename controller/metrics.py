@@ -132,6 +132,11 @@ class CoreCollector(Collector):
             for outcome, n in sorted(dict(getattr(app, "stats", {}) or {}).items()):
                 outcomes.add_metric([str(getattr(app, "name", "?")), str(outcome)], n)
         fams: list[Any] = [outcomes]
+        leases = [app for app in getattr(self.core, "packet_apps", {}).values() if hasattr(app, "active_leases")]
+        if leases:
+            fams.append(GaugeMetricFamily("tenantflow_dhcp_active_leases",
+                                          "Ports whose last DHCP lease (ACK) has not run out or been released",
+                                          value=sum(app.active_leases() for app in leases)))
         d = self.dispatcher
         if d is not None:
             disp = CounterMetricFamily("tenantflow_dispatch", "Packet-in dispatch: handled, errors, dropped "

@@ -74,6 +74,17 @@ def test_metrics_move_with_changes_and_traffic(bed):
                                     outcome="answered") > answered)
     assert total(scrape(bed), "tenantflow_packet_ins_total", chassis="c1") > 0
 
+    # DHCP: a lease the controller ACKed is counted until it is released or runs out
+    from tests.integration.test_dhcp_clients import udhcpc
+    leases = total(scrape(bed), "tenantflow_dhcp_active_leases")
+    p4 = bed.api.port(net)
+    vm4 = bed.add_vm(c1, p4, ip=False)
+    assert bed.wait_port_status(p4)
+    ok, lease = udhcpc(vm4)
+    assert ok and lease["ip"] == p4["fixed_ips"][0]["ip_address"], lease
+    assert eventually(lambda: total(scrape(bed), "tenantflow_dhcp_active_leases") == leases + 1)
+    assert total(scrape(bed), "tenantflow_packet_in_outcomes_total", app="dhcp", outcome="ack") >= 1
+
     # a bad request is counted with its status, never as a 500
     assert requests.get(bed.controller.api_url + "/v2.0/ports/nope", timeout=5).status_code == 404
     assert total(scrape(bed), "tenantflow_api_requests_total", method="GET", resource="ports", status="404") >= 1

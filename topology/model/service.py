@@ -11,6 +11,7 @@ import builtins
 import contextlib
 import copy
 import logging
+import time
 from typing import Any, Callable, Iterator
 
 from topology.model import errors
@@ -94,6 +95,10 @@ def select_fields(rec: Record, fields: list[str] | None) -> Record:
     return {k: rec[k] for k in fields if k in rec}
 
 
+# A bulk request this large logs its progress (a 10,000-port POST takes a while).
+BULK_PROGRESS_EVERY = 500
+
+
 class Service:
     def __init__(self, store: Store, settings: Settings | None = None, policy: Policy | None = None) -> None:
         self.store = store
@@ -156,13 +161,21 @@ class Service:
         """All objects in ONE transaction: all are created or none."""
         ctx = ctx or self.admin_context()
         prepared = [prepare(kind, b, update=False) for b in bodies]
+        big = len(prepared) >= BULK_PROGRESS_EVERY
+        t0 = time.monotonic()
         with self._write() as tx:
             created = []
-            for b in prepared:
+            for i, b in enumerate(prepared, 1):
                 guard.before_create(tx, kind, b, ctx, self.policy, self.quota_defaults,
                                     self.settings.default_project_id)
                 created.append(HANDLERS[kind][0](tx, b, ctx))
-            return self._present_tx(kind, created, tx)
+                if big and i % BULK_PROGRESS_EVERY == 0:
+                    LOG.info("bulk create of %d %s: %d prepared (%.1fs)", len(prepared), kind, i,
+                             time.monotonic() - t0)
+            out = self._present_tx(kind, created, tx)
+        if big:
+            LOG.info("bulk create of %d %s committed in %.1fs", len(prepared), kind, time.monotonic() - t0)
+        return out
 
     @retry_on_conflict  # optimistic stores (etcd): re-run the request on a write race
     def update(self, kind: str, rid: str, body: Any, ctx: Context | None = None) -> Record:
