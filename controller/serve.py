@@ -208,15 +208,16 @@ def main(argv: list[str] | None = None) -> int:
              cfg.ofp_host, cfg.ofp_port, cfg.store)
     while not stop.is_set():
         stop.wait(0.5)
-    try:
-        if api is not None:
-            api.close()
-        ownership.stop()  # first: hand our chassis over now, not after the lease TTL
-        dispatcher.stop()
-        core.stop()
-        store.close()
-    except Exception:  # noqa: BLE001 — shutting down anyway
-        LOG.exception("error during shutdown")
+    # first: hand our chassis over now, not after the lease TTL; each step runs even if one fails
+    steps = [("ownership", ownership.stop), ("api", api.close if api is not None else None),
+             ("dispatcher", dispatcher.stop), ("core", core.stop), ("store", store.close)]
+    for name, step in steps:
+        if step is None:
+            continue
+        try:
+            step()
+        except Exception:  # noqa: BLE001 — shutting down anyway; say which step failed
+            LOG.exception("error during shutdown (%s)", name)
     LOG.info("tenantflow stopped")
     _exit(0)
     return 0

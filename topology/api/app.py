@@ -307,10 +307,19 @@ class ServerHandle:
                     channel.close()
             server.close()
 
-        try:
-            server.trigger.pull_trigger(shutdown)
-        except OSError:
-            LOG.debug("API server trigger already closed")
+        for attempt in range(20):   # bounded: 20 × 50 ms
+            try:
+                # the thunk is queued on the first pull only; a retry just wakes the loop again
+                server.trigger.pull_trigger(shutdown if attempt == 0 else None)
+                break
+            except OSError:
+                LOG.debug("API server trigger already closed")
+                break
+            except RuntimeError:
+                # eventlet hub: a worker greenthread is writing the same trigger pipe right now
+                # ("second simultaneous write"); let it finish and pull again.
+                LOG.debug("API server trigger busy (attempt %d); retrying", attempt + 1)
+                time.sleep(0.05)
         self._thread.join(timeout)
         server.task_dispatcher.shutdown()
 
