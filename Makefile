@@ -73,9 +73,9 @@ bench: setup ovs
 	rc=0; for f in "$${files[@]}"; do echo "===== $$f --quick"; \
 	  scripts/netns-run $(BENCH_NETNS) -- $(PY) $$f --quick || rc=1; done; exit $$rc
 
-# make lab LAB=cloud [LAB_ARGS=--check]: one lab of labs/ (docs/labs.md). The default lab runs
-# against an already running controller (make demo); the others start their own.
-LAB      ?= mininet_two_tenants
+# make lab LAB=cloud [LAB_ARGS=--check]: one lab of labs/ (docs/labs.md); each starts its own
+# controller and Open vSwitch in a private namespace.
+LAB      ?= l2_isolation
 LAB_ARGS ?=
 lab: setup ovs
 	@test -f labs/$(LAB).py || { echo "no labs/$(LAB).py; labs: $$(cd labs && ls *.py | grep -v common.py | sed 's/\.py$$//' | tr '\n' ' ')"; exit 2; }
