@@ -13,7 +13,7 @@ from apps.packets import parse_arp, build_arp_reply
 from apps.punt import PuntApp
 from flows import services
 from flows.tables import R
-from topology.store import PORT
+from topology.store import NETWORK, PORT
 
 LOG = logging.getLogger(__name__)
 
@@ -37,7 +37,10 @@ class ArpApp(PuntApp):
             self.stats["gratuitous"] += 1  # announcements need no answer
             return []
         net_key = pkt.registers.get(R.NETWORK, 0)
-        ans = services.answer(view, net_key, req.tpa)
+        net = view.by_key(NETWORK, net_key)
+        ni = self.network_index(view, net["id"]) if net is not None else None
+        addr = services.ip_int(req.tpa)
+        ans = ni.known.get(addr) if ni is not None and addr is not None else None
         if ans is None:
             self.stats["unknown"] += 1
             LOG.debug("ARP who-has %s on network key %s: unknown", req.tpa, net_key)

@@ -134,7 +134,7 @@ class DhcpApp(PuntApp):
                       P.MSG_NAMES.get(req.msg_type), req.chaddr, port_key)
             return None
         found = services.dhcp_subnet(view, port)
-        ni = services.network_index(view, port.get("network_id"))
+        ni = self.network_index(view, port.get("network_id"))
         if found is None or ni is None:
             self.stats["no_dhcp"] += 1
             return None

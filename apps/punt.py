@@ -32,6 +32,11 @@ class PuntApp:
         burst = burst if burst is not None else env_float(f"{env}_BURST", max(2 * self.default_rate, 2 * rate))
         self.limit = TokenBuckets(rate, burst)
         self.stats: collections.Counter[str] = collections.Counter()
+        # Packet path only: network address indexes of one view revision (an ARP/DHCP storm must not
+        # rebuild O(ports) per packet-in). Keyed by (view, revision), so it can never be stale; the
+        # compile path never reads it (the engine sees compiles' reads, not this).
+        self._indexes_of: tuple[int, int] | None = None
+        self._indexes: dict[str, services.NetworkIndex | None] = {}
 
     # ---------------------------------------------------------------- FlowApp
     def owners_for_change(self, view, change: Change) -> Iterable[int]:
@@ -44,6 +49,16 @@ class PuntApp:
         return services.compile_owner(view, ctx, owner, self.name, self.meter_id)
 
     # ---------------------------------------------------------------- PacketApp
+    def network_index(self, view, net_id: str | None) -> services.NetworkIndex | None:
+        """The network's addresses as of the view's current revision (built once per revision)."""
+        stamp = (id(view), view.revision)
+        if stamp != self._indexes_of:
+            self._indexes_of, self._indexes = stamp, {}
+        key = str(net_id)
+        if key not in self._indexes:
+            self._indexes[key] = services.network_index(view, net_id)
+        return self._indexes[key]
+
     def packet_in(self, view, ctx: ChassisContext, pkt: PacketIn) -> list[PacketOut]:
         try:
             port_key = pkt.registers.get(R.IN_PORT, 0)

@@ -169,15 +169,6 @@ def network_index(view: View, net_id: str | None) -> NetworkIndex | None:
     return build_network_index(view, net) if net is not None else None
 
 
-def answer(view: View, net_key: int, ip: str) -> Answer | None:
-    """Who holds `ip` in the network with key `net_key` (the ARP app's answer), or None."""
-    net = view.by_key(NETWORK, net_key)
-    addr = ip_int(ip)
-    if net is None or addr is None:
-        return None
-    return build_network_index(view, net).known.get(addr)
-
-
 # ------------------------------------------------------------------ flows
 
 def dhcp_punt_flows(view: View, ctx, port: Record, meter_id: int = 0) -> list[Flow]:
