@@ -30,6 +30,7 @@ class ChassisContext:
     uplinks: dict[str, int] = field(default_factory=dict)       # physnet → ofport of its uplink
     tunnel_ports: dict[str, int] = field(default_factory=dict)  # "vxlan"/"gre"/"geneve" → ofport
     tunnel_ip: str | None = None
+    metadata_port: int = 0    # ofport of the metadata agent's tap-meta (0 = no agent here)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ DHCP port (device_owner network:dhcp), as in Neutron. Replies go only to the por
 """
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import time
 import logging
@@ -29,6 +30,7 @@ OVERLAY_OVERHEAD = {"vxlan": 50, "geneve": 50, "gre": 42}
 OPT_MASK, OPT_ROUTER, OPT_DNS, OPT_HOSTNAME, OPT_DOMAIN = 1, 3, 6, 12, 15
 OPT_MTU, OPT_BROADCAST, OPT_LEASE, OPT_T1, OPT_T2 = 26, 28, 51, 58, 59
 OPT_MESSAGE, OPT_CLASSLESS_ROUTES = 56, 121
+METADATA_ROUTE = "169.254.169.254/32"
 
 
 def _ip_bytes(text: str) -> bytes:
@@ -71,6 +73,7 @@ class Lease:
     port: dict
     server_ip: str
     server_mac: str
+    metadata_via: str | None = None   # option 121 gets 169.254.169.254/32 via this (see _metadata_route)
 
 
 class DhcpApp(PuntApp):
@@ -81,10 +84,12 @@ class DhcpApp(PuntApp):
     default_rate = 10.0
 
     def __init__(self, dns_domain: str | None = None, lease_time: int | None = None,
-                 rate: float | None = None, burst: float | None = None, meter_id: int = 0) -> None:
+                 rate: float | None = None, burst: float | None = None, meter_id: int = 0,
+                 force_metadata: bool = False) -> None:
         super().__init__(rate, burst, meter_id)
         self.dns_domain = dns_domain
         self.lease_time = lease_time
+        self.force_metadata = force_metadata
         # Observation only (the answers stay stateless): port id → when its last ACKed lease runs out,
         # for the active-leases metric. One entry per port at most; expired ones are pruned on read.
         self._leased: dict[str, float] = {}
@@ -117,6 +122,8 @@ class DhcpApp(PuntApp):
         lease = self._lease(view, port_key, pkt.registers.get(R.NETWORK, 0), req)
         if lease is None:
             return []
+        if getattr(ctx, "metadata_port", 0):
+            lease = dataclasses.replace(lease, metadata_via=self._metadata_route(view, lease))
         frame = self._reply(view, req, lease)
         if frame is None:
             return []
@@ -223,9 +230,28 @@ class DhcpApp(PuntApp):
             opts.append((OPT_DOMAIN, domain.encode("ascii", "replace")[:255]))
         opts.append((OPT_MTU, self._mtu(lease.network).to_bytes(2, "big")))
         routes = self._routes(lease.subnet, gateway)
+        if lease.metadata_via and not any(d == METADATA_ROUTE for d, _ in routes):
+            routes.insert(0, (METADATA_ROUTE, lease.metadata_via))
+            if gateway and not any(d.endswith("/0") for d, _ in routes):
+                routes.append(("0.0.0.0/0", gateway))
         if routes:
             opts.append((OPT_CLASSLESS_ROUTES, encode_classless_routes(routes)))
         return opts
+
+    def _metadata_route(self, view, lease: Lease) -> str | None:
+        """Neutron's rule (dnsmasq driver): 169.254.169.254/32 via the DHCP port on an isolated
+        subnet — no router interface holds its gateway IP — or always with force_metadata; via
+        the gateway otherwise. Either way the metadata flow (flows/metadata.py) catches the
+        request in SERVICE, before routing: the next hop only has to be an address whose ARP is
+        answered."""
+        gw = lease.subnet.get("gateway_ip")
+        if self.force_metadata or not gw:
+            return lease.server_ip
+        for p in view.ports_of_network(lease.network.get("id")):
+            if str(p.get("device_owner") or "").startswith(("network:router_interface", "network:ha_router")):
+                if any(f.get("ip_address") == gw for f in p.get("fixed_ips") or ()):
+                    return str(gw)
+        return lease.server_ip
 
     @staticmethod
     def _mtu(network: dict) -> int:

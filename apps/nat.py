@@ -6,6 +6,11 @@ next hop (reg1). We broadcast one ARP request for reg1 out of the external netwo
 from the address the packet carries (its floating IP or the router's gateway IP, already
 translated, with that address's MAC), and drop the packet; the reply is learned in the datapath
 (flows.nat.neighbor_learn), so the next packet flows without the controller.
+
+Announcements (the core calls `announcements` when an owner's flows change on a chassis): an
+external address (gateway IP, floating IP) that a chassis newly answers ARP for has just moved
+there — gateway failover, a floating IP's port moving — so that chassis' master sends a few
+gratuitous ARPs out of its uplink and the outside switches learn the new place at once.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from typing import Iterable
 from apps.base import ChassisContext, PacketIn, PacketOut
 from apps.owners import owner_record
 from apps.packets import build_arp_request, parse_ipv4_source
+from flows.fields import format_value
 from apps.ratelimit import TokenBuckets
 from flows import nat, provider
 from flows.flow import Flow
@@ -30,6 +36,9 @@ class NatApp:
 
     name = "nat"
     userdata = nat.USERDATA_EXT_ARP
+
+    # owners whose flows may answer ARP for an external address (core: announcements)
+    announce_kinds = frozenset({Owner.ROUTER, Owner.FLOATINGIP})
 
     def __init__(self, rate: float = 5.0, burst: float = 3.0) -> None:
         self.limit = TokenBuckets(rate, burst)
@@ -51,6 +60,23 @@ class NatApp:
         if kind is Owner.NETWORK and rec is not None and rec.get("router:external"):
             return nat.ext_network_flows(view, ctx, rec)
         return ()
+
+    def announcements(self, ctx: ChassisContext, before: Iterable[Flow], after: Iterable[Flow]
+                      ) -> list[tuple[tuple, PacketOut]]:
+        """A gratuitous ARP (request, sender = target = the address) per external address that
+        `after` answers for on an uplink and `before` did not, each with the key of the flow
+        that answers for it (the core re-checks it before repeating the announcement)."""
+        old = nat.announced_addresses(before)
+        out = []
+        for key, (port, vid, ip, mac_) in sorted(nat.announced_addresses(after).items()):
+            if key in old:
+                continue
+            addr = str(ipaddress.IPv4Address(ip))
+            self.stats["garp"] += 1
+            hw = format_value("eth_src", mac_)
+            LOG.info("chassis %s now hosts %s (%s): announcing it on uplink %d", ctx.name, addr, hw, port)
+            out.append((key, PacketOut(port, build_arp_request(hw, addr, addr, vid & 0xFFF))))
+        return out
 
     # ---------------------------------------------------------------- PacketApp
     def packet_in(self, view, ctx: ChassisContext, pkt: PacketIn) -> list[PacketOut]:

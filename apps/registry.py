@@ -8,8 +8,12 @@ APPS: list[str] = [
     "apps.l2:L2App",
     "apps.tunnels:TunnelApp",
     "apps.arp:ArpApp", "apps.dhcp:DhcpApp",
+    "apps.ipv6_ra:Ipv6RaApp", "apps.dhcpv6:Dhcpv6App",
     "apps.port_security:PortSecurityApp", "apps.security_groups:SecurityGroupsApp",
     "apps.routing:RoutingApp", "apps.nat:NatApp",
+    "apps.ndp:NdpApp",
+    "apps.metadata:MetadataApp",
+    "apps.qos:QosApp",
 ]
 
 

@@ -1,16 +1,26 @@
-"""RoutingApp: distributed east-west routing (flows.routing), one owner per router."""
+"""RoutingApp: distributed east-west routing (flows.routing) and routers that answer ICMP
+(flows.router_icmp, apps.router_icmp), one owner per router."""
 from __future__ import annotations
 
 from typing import Iterable
 
+from apps.base import ChassisContext, PacketIn, PacketOut
 from apps.owners import owner_record
-from flows import routing
+from apps.router_icmp import RouterIcmp
+from flows import router_icmp, routing
 from flows.flow import Flow
 from flows.tables import Owner
 
 
 class RoutingApp:
+    """FlowApp (router owners) + PacketApp (the routers' ICMP errors, userdata b"l3icmp")."""
+
     name = "routing"
+    userdata = router_icmp.USERDATA_ROUTER_ICMP
+
+    def __init__(self) -> None:
+        self.icmp = RouterIcmp()
+        self.stats = self.icmp.stats
 
     def owners_for_change(self, view, change) -> Iterable[int]:
         return routing.owners_for_change(view, change)
@@ -22,4 +32,10 @@ class RoutingApp:
         kind, router = owner_record(view, owner)
         if kind is not Owner.ROUTER or router is None:
             return ()
-        return routing.router_flows(view, ctx, router)
+        flows = routing.router_flows(view, ctx, router)
+        if not flows:  # not present on this chassis (router_flows checked)
+            return flows
+        return flows + router_icmp.router_icmp_flows(view, ctx, router)
+
+    def packet_in(self, view, ctx: ChassisContext, pkt: PacketIn) -> list[PacketOut]:
+        return self.icmp.packet_in(view, ctx, pkt)

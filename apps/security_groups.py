@@ -33,10 +33,8 @@ def _ensure_indexes(view) -> None:
     for kind, name, keyfunc in ((SECURITY_GROUP_RULE, REMOTE_INDEX, lambda r: [r.get("remote_group_id")]),
                                 (PORT, ADDRESS_INDEX, lambda p: [sg.address_key(a) for a in sg.member_addresses(p)]
                                  if p.get("security_groups") else [])):
-        try:
+        if not view.has_index(name):
             view.add_index(kind, name, keyfunc)
-        except ValueError:
-            pass  # already registered on this view
 
 
 class ViewGroups:

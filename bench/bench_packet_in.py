@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,6 +20,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.testbed import Bed  # noqa: E402
+from tests.testbed.controller import free_port  # noqa: E402
+from tests.testbed.proc import popen  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
 
 # Runs inside the VM: offer KIND frames at RATE/s for SECS, count answers. Bounded by count and time.
 PROBE = r"""
@@ -82,7 +87,40 @@ def probe(bed: Bed, vm, kind: str, target: str, rate: float, secs: float) -> dic
     return out
 
 
-def run_bed(label: str, env: dict[str, str], plan: list[tuple[str, float]], secs: float) -> list[dict]:
+def minimal_app_rows(bed: Bed, ch, vm, target: str, target_mac: str, rates: list[float], secs: float) -> list[dict]:
+    """Same bed, same VM, same probe: tenantflow stopped, the bridge handed to bench/minimal_arp_app.py
+    with one flow punting ARP requests to it — the baseline the issue asks for."""
+    bed.stop_controller()
+    port = free_port("0.0.0.0")
+    log = open(bed.workdir / "minimal-arp-app.log", "w")
+    app = popen([sys.executable, str(REPO / "bench" / "minimal_arp_app.py"), str(port)],
+                env={"MINIMAL_ARP_ANSWERS": f"{target}={target_mac}"}, stdout=log, stderr=log)
+    rows = []
+    try:
+        ch.ovs_vsctl("set-controller", ch.bridge, f"tcp:{bed.mgmt_gw}:{port}")
+        ch.ofctl("del-flows", ch.bridge)
+        ch.ofctl("add-flow", ch.bridge, "table=0,priority=100,arp,arp_op=1,actions=CONTROLLER:65535")
+        if not ch.wait_connected(timeout=30):
+            return [{"kind": "arp", "limits": "minimal os-ken app", "error": "app did not connect"}]
+        for _ in range(10):
+            if probe(bed, vm, "arp", target, 5, 1.0).get("answered"):
+                break
+        for rate in rates:
+            row = probe(bed, vm, "arp", target, rate, secs)
+            row.update(kind="arp", limits="minimal os-ken app")
+            rows.append(row)
+    finally:
+        app.terminate()
+        try:
+            app.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            app.kill()
+        log.close()
+    return rows
+
+
+def run_bed(label: str, env: dict[str, str], plan: list[tuple[str, float]], secs: float,
+            baseline_rates: list[float] | None = None) -> list[dict]:
     rows = []
     with Bed(label) as bed:
         cfg = bed.workdir / "h5-serve.conf"  # chassis registered by node init only
@@ -105,6 +143,8 @@ def run_bed(label: str, env: dict[str, str], plan: list[tuple[str, float]], secs
             row = probe(bed, vm, kind, target, rate, secs)
             row.update(kind=kind, limits="default" if not env else "lifted")
             rows.append(row)
+        if baseline_rates:
+            rows += minimal_app_rows(bed, ch, vm, target, str(p2["mac_address"]), baseline_rates, secs)
     return rows
 
 
@@ -113,20 +153,25 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="shorter runs, fewer rates")
     args = ap.parse_args()
     secs = 2.0 if args.quick else 5.0
-    rates = [500, 2000, 5000] if args.quick else [500, 1000, 2000, 4000, 8000]
+    rates = [500, 2000, 5000] if args.quick else [1000, 4000, 8000, 12000, 16000]
     lifted = {"TENANTFLOW_ARP_RATE": "1000000", "TENANTFLOW_DHCP_RATE": "1000000"}
-    rows = run_bed("bench-packet-in", lifted, [(k, r) for k in ("arp", "dhcp") for r in rates], secs)
+    rows = run_bed("bench-packet-in", lifted, [(k, r) for k in ("arp", "dhcp") for r in rates], secs,
+                   baseline_rates=rates)
     rows += run_bed("bench-packet-in-limited", {}, [("arp", 2000), ("dhcp", 2000)], secs)
-    print(f"{'kind':5} {'limits':8} {'offered/s':>10} {'answered/s':>11} {'answered':>9} {'sent':>7}")
+    print(f"{'kind':5} {'limits':18} {'offered/s':>10} {'answered/s':>11} {'answered':>9} {'sent':>7}")
     for r in rows:
         if "error" in r:
-            print(f"{r['kind']:5} {r['limits']:8} error: {r['error']}")
+            print(f"{r['kind']:5} {r['limits']:18} error: {r['error']}")
             continue
-        print(f"{r['kind']:5} {r['limits']:8} {r['offered_pps']:>10.0f} {r['answered_pps']:>11.1f} "
+        print(f"{r['kind']:5} {r['limits']:18} {r['offered_pps']:>10.0f} {r['answered_pps']:>11.1f} "
               f"{r['answered']:>9} {r['sent']:>7}")
     best = {k: max((r.get("answered_pps", 0) for r in rows if r["kind"] == k and r["limits"] == "lifted"),
                    default=0) for k in ("arp", "dhcp")}
-    print(json.dumps({"bench": "packet_in", "max_answered_pps": best, "rows": rows}))
+    minimal = max((r.get("answered_pps", 0) for r in rows if r["limits"] == "minimal os-ken app"), default=0)
+    if minimal:
+        print(f"ARP answered/s, best rate: tenantflow {best['arp']:.0f}, minimal os-ken app {minimal:.0f}"
+              f" (same bed, same probe): ratio {best['arp'] / minimal:.2f}")
+    print(json.dumps({"bench": "packet_in", "max_answered_pps": best, "minimal_app_arp_pps": minimal, "rows": rows}))
 
 
 if __name__ == "__main__":

@@ -75,6 +75,42 @@ HA_OPTS = [
 ]
 
 
+# Gateway chassis failover (controller/gateway.py, flows/gateway.py, docs/ha.md).
+GATEWAY_OPTS = [
+    cfg.FloatOpt("gateway-dead-after", default=2.0, min=0.0, max=60.0,
+                 help="seconds a chassis' OpenFlow connection must stay down before it is recorded "
+                      "dead and its routers' SNAT/gateway IPs move to the next gateway chassis"),
+    cfg.FloatOpt("gateway-startup-grace", default=15.0, min=0.0, max=600.0,
+                 help="seconds after start before a chassis that never connected is recorded dead"),
+    cfg.IntOpt("gateway-garp-count", default=3, min=0, max=10,
+               help="gratuitous ARPs sent for an external address (gateway IP, floating IP) "
+                    "that moved to a chassis; 0 = none"),
+    cfg.FloatOpt("gateway-garp-interval", default=1.0, min=0.05, max=30.0,
+                 help="seconds between those gratuitous ARPs"),
+    cfg.FloatOpt("ofp-echo-interval", default=1.0, min=0.1, max=60.0,
+                 help="seconds between OpenFlow echo requests to each switch (a hung ovs-vswitchd "
+                      "keeps its TCP connection: this is how it is noticed)"),
+    cfg.IntOpt("ofp-echo-misses", default=4, min=0, max=100,
+               help="unanswered echo requests after which a switch's connection is dropped (and, "
+                    "after --gateway-dead-after, its chassis recorded dead); 0 = never"),
+]
+
+
+# [metadata]: `tenantflow node metadata-agent` (controller/metadata_agent.py, docs/services.md).
+METADATA_OPTS = [
+    cfg.StrOpt("nova-metadata-host", default=None,
+               help="proxy mode: forward VMs' metadata requests to this Nova metadata API host (signed "
+                    "X-Instance-ID); unset: the agent answers itself from tenantflow's instance data"),
+    cfg.PortOpt("nova-metadata-port", default=8775, help="port of the Nova metadata API"),
+    cfg.StrOpt("metadata-proxy-shared-secret", default="", secret=True,
+               help="shared secret of X-Instance-ID-Signature (HMAC-SHA256 of the instance id), as Nova's "
+                    "[neutron] metadata_proxy_shared_secret"),
+    cfg.StrOpt("availability-zone", default="nova", help="availability_zone the agent answers with"),
+    cfg.FloatOpt("rate", default=20.0, min=0.1, help="metadata requests per second per VM port"),
+    cfg.FloatOpt("burst", default=100.0, min=1.0, help="requests a VM port may make at once (cloud-init's crawl)"),
+]
+
+
 @dataclass
 class HaConfig:
     mode: str = "off"            # resolved: on | off
@@ -94,8 +130,14 @@ def ha_config(conf: cfg.ConfigOpts, store: str, ofp_port: int) -> HaConfig:
     return HaConfig("on" if on else "off", member, conf.ha_lease_ttl, conf.ha_interval)
 
 
+def gateway_config(conf: cfg.ConfigOpts):
+    from controller.gateway import GatewayConfig
+    return GatewayConfig(dead_after=conf.gateway_dead_after, startup_grace=conf.gateway_startup_grace,
+                         garp_count=conf.gateway_garp_count, garp_interval=conf.gateway_garp_interval)
+
+
 def register(conf: cfg.ConfigOpts) -> None:
-    for opts, cli in ((CLI_OPTS, True), (OPTS, False), (HA_OPTS, True)):
+    for opts, cli in ((CLI_OPTS, True), (OPTS, False), (HA_OPTS, True), (GATEWAY_OPTS, True)):
         for opt in opts:
             try:
                 (conf.register_cli_opt if cli else conf.register_opt)(opt)
@@ -162,11 +204,13 @@ class ServeConfig:
     public_endpoint: str | None = None
     conf: object = None  # the ConfigOpts: keystonemiddleware reads [keystone_authtoken] from it
     ha: HaConfig = field(default_factory=HaConfig)
+    gateway: object = None  # controller.gateway.GatewayConfig
 
 
 def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
     """Every option by INI section, for oslo-config-generator (entry point oslo.config.opts)."""
-    return [("DEFAULT", CLI_OPTS + OPTS + HA_OPTS), ("identity", IDENTITY_OPTS)]
+    return [("DEFAULT", CLI_OPTS + OPTS + HA_OPTS + GATEWAY_OPTS), ("identity", IDENTITY_OPTS),
+            ("metadata", METADATA_OPTS)]
 
 
 def _prime_osken(ofp_host: str, ofp_port: int) -> None:
@@ -179,6 +223,14 @@ def _prime_osken(ofp_host: str, ofp_port: int) -> None:
     osken.set_override("ofp_tcp_listen_port", ofp_port)
 
 
+def _prime_osken_echo(interval: float, misses: int) -> None:
+    """os-ken's echo keep-alive (off by default there): a switch that stops answering is
+    disconnected after `misses` unanswered requests, which gateway failover needs."""
+    from os_ken import cfg as osken_cfg
+    osken_cfg.CONF.set_override("echo_request_interval", interval)
+    osken_cfg.CONF.set_override("maximum_unreplied_echo_requests", misses)
+
+
 def load(argv: list[str], conf: cfg.ConfigOpts | None = None) -> ServeConfig:
     """Parse argv (+ --config-file INI) into a ServeConfig; also primes os-ken's options."""
     conf = conf if conf is not None else cfg.ConfigOpts()
@@ -189,12 +241,14 @@ def load(argv: list[str], conf: cfg.ConfigOpts | None = None) -> ServeConfig:
     api_host, api_port = split_hostport(conf.api_listen, "--api-listen")
     ofp_host, ofp_port = split_hostport(conf.ofp_listen, "--ofp-listen")
     _prime_osken(ofp_host, ofp_port)
+    _prime_osken_echo(conf.ofp_echo_interval, conf.ofp_echo_misses)
     ha = ha_config(conf, conf.store, ofp_port)
     return ServeConfig(conf.store, api_host, api_port, ofp_host, ofp_port, conf.log_level.upper(),
                        list(conf.apps), to_settings(conf), conf.check_compile, auth=conf.auth,
                        admin_password=os.environ.get(ADMIN_PASSWORD_ENV) or conf.identity.admin_password,
                        token_expiration=conf.identity.token_expiration,
-                       public_endpoint=conf.identity.public_endpoint, conf=conf, ha=ha)
+                       public_endpoint=conf.identity.public_endpoint, conf=conf, ha=ha,
+                       gateway=gateway_config(conf))
 
 
 def to_settings(conf: cfg.ConfigOpts):

@@ -13,6 +13,7 @@ import ctypes
 import ctypes.util
 import gc
 import logging
+import os
 import random
 import threading
 import time
@@ -24,7 +25,9 @@ from os_ken.lib import hub
 from apps.base import ChassisContext
 from controller import metrics, wire
 from controller.reconciler import FlowEncodeError, Reconciler, ReconcileError, XidSource
-from flows.tables import owner_label
+from controller.gateway import GatewayConfig, Liveness, binding_updates
+from flows import gateway as gateway_selection
+from flows.tables import owner_label, split_cookie
 from controller.registry import (IFNAME_INDEX, DatapathEntry, Registry, SwitchPort, build_context,
                                  dpid_name, port_ifnames)
 from flows import compiler, engine
@@ -45,6 +48,9 @@ class AppCompiler:
     def __init__(self, apps: list) -> None:
         self.apps = list(apps)
         self.flow_apps = [a for a in self.apps if hasattr(a, "compile")]
+        # apps announcing external addresses their flows newly answer for (apps/nat.py: GARPs)
+        self.announcers = [a for a in self.apps if hasattr(a, "announcements")]
+        self.announce_kinds = frozenset(k for a in self.announcers for k in getattr(a, "announce_kinds", ()))
 
     def owners_for_change(self, view, change: Change) -> set[int]:
         return set(compiler.owners_for_change(self.flow_apps, view, change))
@@ -61,6 +67,9 @@ class AppCompiler:
 
 
 RETRY_FIRST, RETRY_MAX = 0.5, 30.0  # seconds: backoff of a datapath whose convergence failed
+# seconds: the longest a burst of events may hold compiled flows back (_defer_flush); 0 = never
+# defer (TENANTFLOW_FLUSH_DEFER, for same-run comparisons in bench/bench_scale.py --defer-ab)
+FLUSH_DEFER_MAX = float(os.environ.get("TENANTFLOW_FLUSH_DEFER", "1.0"))
 BIG_BATCH = 1000  # changes or flow-mods after which the worker hands freed memory back to the OS
 
 
@@ -86,8 +95,8 @@ def release_memory() -> None:
 
 def _differs_beyond_ports(a: ChassisContext, b: ChassisContext) -> bool:
     """True when two contexts of a chassis differ in more than their local ports."""
-    return (a.name, a.datapath_id, a.uplinks, a.tunnel_ports, a.tunnel_ip) != \
-        (b.name, b.datapath_id, b.uplinks, b.tunnel_ports, b.tunnel_ip)
+    return (a.name, a.datapath_id, a.uplinks, a.tunnel_ports, a.tunnel_ip, a.metadata_port) != \
+        (b.name, b.datapath_id, b.uplinks, b.tunnel_ports, b.tunnel_ip, b.metadata_port)
 
 
 class _ReconcilerSink:
@@ -95,13 +104,25 @@ class _ReconcilerSink:
     is withdrawn (fail closed: no stale flow keeps allowing what the topology no longer allows),
     counted, reported by DatapathEntry.problems() and recompiled on every retry until it works."""
 
-    def __init__(self, e: DatapathEntry) -> None:
+    def __init__(self, e: DatapathEntry, compiler: AppCompiler | None = None,
+                 announce: list | None = None) -> None:
         self.e = e
+        self.compiler = compiler
+        self.announce = announce  # (flow key, PacketOut) of addresses that moved here (GARPs)
 
     def owners(self) -> set[int]:
         return set(self.e.reconciler.owners()) | self.e.failed_owners.keys()
 
     def put(self, owner: int, flows: frozenset[Flow]) -> None:
+        c = self.compiler
+        if c is not None and self.announce is not None and self.e.ctx is not None \
+                and split_cookie(owner)[0] in c.announce_kinds:
+            before = self.e.reconciler.desired_flows(owner)
+            for app in c.announcers:
+                try:
+                    self.announce.extend(app.announcements(self.e.ctx, before, flows))
+                except Exception:  # noqa: BLE001 — an announcement is best effort, flows are not
+                    LOG.exception("announcements of owner %s on %s failed", owner_label(owner), self.e.ctx.name)
         self.e.reconciler.set_owner(owner, flows)
         self.e.failed_owners.pop(owner, None)
 
@@ -140,8 +161,8 @@ def _configure(apps: list, settings) -> None:
 
 class Core:
     def __init__(self, store, service, apps: list, settings, *, feed_timeout: float = 1.0,
-                 check_with: Callable[[], list] | None = None, is_master: Callable[[int], bool] | None = None
-                 ) -> None:
+                 check_with: Callable[[], list] | None = None, is_master: Callable[[int], bool] | None = None,
+                 gateway: GatewayConfig | None = None) -> None:
         """`check_with`: a factory of fresh app instances turns on check mode (see check_compile).
         `is_master(dpid)` (HA, controller/ownership.py): False = this controller is slave there."""
         self.store = store
@@ -165,12 +186,24 @@ class Core:
         self._stopping = False
         self.ready = threading.Event()
         self.batches = 0
+        self.deferred_flushes = 0  # compiles/flushes left to the next, already queued batch (_defer_flush)
+        self._carry: tuple[set[int], set[tuple], bool] | None = None  # (dirty, inputs, rebuild_ctx) left over
+        self._defer_since: float | None = None
         self._busy = False
         self._binding = False
         # HA hook: a slave datapath is compiled (warm) but never sent to; becoming master calls
         # request_resync, which reads the switch and sends only the difference.
         self.is_master: Callable[[int], bool] = is_master or (lambda dpid: True)
         self.ha_stats: Callable[[], dict] = lambda: {"mode": "single"}  # who owns which chassis
+        # Gateway failover (controller/gateway.py): chassis liveness into the store, gateway
+        # ports' binding:host_id, GARPs. HA: `owned_elsewhere(dpid)` = another live controller
+        # owns that datapath (it, not we, speaks for the chassis).
+        self.gateway = gateway or GatewayConfig()
+        self.liveness = Liveness(self.gateway, time.monotonic())
+        self.owned_elsewhere: Callable[[int], bool] = lambda dpid: False
+        self._announce: dict[int, list] = {}   # dpid → GARPs waiting for the flush
+        self._liveness_wake: float | None = None
+        self.gateway_stats = {"liveness_writes": 0, "binding_writes": 0, "garps_sent": 0}
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -180,6 +213,8 @@ class Core:
         self._rev = rev
         LOG.info("topology loaded at revision %d", rev)
         self._threads = [hub.spawn(self._feed_loop), hub.spawn(self._work_loop), hub.spawn(self._bind_loop)]
+        self.liveness.started = time.monotonic()
+        self._wake_liveness_at(self.liveness.started + self.gateway.startup_grace)
 
     def stop(self) -> None:
         self._stopping = True
@@ -290,12 +325,15 @@ class Core:
             release_memory()
 
     def _process_items(self, items: list[_Item]) -> None:
-        dirty: set[int] = set()       # owners the changes name (created, deleted, moved)
-        inputs: set[tuple] = set()    # inputs the changes touched (flows.engine): their readers recompile
-        rebuild_ctx = False
+        # dirty: owners the changes name (created, deleted, moved); inputs: what the changes touched
+        # (flows.engine), their readers recompile; both carried over from a batch left uncompiled
+        dirty, inputs, rebuild_ctx = self._carry if self._carry is not None else (set(), set(), False)
+        self._carry = None
+        gateway_due = False           # liveness / gateway bindings to look at after this batch
         e: DatapathEntry | None
         for it in items:
             if it.kind == "changes":
+                gateway_due = True
                 with self.view_lock:
                     for ch in it.payload:
                         try:
@@ -335,7 +373,9 @@ class Core:
                 e.needs_resync = e.needs_full = True
                 e.ctx = None
                 self._ensure_chassis(e)
-                rebuild_ctx = True
+                if e.chassis:
+                    self.liveness.connected(e.chassis)
+                rebuild_ctx = gateway_due = True
             elif it.kind == "port":
                 e = self.registry.get(it.dpid)
                 if e is None or not e.connected:
@@ -352,6 +392,11 @@ class Core:
                     LOG.info("datapath %s (%s) disconnected", dpid_name(it.dpid), e.chassis)
                     e.datapath = None
                     e.reconciler.detach()
+                    if e.chassis:
+                        self.liveness.disconnected(e.chassis, time.monotonic())
+                        self._wake_liveness_at(time.monotonic() + self.gateway.dead_after)
+            elif it.kind == "liveness":
+                gateway_due = True
             elif it.kind == "resync":
                 e = self.registry.get(it.dpid)
                 if e is not None:
@@ -363,6 +408,12 @@ class Core:
                     if e.connected and e.chassis is None:
                         self._ensure_chassis(e)
                         rebuild_ctx = True
+        if not gateway_due and self._defer_flush():
+            # switch events only (a burst of port-statuses) and more already queued: compile with
+            # the rest of the burst, so the owners its taps share (networks, routers, security
+            # groups with their member lists) compile once rather than once per slice of it
+            self._carry = (dirty, inputs, rebuild_ctx)
+            return
         for e in self.registry.connected():
             try:
                 extra, moved = self._refresh_context(e) if rebuild_ctx or e.ctx is None else (set(), set())
@@ -377,10 +428,88 @@ class Core:
                 self._schedule_retry(e)
             else:
                 e.retry_attempt = 0
-        if self._bindings_pending:
-            # after the flush: status writes never delay flows reaching the switch
+        if gateway_due:
+            self._gateway_duties()
+        if self._bindings_pending and not any(e.flush_deferred for e in self.registry.connected()):
+            # after the flush: status writes never delay flows reaching the switch, and a port
+            # is never ACTIVE before its flows are there (a deferred flush keeps them waiting)
             self._bind_q.put(self._bindings_pending)
             self._bindings_pending = []
+
+    # ------------------------------------------------------------------ gateway failover
+    def _wake_liveness_at(self, when: float) -> None:
+        """Have the worker look at chassis liveness again at `when` (monotonic), once."""
+        if self._stopping or (self._liveness_wake is not None and self._liveness_wake <= when):
+            return
+        self._liveness_wake = when
+        hub.spawn_after(max(0.0, when - time.monotonic()) + 0.01, self._q.put, _Item("liveness"))
+
+    def _gateway_duties(self) -> None:
+        """Liveness writes that are due, and gateway ports whose binding:host_id is not the
+        active gateway chassis (controller/gateway.py). Store writes happen off the worker."""
+        now = time.monotonic()
+        if self._liveness_wake is not None and self._liveness_wake <= now:
+            self._liveness_wake = None
+        try:
+            with self.view_lock:
+                writes, wake = self.liveness.due(self.view.records(CHASSIS).values(), now, self.owned_elsewhere)
+                bindings = binding_updates(self.view, self._may_bind_gateway)
+        except Exception:  # noqa: BLE001 — retried at the next batch; flows are not affected
+            LOG.exception("gateway liveness/binding check failed")
+            return
+        if wake is not None:
+            self._wake_liveness_at(wake)
+        if writes:
+            LOG.info("chassis liveness: %s", ", ".join(f"{n} {'up' if a else 'down'}" for n, a in writes))
+            hub.spawn(self._write_liveness, writes)
+        if bindings:
+            LOG.info("gateway ports: %s", ", ".join(f"{p[:8]}→{h or '(none)'}" for p, h, _s in bindings))
+            self.gateway_stats["binding_writes"] += len(bindings)
+            self._bindings_pending.extend(bindings)
+
+    def _gateway_report(self) -> dict:
+        """stats.gateway: counters, chassis whose connection to us is down, chassis the store
+        records as dead (what the gateway selection uses)."""
+        with self.view_lock:
+            dead = sorted(c.get("name") or "" for c in self.view.records(CHASSIS).values()
+                          if not gateway_selection.chassis_alive(c))
+        return dict(self.gateway_stats, disconnected=sorted(self.liveness.down_since), dead=dead)
+
+    def _may_bind_gateway(self, active: str | None) -> bool:
+        """HA: the controller that owns the active gateway chassis writes its binding."""
+        if active is None:
+            return True
+        rec = self.view.chassis_by_name(active)
+        dpid = (rec or {}).get("datapath_id")
+        return not (isinstance(dpid, int) and self.owned_elsewhere(dpid))
+
+    def _write_liveness(self, writes: list[tuple[str, bool]]) -> None:
+        for name, alive in writes:
+            try:
+                if self.service.set_chassis_alive(name, alive):
+                    self.gateway_stats["liveness_writes"] += 1
+            except Exception:  # noqa: BLE001 — the next batch or wake-up tries again
+                LOG.warning("could not record chassis %s as %s", name, "up" if alive else "down", exc_info=True)
+                self._wake_liveness_at(time.monotonic() + 1.0)
+
+    def _send_announcements(self, dpid: int, datapath, items: list, left: int) -> None:
+        """Send the GARPs of `items` ((flow key, PacketOut)) on `dpid` if we are still its master
+        and the address still lives there; repeat `left` more times, garp_interval apart."""
+        e = self.registry.get(dpid)
+        if e is None or e.datapath is not datapath or not self.is_master(dpid):
+            return
+        live = [(k, o) for k, o in items if e.reconciler.desired_flow(k) is not None]
+        if not live:
+            return
+        try:
+            datapath.send(b"".join(wire.packet_out(self.xids.take(), o.ofport, o.data) for _k, o in live))
+        except Exception:  # noqa: BLE001 — a closing connection: its successor announces
+            LOG.warning("sending gratuitous ARPs to %s failed", dpid_name(dpid), exc_info=True)
+            return
+        e.packet_outs += len(live)
+        self.gateway_stats["garps_sent"] += len(live)
+        if left > 0 and not self._stopping:
+            hub.spawn_after(self.gateway.garp_interval, self._send_announcements, dpid, datapath, live, left - 1)
 
     # ------------------------------------------------------------------ chassis and binding
     def _ensure_chassis(self, e: DatapathEntry) -> None:
@@ -508,13 +637,31 @@ class Core:
             LOG.warning("could not set binding of port %s to %s/%s", port_id, host, status, exc_info=True)
 
     # ------------------------------------------------------------------ compile + reconcile
+    def _defer_flush(self) -> bool:
+        """Coalesce without sleeping: when more events queued up while we compiled (the rest of a
+        burst — OVS announces 1,000 new taps over half a second, and is too busy adding them to
+        take a bundle meanwhile), keep the compiled flows and let the next batch send them all in
+        one bundle. Bounded: a steady stream still flushes every FLUSH_DEFER_MAX seconds."""
+        if FLUSH_DEFER_MAX <= 0 or self._q.empty():
+            self._defer_since = None
+            return False
+        now = time.monotonic()
+        if self._defer_since is None:
+            self._defer_since = now
+        elif now - self._defer_since >= FLUSH_DEFER_MAX:
+            self._defer_since = None
+            return False
+        self.deferred_flushes += 1
+        return True
+
     def _converge(self, e: DatapathEntry, dirty: set[int], inputs: set[tuple]) -> None:
         if e.ctx is None:
             return
         rec = e.reconciler
         t0 = time.monotonic()
         with self.view_lock:
-            sink = _ReconcilerSink(e)
+            pending = self._announce.setdefault(e.dpid, [])
+            sink = _ReconcilerSink(e, self.compiler, pending if self.gateway.garp_count > 0 else None)
             if e.needs_full:
                 # per owner, not compile_chassis: one broken owner must not block all the others
                 try:
@@ -540,7 +687,12 @@ class Core:
         metrics.observe_compile(dpid_name(e.dpid), t1 - t0)
         if not self.is_master(e.dpid):  # HA: slave — warm, never sends; resync when made master
             e.needs_resync = True
+            self._announce.pop(e.dpid, None)  # the master announces
             return
+        if not e.needs_resync and rec.installed_known and self._defer_flush():
+            e.flush_deferred = True  # the batch already queued sends it, with its own changes
+            return
+        e.flush_deferred = False
         try:
             if e.needs_resync or not rec.installed_known:
                 sent = rec.resync()
@@ -559,6 +711,9 @@ class Core:
         if sent or e.needs_full:
             LOG.info("chassis %s: compile %.3fs, %d flow-mods in %.3fs", e.ctx.name, t1 - t0, sent,
                      time.monotonic() - t1)
+        garps = self._announce.pop(e.dpid, None)
+        if garps and e.datapath is not None:  # the flows that answer for them are on the switch now
+            self._send_announcements(e.dpid, e.datapath, garps, self.gateway.garp_count - 1)
 
     def check_compile(self) -> list[str]:
         """Check mode: compile every healthy datapath from scratch — fresh app instances, a fresh
@@ -619,5 +774,6 @@ class Core:
                                           reconcile_errors=e.reconcile_errors,
                                           master=self.is_master(e.dpid))
         return {"datapaths": out, "revision": getattr(self, "_rev", 0), "batches": self.batches,
-                "check_failures": self.check_failures, "ha": self.ha_stats(),
+                "deferred_flushes": self.deferred_flushes, "check_failures": self.check_failures, "ha": self.ha_stats(),
+                "gateway": self._gateway_report(),
                 "idle": self._q.empty() and not self._busy and self._bind_q.empty() and not self._binding}

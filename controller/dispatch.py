@@ -9,6 +9,7 @@ end the loop: every failure is logged with its context and counted.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -20,6 +21,7 @@ from controller import wire
 LOG = logging.getLogger(__name__)
 
 _REGS = {f"reg{i}" for i in range(16)} | {"metadata"}
+TICK_INTERVAL = 1.0  # seconds between calls of the apps' `periodic` (their own schedule decides)
 
 
 @dataclass
@@ -43,12 +45,16 @@ class Dispatcher:
         self.errors = 0
         self.unknown = 0
         self._thread = None
+        self._ticker = None
+        self._stopping = False
         self._xid = 0x40000000
 
     def start(self) -> None:
         self._thread = hub.spawn(self._loop)
+        self._ticker = hub.spawn(self._tick_loop)
 
     def stop(self) -> None:
+        self._stopping = True
         try:
             self._q.put(None, block=False)
         except Exception:  # noqa: BLE001 — queue full: the loop checks nothing else, drop one
@@ -73,6 +79,32 @@ class Dispatcher:
                 self.errors += 1
                 LOG.exception("packet-in from %016x table %d cookie %#x (%d bytes) failed",
                               pkt.dpid, pkt.table, pkt.cookie, len(pkt.data))
+
+    def _tick_loop(self) -> None:
+        while not self._stopping:
+            hub.sleep(TICK_INTERVAL)
+            try:
+                self.tick(time.monotonic())
+            except Exception:  # noqa: BLE001 — a periodic sender's bug must not end the timer
+                self.errors += 1
+                LOG.exception("periodic packet-outs failed")
+
+    def tick(self, now: float) -> int:
+        """Packet-outs apps send on their own schedule (`periodic(view, ctx, now)`: unsolicited
+        router advertisements), for each connected datapath this controller is master of (an HA
+        slave never sends). Returns how many were sent."""
+        apps = [a for a in self.core.packet_apps.values() if hasattr(a, "periodic")]
+        is_master = getattr(self.core, "is_master", lambda dpid: True)
+        sent = 0
+        for e in list(self.core.registry.all()) if apps else ():
+            if e.ctx is None or e.datapath is None or not is_master(e.dpid):
+                continue
+            for app in apps:
+                with self.core.view_lock:
+                    outs = app.periodic(self.core.view, e.ctx, now) or []
+                self.send(e.datapath, outs, e)
+                sent += len(outs)
+        return sent
 
     def handle(self, pkt: RawPacketIn) -> list[PacketOut]:
         e = self.core.registry.get(pkt.dpid)

@@ -162,9 +162,15 @@ def _norm(key: str, v):
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["metadata-agent"]:   # long-running, own options: controller/metadata_agent.py
+        from controller import metadata_agent
+        return metadata_agent.main(argv[1:])
     p = argparse.ArgumentParser(prog="tenantflow node")
     sub = p.add_subparsers(dest="cmd", required=True)
     init = sub.add_parser("init", help="create/configure the integration bridge and register the chassis")
+    sub.add_parser("metadata-agent", help="serve 169.254.169.254 to this chassis' VMs (long-running; "
+                                          "`tenantflow node metadata-agent --help`)")
     init.add_argument("--name", required=True, help="chassis name")
     init.add_argument("--bridge", default="br-int")
     init.add_argument("--controller", action="append", default=[],

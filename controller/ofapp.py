@@ -173,6 +173,14 @@ class TenantflowApp(app_manager.OSKenApp):
         body = b"".join(part.data for part in msg.body if isinstance(part, RawFlowStats))
         self.core.on_flow_stats(msg.datapath.id, msg.xid, body, more)
 
+    @set_ev_cls(ofp_event.EventOFPMeterConfigStatsReply, MAIN_DISPATCHER)
+    @guarded
+    def _meter_config(self, ev):
+        """OFPMP_METER_CONFIG reply: its raw body goes to the reconciler (wire.parse_meter_config)."""
+        msg = ev.msg
+        more = bool(msg.flags & ofp.OFPMPF_REPLY_MORE)
+        self.core.on_flow_stats(msg.datapath.id, msg.xid, bytes(msg.buf)[16:], more)
+
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
     @guarded
     def _packet_in(self, ev):

@@ -96,6 +96,9 @@ class SoloOwnership:
     def is_master(self, dpid: int) -> bool:
         return True
 
+    def owned_elsewhere(self, dpid: int) -> bool:
+        return False
+
     def datapath_connected(self, dpid: int, send: Callable[[bytes], bool]) -> None:
         pass
 
@@ -167,6 +170,12 @@ class EtcdOwnership:
         """Also checks the lease's age itself: after a freeze (SIGSTOP, a long GC pause, a
         suspended VM) the core may ask before the ownership loop has run and fenced us."""
         return not self.fenced and self._lease_fresh() and self.roles.is_master(dpid)
+
+    def owned_elsewhere(self, dpid: int) -> bool:
+        """Another live member owns `dpid` (as last read): it speaks for that chassis' liveness
+        (controller/gateway.py), we do not mark it dead just because our connection dropped."""
+        owner = self.owners.get(dpid, ("", 0))[0]
+        return bool(owner) and owner != self.member_id and owner in self.members
 
     def _lease_fresh(self) -> bool:
         return time.monotonic() - self._alive_sent <= self.ttl - FENCE_MARGIN

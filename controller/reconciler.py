@@ -18,13 +18,14 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from controller import metrics, wire
 from flows.flow import Flow
-from flows.tables import OWNER_SHIFT, Owner, owner_label
+from flows.tables import MAX_METER_ID, OWNER_SHIFT, Owner, owner_label
 
 LOG = logging.getLogger(__name__)
+SEND_CHUNK = 2000  # flow-mods per write of a bundle: the switch parses one while we encode the next
 
 OURS = frozenset(int(o) for o in Owner if o != Owner.LEARNED)  # cookie kinds we may delete
 
@@ -57,6 +58,7 @@ class Stats:
     last_flush_seconds: float = 0.0
     biggest_flush_mods: int = 0      # the largest bundle so far and how long it took (bench)
     biggest_flush_seconds: float = 0.0
+    meter_mods: int = 0       # meter ADD/MODIFY/DELETE sent, ever (MeterTable)
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -105,6 +107,7 @@ class Reconciler:
         self._dirty: set[tuple] = set()
         self._desired_new: dict | None = None
         self._rejected: dict[tuple, tuple] = {}  # key → body the switch refused (not resent until it changes)
+        self.meters = MeterTable(name)  # meters declared by the flows that use them (flows/qos.py)
 
     # ------------------------------------------------------------------ desired state
     def set_owner(self, owner: int, flows: Iterable[Flow]) -> None:
@@ -134,14 +137,16 @@ class Reconciler:
                     self._dirty.add(key)
             finally:
                 self._desired_new = None
+            self.meters.set_owner(owner, new, bodies.keys())
             if new:
                 self._desired[owner] = new
             else:
                 self._desired.pop(owner, None)
 
     def rejected_count(self) -> int:
-        """Flows the switch refused and we still want: the datapath is not what we declared."""
-        return sum(1 for key, body in self._rejected.items() if (w := self._want.get(key)) and w[1] == body)
+        """Flows (and meters) the switch refused and we still want: the datapath is not what we declared."""
+        return sum(1 for key, body in self._rejected.items() if (w := self._want.get(key)) and w[1] == body) \
+            + (self.meters.rejected_count() if self.meters.rejected else 0)
 
     def owners(self) -> set[int]:
         return set(self._desired)
@@ -221,6 +226,13 @@ class Reconciler:
     # replies, called from the datapath's receive thread
     def on_error(self, err: wire.ErrorMsg) -> bool:
         """Route an OFPT_ERROR to its flow/owner; True if the xid was ours."""
+        if self.meters.on_error(err):
+            self.stats.errors += 1
+            w = self._waits.get(err.xid)  # the meter config read: an error is its answer
+            if w is not None:
+                w.errors.append(err)
+                w.event.set()
+            return True
         for first, last, ops in self._xid_ops:
             if first <= err.xid <= last:
                 self.stats.errors += 1
@@ -263,7 +275,8 @@ class Reconciler:
             w.event.set()
         return True
 
-    def _request(self, buf: bytes, wait_xid: int, ops_range=None) -> _Wait:
+    def _request(self, buf: bytes | Iterable[bytes], wait_xid: int, ops_range=None) -> _Wait:
+        """Send `buf` (bytes, or pieces sent in order as they come) and wait for `wait_xid`'s reply."""
         send = self._send
         if send is None:
             raise ReconcileError(f"{self.name}: not connected")
@@ -272,8 +285,9 @@ class Reconciler:
         if ops_range is not None:
             self._xid_ops = [ops_range]
         try:
-            if not send(buf):
-                raise ReconcileError(f"{self.name}: send failed (datapath closing)")
+            for piece in ((buf,) if isinstance(buf, bytes) else buf):
+                if not send(piece):
+                    raise ReconcileError(f"{self.name}: send failed (datapath closing)")
             if not w.event.wait(timeout=self.timeout):
                 raise ReconcileError(f"{self.name}: no reply within {self.timeout}s")
             if self._send is None:
@@ -299,6 +313,7 @@ class Reconciler:
             LOG.info("resync %s: switch has %d of our flows (%d learned/foreign left alone), we want %d",
                      self.name, len(installed), foreign, len(self._owner_of))
             self.installed = installed
+            self._read_meters()
             self.installed_known = True
             self._rejected.clear()
             self._dirty = set(installed) | set(self._owner_of)
@@ -330,13 +345,17 @@ class Reconciler:
             if not self.installed_known or self._send is None:
                 return 0  # resync on connect sends everything needed
             ops = self.pending()
-            if not ops:
+            meters_before, meters_after = self.meters.pending() if self.meters.dirty else ((), ())
+            if not ops and not meters_before and not meters_after:
                 self._dirty.clear()
+                self.meters.dirty.clear()
                 self.stats.last_flush_mods = 0
                 return 0
             t0 = time.monotonic()
             try:
-                sent = self._send_bundle(ops)
+                self._send_meters(meters_before)
+                sent = self._send_bundle(ops) if ops else 0
+                self._send_meters(meters_after)
             except Exception as exc:
                 # Fail closed: nothing is forgotten. What the switch holds is uncertain (the bundle
                 # may or may not have committed), so the next convergence reads it back (resync).
@@ -349,6 +368,7 @@ class Reconciler:
             finally:
                 self._xid_ops = []
             self._dirty.clear()
+            self.meters.dirty.clear()
             st = self.stats
             st.last_flush_seconds = time.monotonic() - t0
             st.last_flush_mods = sent
@@ -364,22 +384,32 @@ class Reconciler:
         base = self.xids.take(n + 3)
         bundle_id = base & 0x7FFFFFFF
         open_xid, first, commit_xid, barrier_xid = base, base + 1, base + 1 + n, base + 2 + n
-        parts = [wire.bundle_ctrl(bundle_id, wire.BUNDLE_OPEN_REQUEST, open_xid)]
-        add = wire.bundle_add
-        xid = first
-        add_cmd, flow_mod, delete_strict = wire.OFPFC_ADD, enc.flow_mod_body, enc.delete_strict
-        append = parts.append
-        for cmd, key, f, body in ops:
-            inner = flow_mod(f, body, xid) if cmd == add_cmd else delete_strict(key, xid)
-            append(add(bundle_id, inner, xid))
-            xid += 1
-        parts.append(wire.bundle_ctrl(bundle_id, wire.BUNDLE_COMMIT_REQUEST, commit_xid))
-        parts.append(wire.barrier(barrier_xid))
+
+        def chunks() -> Iterator[bytes]:
+            """The bundle in pieces of SEND_CHUNK messages, encoded while the switch parses the
+            previous piece (one write after encoding all of it left OVS idle meanwhile)."""
+            parts = [wire.bundle_ctrl(bundle_id, wire.BUNDLE_OPEN_REQUEST, open_xid)]
+            add = wire.bundle_add
+            xid = first
+            add_cmd, add_flow, delete_strict = wire.OFPFC_ADD, enc.bundle_add_flow, enc.delete_strict
+            for start in range(0, n, SEND_CHUNK):
+                append = parts.append
+                for cmd, key, f, body in ops[start:start + SEND_CHUNK]:
+                    append(add_flow(bundle_id, f, body, xid) if cmd == add_cmd
+                           else add(bundle_id, delete_strict(key, xid), xid))
+                    xid += 1
+                if start + SEND_CHUNK < n:
+                    yield b"".join(parts)
+                    parts = []
+            parts.append(wire.bundle_ctrl(bundle_id, wire.BUNDLE_COMMIT_REQUEST, commit_xid))
+            parts.append(wire.barrier(barrier_xid))
+            yield b"".join(parts)
+
         self.stats.bundles += 1
         self.stats.flow_mods += n
         self._ctl_xids = (open_xid, commit_xid)
         try:
-            w = self._request(b"".join(parts), barrier_xid, (first, first + n - 1, ops))
+            w = self._request(chunks(), barrier_xid, (first, first + n - 1, ops))
         finally:
             self._ctl_xids = ()
         failed_idx = {e.xid - first for e in w.errors if first <= e.xid < first + n}
@@ -406,6 +436,30 @@ class Reconciler:
                 installed.pop(key, None)
         self._mark_rejected(ops, failed_idx)
         return n
+
+    def _send_meters(self, ops) -> None:
+        """Meter-mods are not bundle messages in OVS: sent plain, then a barrier; a rejected one
+        is logged, remembered and not re-sent until its band changes (as rejected flows)."""
+        if not ops:
+            return
+        base = self.xids.take(len(ops) + 1)
+        buf = self.meters.encode(list(ops), base) + wire.barrier(base + len(ops))
+        self.stats.meter_mods += len(ops)
+        self._request(buf, base + len(ops))
+        self.meters.confirm(list(ops))
+
+    def _read_meters(self) -> None:
+        """The switch's meters (OFPMP_METER_CONFIG), diffed on the next flush. A switch without
+        meter support answers with an error: then it has none."""
+        xid = self.meters.reading_xid = self.xids.take()
+        try:
+            w = self._request(wire.meter_config_request(xid), xid)
+        finally:
+            self.meters.reading_xid = 0
+        if w.errors:
+            LOG.warning("switch %s refused the meter config request (%s): assuming no meters", self.name,
+                        w.errors[0].describe())
+        self.meters.read(w.chunks)
 
     def _mark_rejected(self, ops: list, failed_idx: set[int]) -> None:
         for i in failed_idx:
@@ -444,3 +498,146 @@ class Reconciler:
 
 def _sort_key(f: Flow):
     return (f.table, -f.priority, f.match)
+
+
+# ---------------------------------------------------------------------------------- meters
+
+MAX_OUR_METER = MAX_METER_ID + 1  # flows.tables.MeterPurpose: meters from here up are someone else's
+
+
+class MeterTable:
+    """Desired vs installed OpenFlow meters of one datapath (flows/qos.py explains the model).
+
+    An owner declares a meter by using it: a `flows.qos.MeterUse` instruction in one of its flows
+    carries the meter's drop band. `set_owner` collects them from the flows that changed (so the
+    reconciler's hot path pays nothing for flows without meters), and `pending` is the diff the
+    next flush sends: ADD / MODIFY before the flow bundle (a flow may not name a missing meter),
+    DELETE after it (OVS deletes the flows that still use a deleted meter). On resync the
+    switch's meters are read (OFPMP_METER_CONFIG) and diffed, so a restart sends no meter-mod."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._by_flow: dict[int, dict[tuple, tuple]] = {}    # owner → flow key → its MeterUse actions
+        self._owner_bands: dict[int, dict[int, tuple]] = {}  # owner → meter id → band
+        self._claims: dict[int, dict[int, tuple]] = {}       # meter id → owner → band
+        self.installed: dict[int, tuple | None] = {}         # as read / confirmed (None: not one drop band)
+        self.dirty: set[int] = set()
+        self.rejected: dict[int, tuple | None] = {}          # meter id → band the switch refused
+        self._inflight: dict[int, tuple[int, int, tuple | None]] = {}  # xid → (command, meter id, band)
+        self.reading_xid = 0  # xid of the meter config request in flight
+
+    # ---------------------------------------------------------------- desired
+    def set_owner(self, owner: int, new: dict, changed: Iterable[tuple]) -> None:
+        """`new` = the owner's flows by key; `changed` = keys whose flow is new or different."""
+        from flows.qos import METER_TYPES  # local: controller/ may import flows/, kept off the import path
+        prev = self._by_flow.get(owner)
+        found: dict[tuple, tuple] = {}
+        changed = list(changed)
+        for key in changed:
+            ms = tuple(a for a in new[key].actions if type(a) in METER_TYPES)
+            if ms:
+                found[key] = ms
+        if prev is None and not found:
+            return
+        if prev:
+            changed = set(changed)
+            for key, ms in prev.items():
+                if key in new and key not in changed:
+                    found[key] = ms
+        bands: dict[int, tuple] = {}
+        for ms in found.values():
+            for m in ms:
+                have = bands.get(m.meter_id)
+                if have is not None and have != m.band:
+                    LOG.error("compile bug on %s: owner %s declares meter %d as %s and %s; keeping the smaller",
+                              self.name, owner_label(owner), m.meter_id, have, m.band)
+                    bands[m.meter_id] = min(have, m.band)
+                else:
+                    bands[m.meter_id] = m.band
+        old = self._owner_bands.get(owner, {})
+        for mid in old.keys() | bands.keys():
+            if old.get(mid) == bands.get(mid):
+                continue
+            claims = self._claims.setdefault(mid, {})
+            if mid in bands:
+                claims[owner] = bands[mid]
+            else:
+                claims.pop(owner, None)
+            if not claims:
+                del self._claims[mid]
+            elif len(set(claims.values())) > 1:
+                LOG.error("compile bug on %s: meter %d declared differently by owners %s; keeping %s's",
+                          self.name, mid, sorted(owner_label(o) for o in claims), owner_label(min(claims)))
+            self.dirty.add(mid)
+        if found:
+            self._by_flow[owner] = found
+            self._owner_bands[owner] = bands
+        else:
+            self._by_flow.pop(owner, None)
+            self._owner_bands.pop(owner, None)
+
+    def want(self, mid: int) -> tuple | None:
+        claims = self._claims.get(mid)
+        return claims[min(claims)] if claims else None
+
+    def desired(self) -> dict[int, tuple]:
+        return {mid: claims[min(claims)] for mid, claims in self._claims.items()}
+
+    # ---------------------------------------------------------------- diff
+    def read(self, chunks: list[bytes]) -> None:
+        """Installed meters from OFPMP_METER_CONFIG reply bodies (ours only); everything dirty."""
+        got: dict[int, tuple | None] = {}
+        for chunk in chunks:
+            got.update(wire.parse_meter_config(chunk))
+        self.installed = {mid: band for mid, band in got.items() if 0 < mid < MAX_OUR_METER}
+        self.rejected.clear()
+        self.dirty = set(self.installed) | set(self._claims)
+
+    def pending(self) -> tuple[list[tuple[int, int, tuple | None]], list[tuple[int, int, tuple | None]]]:
+        """(adds and modifies, deletes) as (command, meter id, band)."""
+        before: list[tuple[int, int, tuple | None]] = []
+        after: list[tuple[int, int, tuple | None]] = []
+        for mid in sorted(self.dirty):
+            want = self.want(mid)
+            if want is not None:
+                if mid not in self.installed:
+                    if self.rejected.get(mid, ()) != want:
+                        before.append((wire.OFPMC_ADD, mid, want))
+                elif self.installed[mid] != want and self.rejected.get(mid, ()) != want:
+                    before.append((wire.OFPMC_MODIFY, mid, want))
+            elif mid in self.installed:
+                after.append((wire.OFPMC_DELETE, mid, None))
+        return before, after
+
+    def encode(self, ops: list, first_xid: int) -> bytes:
+        self._inflight = {first_xid + i: op for i, op in enumerate(ops)}
+        return b"".join(wire.meter_mod(first_xid + i, cmd, mid, band) for i, (cmd, mid, band) in enumerate(ops))
+
+    def on_error(self, err: wire.ErrorMsg) -> bool:
+        if err.xid and err.xid == self.reading_xid:
+            return True
+        op = self._inflight.get(err.xid)
+        if op is None:
+            return False
+        cmd, mid, band = op
+        LOG.error("switch %s rejected %s of meter %d %s: %s", self.name,
+                  {wire.OFPMC_ADD: "add", wire.OFPMC_MODIFY: "modify"}.get(cmd, "delete"), mid, band,
+                  err.describe())
+        self.rejected[mid] = band
+        return True
+
+    def confirm(self, ops: list) -> None:
+        """After the barrier: what was not rejected is now installed."""
+        failed = {op[1] for xid, op in self._inflight.items() if self.rejected.get(op[1], ()) == op[2]}
+        for cmd, mid, band in ops:
+            if mid in failed:
+                continue
+            if cmd == wire.OFPMC_DELETE:
+                self.installed.pop(mid, None)
+            else:
+                self.installed[mid] = band
+                self.rejected.pop(mid, None)
+        self._inflight = {}
+
+    def rejected_count(self) -> int:
+        return sum(1 for mid, band in self.rejected.items() if self.want(mid) == band)

@@ -14,6 +14,7 @@ from typing import Any, Callable
 from apps.base import ChassisContext
 from controller.reconciler import Reconciler
 from flows.engine import ChassisEngine
+from flows.metadata import METADATA_IFNAME
 
 LOG = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ class DatapathEntry:
     last_error: str | None = None
     retry_attempt: int = 0
     retry_scheduled: bool = False
+    flush_deferred: bool = False           # compiled flows wait for the next, already queued batch
 
     @property
     def connected(self) -> bool:
@@ -107,6 +109,7 @@ def build_context(name: str, dpid: int, chassis: dict | None, ports: dict[str, S
     up: dict[str, bool] = {}
     tunnels: dict[str, int] = {}
     uplinks: dict[str, int] = {}
+    metadata_port = 0
     mappings = (chassis or {}).get("bridge_mappings") or {}
     if isinstance(mappings, list):  # tolerate ["physnet:port", …]
         mappings = dict(m.split(":", 1) for m in mappings if ":" in m)
@@ -120,6 +123,9 @@ def build_context(name: str, dpid: int, chassis: dict | None, ports: dict[str, S
         if sp.name in by_portname:
             uplinks[by_portname[sp.name]] = sp.ofport
             continue
+        if sp.name == METADATA_IFNAME:   # the metadata agent's port (flows/metadata.py)
+            metadata_port = sp.ofport
+            continue
         ids = find_port(sp.name)
         if len(ids) > 1:
             LOG.error("interface %s on %s matches several topology ports %s; binding none", sp.name, name,
@@ -129,7 +135,8 @@ def build_context(name: str, dpid: int, chassis: dict | None, ports: dict[str, S
             local[pid] = sp.ofport
             up[pid] = sp.up
     ctx = ChassisContext(name=name, datapath_id=dpid, local_ports=local, uplinks=uplinks,
-                         tunnel_ports=tunnels, tunnel_ip=(chassis or {}).get("tunnel_ip"))
+                         tunnel_ports=tunnels, tunnel_ip=(chassis or {}).get("tunnel_ip"),
+                         metadata_port=metadata_port)
     return ctx, up
 
 

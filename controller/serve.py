@@ -75,7 +75,7 @@ def build(cfg):
     store = open_store(cfg.store)
     service = Service(store, cfg.settings)
     check_with = (lambda: _load_apps(cfg.apps, announce=False)) if getattr(cfg, "check_compile", False) else None
-    core = Core(store, service, apps, cfg.settings, check_with=check_with)
+    core = Core(store, service, apps, cfg.settings, check_with=check_with, gateway=getattr(cfg, "gateway", None))
     dispatcher = Dispatcher(core)
     try:
         from topology.api.app import create_app, serve_in_thread
@@ -134,6 +134,7 @@ def build_ownership(cfg, core):
                               ha.member_id, address=f"{cfg.ofp_host}:{cfg.ofp_port}", ttl=ha.lease_ttl,
                               interval=ha.interval, on_master=core.request_resync, xids=core.xids)
     core.is_master = ownership.is_master
+    core.owned_elsewhere = ownership.owned_elsewhere  # gateway liveness: the owner speaks for a chassis
 
     def ha_stats() -> dict:  # the ownership as etcd has it, with chassis names for people
         out = ownership.stats()

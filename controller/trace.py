@@ -100,6 +100,19 @@ def ofproto_flow(report: dict[str, Any]) -> str:
     return ",".join(parts)
 
 
+def _unwrap_sample(tokens: list[str]) -> list[str]:
+    """A metered controller action shows as 'sample(sample=100.0%,actions(meter(0),userspace(…)))':
+    what counts is the actions inside, not the sample wrapper."""
+    out: list[str] = []
+    for tok in tokens:
+        inner = tok.find("actions(")
+        if tok.startswith("sample(") and inner >= 0 and tok.endswith("))"):
+            out += _unwrap_sample(_top_level(tok[inner + len("actions("):-2]))
+        else:
+            out.append(tok)
+    return out
+
+
 def _top_level(actions: str) -> list[str]:
     """Split datapath actions at commas outside parentheses: 'ct(zone=5),recirc(0x1)' → 2 tokens."""
     out, depth, cur = [], 0, ""
@@ -123,7 +136,7 @@ def switch_verdict(text: str) -> str:
     forwarded when some action outputs it (a port number, a tunnel push, a clone), sent to the
     controller when an OpenFlow controller action ran and nothing outputs it, dropped otherwise."""
     tokens = [tok for ln in text.splitlines() if ln.startswith("Datapath actions:")
-              for tok in _top_level(ln.split(":", 1)[1])]
+              for tok in _unwrap_sample(_top_level(ln.split(":", 1)[1]))]
     outputs = [t for t in tokens if not t.startswith(_NOT_AN_OUTPUT)]
     if any(not t.startswith("userspace(") for t in outputs):
         return "forwarded"

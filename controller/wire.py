@@ -23,8 +23,8 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from flows.fields import FIELDS, format_value
-from flows.flow import (CT, NAT, Conjunction, Controller, CTClear, DecTtl, Flow, GotoTable, Learn,
-                        Meter, Move, Output, PopVlan, PushVlan, Resubmit, SetField, WriteMetadata)
+from flows.flow import (CT, NAT, CheckPktLarger, Conjunction, Controller, CTClear, DecTtl, Flow, GotoTable,
+                        Learn, Meter, Move, Output, PopVlan, PushVlan, Resubmit, SetField, WriteMetadata)
 
 OFP_VERSION = 0x04
 OFPT_ERROR = 1
@@ -61,6 +61,7 @@ _FLOW_MOD = struct.Struct("!BBHIQQBBHHHIIIH2x")  # header + ofp_flow_mod up to t
 _MATCH_HDR = struct.Struct("!HH")
 _INSTR_HDR = struct.Struct("!HH4x")  # apply-actions header (type, len, pad)
 _BUNDLE_ADD = struct.Struct("!BBHIIII2xH")
+_BUNDLE_FLOW_MOD = struct.Struct("!BBHIIII2xH" + _FLOW_MOD.format[1:])  # a bundle-add and its flow-mod header
 _BUNDLE_CTRL = struct.Struct("!BBHIIIIHH")
 _FLOW_STATS = struct.Struct("!HBxIIHHHH4xQQQ")  # ofp_flow_stats up to the match
 _MP_REQ_FLOW = struct.Struct("!BBHIHH4xB3xII4xQQ")  # multipart header + ofp_flow_stats_request
@@ -181,6 +182,24 @@ def _learn_spec(spec):
     raise ValueError(f"unknown learn spec kind {spec.kind!r}")
 
 
+NX_VENDOR_ID = 0x00002320
+NXAST_CHECK_PKT_LARGER = 49
+
+
+class _CheckPktLargerAction:
+    """nx_action_check_pkt_larger (os-ken 4.2 has no class for it): 24 bytes, the result field's
+    NXM/OXM header right after `offset`, zero padding — exactly what OVS echoes back."""
+
+    def __init__(self, action: CheckPktLarger) -> None:
+        self.action = action
+
+    def serialize(self, buf: bytearray, offset: int) -> None:
+        num, size = OXM[nx_field(self.action.dst)]
+        body = struct.pack("!HHIHHHI", 0xFFFF, 24, NX_VENDOR_ID, NXAST_CHECK_PKT_LARGER, self.action.pkt_len,
+                           self.action.dst_ofs, (num << 9) | size)
+        buf[offset:offset] = body + bytes(24 - len(body))
+
+
 def to_oskenaction(action):
     """Our action value → the os-ken parser object that serialises it (apply-actions only)."""
     if isinstance(action, Output):
@@ -225,6 +244,8 @@ def to_oskenaction(action):
     if isinstance(action, Conjunction):
         return parser.NXActionConjunction(clause=action.clause - 1, n_clauses=action.n_clauses,
                                           id_=action.conj_id)
+    if isinstance(action, CheckPktLarger):
+        return _CheckPktLargerAction(action)
     if isinstance(action, Learn):
         return parser.NXActionLearn(table_id=action.table, specs=[_learn_spec(s) for s in action.specs],
                                     idle_timeout=action.idle_timeout, hard_timeout=action.hard_timeout,
@@ -323,6 +344,18 @@ class Encoder:
         return _FLOW_MOD.pack(OFP_VERSION, OFPT_FLOW_MOD, _FLOW_MOD.size + len(match) + len(instr), xid,
                               f.cookie, 0, f.table, OFPFC_ADD, f.idle_timeout, f.hard_timeout, f.priority,
                               OFP_NO_BUFFER, OFPP_ANY, OFPG_ANY, 0) + match + instr
+
+    def bundle_add_flow(self, bundle_id: int, f: Flow, body: tuple, xid: int,
+                        flags: int = BUNDLE_ATOMIC | BUNDLE_ORDERED) -> bytes:
+        """bundle_add(bundle_id, flow_mod_body(f, body, xid), xid) with one pack and one join:
+        the reconciler's innermost line, run once per flow of a bundle."""
+        match = self.match(f.match)
+        instr = body[3]
+        inner = _FLOW_MOD.size + len(match) + len(instr)
+        return b"".join((_BUNDLE_FLOW_MOD.pack(
+            OFP_VERSION, OFPT_EXPERIMENTER, 24 + inner, xid, ONF_EXPERIMENTER_ID, ONF_ET_BUNDLE_ADD_MESSAGE,
+            bundle_id, flags, OFP_VERSION, OFPT_FLOW_MOD, inner, xid, f.cookie, 0, f.table, OFPFC_ADD,
+            f.idle_timeout, f.hard_timeout, f.priority, OFP_NO_BUFFER, OFPP_ANY, OFPG_ANY, 0), match, instr))
 
     def delete_strict(self, key: tuple, xid: int) -> bytes:
         table, priority, match = key
@@ -492,3 +525,87 @@ def parse_role(buf: bytes) -> tuple[int, int, int]:
     """ROLE_REQUEST or ROLE_REPLY bytes → (xid, role, generation_id)."""
     _v, _t, _len, xid, role, generation = _ROLE.unpack_from(buf, 0)
     return xid, role, generation
+
+
+# ------------------------------------------------------------------ meters (OpenFlow 1.3 §7.3.4.4)
+
+OFPT_METER_MOD = 29
+OFPMC_ADD, OFPMC_MODIFY, OFPMC_DELETE = 0, 1, 2
+OFPMP_METER_CONFIG = 10
+OFPM_ALL = 0xFFFFFFFF
+OFPMBT_DROP = 1
+OFPMF_STATS = 8
+_METER_MOD = struct.Struct("!BBHIHHI")        # header + command, flags, meter_id
+_METER_BAND_DROP = struct.Struct("!HHII4x")   # type, len, rate, burst_size
+_MP_REQ_METER = struct.Struct("!BBHIHH4xI4x")  # multipart header + ofp_meter_multipart_request
+_METER_CONFIG = struct.Struct("!HHI")         # ofp_meter_config: length, flags, meter_id
+
+MeterBand = tuple[int, int, int]  # (flags, rate, burst): one drop band (flows.qos.MeterUse.band)
+
+
+def meter_mod(xid: int, command: int, meter_id: int, band: MeterBand | None = None) -> bytes:
+    """OFPT_METER_MOD with one drop band (none for a delete)."""
+    flags, bands = 0, b""
+    if band is not None:
+        flags, rate, burst = band
+        bands = _METER_BAND_DROP.pack(OFPMBT_DROP, _METER_BAND_DROP.size, rate, burst)
+    return _METER_MOD.pack(OFP_VERSION, OFPT_METER_MOD, _METER_MOD.size + len(bands), xid, command, flags,
+                           meter_id) + bands
+
+
+def meter_config_request(xid: int, meter_id: int = OFPM_ALL) -> bytes:
+    return _MP_REQ_METER.pack(OFP_VERSION, OFPT_MULTIPART_REQUEST, _MP_REQ_METER.size, xid,
+                              OFPMP_METER_CONFIG, 0, meter_id)
+
+
+def parse_meter_config(body: bytes) -> dict[int, MeterBand | None]:
+    """OFPMP_METER_CONFIG reply body → {meter_id: (flags, rate, burst) of its one drop band, or
+    None when the meter is anything else (several bands, another band type): then it differs
+    from every band we declare and is rewritten."""
+    out: dict[int, MeterBand | None] = {}
+    offset, end = 0, len(body)
+    while offset + _METER_CONFIG.size <= end:
+        length, flags, mid = _METER_CONFIG.unpack_from(body, offset)
+        if length < _METER_CONFIG.size:
+            raise ValueError(f"bad ofp_meter_config length {length} at {offset}")
+        bands: list[tuple[int, int] | None] = []
+        boff = offset + 8
+        while boff + 4 <= offset + length:
+            btype, blen = struct.unpack_from("!HH", body, boff)
+            if blen < 4:
+                break
+            if btype == OFPMBT_DROP and blen >= 12:
+                rate, burst = struct.unpack_from("!II", body, boff + 4)
+                bands.append((rate, burst))
+            else:
+                bands.append(None)
+            boff += blen
+        flags &= ~OFPMF_STATS
+        one = bands[0] if len(bands) == 1 else None
+        out[mid] = (flags, one[0], one[1]) if one is not None else None
+        offset += length
+    return out
+
+
+def meter_mods_in(buf: bytes) -> list[tuple[int, int, MeterBand | None]]:
+    """(command, meter id, band or None) of every meter-mod in a stream (tests, inspection)."""
+    out = []
+    for mtype, _xid, msg in iter_messages(buf):
+        if mtype != OFPT_METER_MOD:
+            continue
+        _v, _t, length, _x, command, flags, mid = _METER_MOD.unpack_from(msg, 0)
+        band = None
+        if length >= _METER_MOD.size + _METER_BAND_DROP.size:
+            _bt, _bl, rate, burst = _METER_BAND_DROP.unpack_from(msg, _METER_MOD.size)
+            band = (flags, rate, burst)
+        out.append((command, mid, band))
+    return out
+
+
+def meter_config_body(meters: dict[int, MeterBand]) -> bytes:
+    """Encode an OFPMP_METER_CONFIG reply body (the fake switch's answer; inverse of parse)."""
+    out = b""
+    for mid, (flags, rate, burst) in sorted(meters.items()):
+        band = _METER_BAND_DROP.pack(OFPMBT_DROP, _METER_BAND_DROP.size, rate, burst)
+        out += _METER_CONFIG.pack(8 + len(band), flags, mid) + band
+    return out

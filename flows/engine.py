@@ -54,6 +54,9 @@ _LOCAL_ALL: Input = ("local*",)
 
 # ------------------------------------------------------------------ facts
 
+_FACT_NAMES: dict[Callable[..., Any], str] = {}  # fn → "module.qualname", its input's name (made once)
+
+
 def fact(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Mark `fn(view, ctx, *args) -> hashable value` as a derived input of the engine.
 
@@ -61,6 +64,8 @@ def fact(fn: Callable[..., Any]) -> Callable[..., Any]:
     datapath and re-evaluated when one of its own reads changes; the compile that asked records
     only the fact, so it is recompiled when the value changes, not whenever the fact's inputs do.
     `fn` must be a pure function of what it reads through `view` and `ctx`."""
+    _FACT_NAMES[fn] = f"{fn.__module__}.{fn.__qualname__}"
+
     @functools.wraps(fn)
     def wrapper(view, ctx, *args):
         evaluate = getattr(view, "evaluate_fact", None)
@@ -68,6 +73,13 @@ def fact(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(view, ctx, *args)
         return evaluate(fn, args)
     return wrapper
+
+
+def _fact_name(fn: Callable[..., Any]) -> str:
+    name = _FACT_NAMES.get(fn)
+    if name is None:
+        name = _FACT_NAMES[fn] = f"{fn.__module__}.{fn.__qualname__}"
+    return name
 
 
 @dataclasses.dataclass(slots=True)
@@ -79,45 +91,53 @@ class _Fact:
 
 
 # ------------------------------------------------------------------ recording view and context
+# Cost matters here: every read of every compile passes through these (≈ 30 reads per owner,
+# 30,000 for a 1,000-port chassis). Hence: bound `reads.add` kept in a slot, no per-compile
+# dataclasses.replace (the engine reuses one recorder per batch and points it at each compile's
+# set, `_use`), and the owner's own record — asked by every app of a compile — read once.
 
 class _RecordingPorts(Mapping):
     """ctx.local_ports that notes what is asked: one port (("local", id)) or the whole set."""
 
-    __slots__ = ("_ports", "_reads")
+    __slots__ = ("_ports", "_reads", "_add")
 
     def __init__(self, ports: Mapping[str, int], reads: set) -> None:
-        self._ports, self._reads = ports, reads
+        self._ports = ports
+        self._use(reads)
+
+    def _use(self, reads: set) -> None:
+        self._reads, self._add = reads, reads.add
 
     def __getitem__(self, pid: str) -> int:
-        self._reads.add(("local", pid))
+        self._add(("local", pid))
         return self._ports[pid]
 
     def __contains__(self, pid: object) -> bool:
-        self._reads.add(("local", pid))
+        self._add(("local", pid))
         return pid in self._ports
 
     def get(self, pid: str, default: Any = None) -> Any:
-        self._reads.add(("local", pid))
+        self._add(("local", pid))
         return self._ports.get(pid, default)
 
     def __iter__(self) -> Iterator[str]:
-        self._reads.add(_LOCAL_ALL)
+        self._add(_LOCAL_ALL)
         return iter(self._ports)
 
     def __len__(self) -> int:
-        self._reads.add(_LOCAL_ALL)
+        self._add(_LOCAL_ALL)
         return len(self._ports)
 
     def keys(self):
-        self._reads.add(_LOCAL_ALL)
+        self._add(_LOCAL_ALL)
         return self._ports.keys()
 
     def items(self):
-        self._reads.add(_LOCAL_ALL)
+        self._add(_LOCAL_ALL)
         return self._ports.items()
 
     def values(self):
-        self._reads.add(_LOCAL_ALL)
+        self._add(_LOCAL_ALL)
         return self._ports.values()
 
 
@@ -136,67 +156,104 @@ class RecordingView(IndexQueries):
     """The TopologyView queries compilers use, each noting its input in `reads`. Anything else
     raises AttributeError: an unrecorded read would make the engine miss a dependency."""
 
-    __slots__ = ("_view", "_ctx", "_reads", "_engine")
+    __slots__ = ("_view", "_ctx", "_rctx", "_reads", "_add", "_engine", "_kkind", "_kkey", "_krec",
+                 "_gkind", "_grid", "_grec")
+    _kkind: str | None       # the last by_key asked in this compile, and its answer
+    _kkey: int | None
+    _krec: Record | None
+    _gkind: str | None       # the last get asked in this compile, and its answer
+    _grid: str | None
+    _grec: Record | None
 
-    def __init__(self, view, ctx, reads: set, engine: "ChassisEngine | None") -> None:
-        self._view, self._ctx, self._reads, self._engine = view, ctx, reads, engine
+    def __init__(self, view, ctx, reads: set, engine: "ChassisEngine | None", rctx=None) -> None:
+        self._view, self._ctx, self._engine = view, ctx, engine
+        self._rctx = rctx  # recording_context(ctx, reads), made when first needed
+        self._use(reads)
+
+    def _use(self, reads: set) -> None:
+        """Record into `reads` from now on (the engine reuses one recorder for many compiles)."""
+        self._reads, self._add = reads, reads.add
+        if self._rctx is not None:
+            self._rctx.local_ports._use(reads)
+        self._kkind = self._kkey = self._krec = None
+        self._gkind = self._grid = self._grec = None
+
+    def context(self):
+        """The recording ChassisContext that goes with this view (same reads)."""
+        if self._rctx is None:
+            self._rctx = recording_context(self._ctx, self._reads)
+        return self._rctx
 
     # facts: evaluated (and kept) by the engine; inside a fact, nested facts are just called
     def evaluate_fact(self, fn: Callable[..., Any], args: tuple) -> Any:
         if self._engine is None:
-            return fn(self, recording_context(self._ctx, self._reads), *args)
-        key = ("fact", f"{fn.__module__}.{fn.__qualname__}", args)
-        self._reads.add(key)
+            return fn(self, self.context(), *args)
+        key = ("fact", _fact_name(fn), args)
+        self._add(key)
         return self._engine.fact_value(key, fn, args, self._view, self._ctx)
 
     @property
     def revision(self) -> int:
-        self._reads.add(_REVISION)
+        self._add(_REVISION)
         return self._view.revision
 
     def add_index(self, kind: str, name: str, keyfunc: Callable[[Record], Iterable[Any]]) -> None:
         self._view.add_index(kind, name, keyfunc)  # registering an index reads nothing
 
+    def has_index(self, name: str) -> bool:
+        return self._view.has_index(name)
+
     # plain access
     def get(self, kind: str, rid: str | None) -> Record | None:
-        self._reads.add(("rec", kind, rid))
-        return self._view.get(kind, rid)
+        # most gets repeat the one before (each app of a compile looks up the owner's network,
+        # port, …): the same answer, recorded once — as by_key below
+        if rid == self._grid and kind == self._gkind:
+            return self._grec
+        self._add(("rec", kind, rid))
+        rec = self._grec = self._view.get(kind, rid)
+        self._gkind, self._grid = kind, rid
+        return rec
 
     def records(self, kind: str) -> Mapping[str, Record]:
-        self._reads.add(("all", kind))
+        self._add(("all", kind))
         return self._view.records(kind)
 
     def by_key(self, kind: str, key: int) -> Record | None:
-        self._reads.add(("key", kind, key))
-        return self._view.by_key(kind, key)
+        # every app of a compile asks for the owner's record by key: the same answer, read once
+        # (the view does not change during a compile; `_use` forgets it before the next one)
+        if key == self._kkey and kind == self._kkind:
+            return self._krec
+        self._add(("key", kind, key))
+        rec = self._krec = self._view.by_key(kind, key)
+        self._kkind, self._kkey = kind, key
+        return rec
 
     # indexes
     def find(self, name: str, value: Any) -> list[Record]:
-        self._reads.add(("idx", name, value))
+        self._add(("idx", name, value))
         return self._view.find(name, value)
 
     def find_ids(self, name: str, value: Any) -> AbstractSet[str]:
-        self._reads.add(("ids", name, value))
+        self._add(("ids", name, value))
         return self._view.find_ids(name, value)
 
     def hosts_of_network(self, network_id: str | None) -> AbstractSet[str]:
-        self._reads.add(("hosts", network_id))
+        self._add(("hosts", network_id))
         return self._view.hosts_of_network(network_id)
 
     def networks_on_host(self, host: str | None) -> AbstractSet[str]:
-        self._reads.add(("nets", host))
+        self._add(("nets", host))
         return self._view.networks_on_host(host)
 
     def chassis_by_name(self, name: str | None) -> Record | None:
         if not name:
             return None
-        self._reads.add(("idx", "chassis.name", name))
+        self._add(("idx", "chassis.name", name))
         return self._view.chassis_by_name(name)
 
     def chassis_by_datapath(self, dpid: int | str) -> Record | None:
-        self._reads.add(("idx", "chassis.datapath", parse_datapath_id(dpid)))
+        self._add(("idx", "chassis.datapath", parse_datapath_id(dpid)))
         return self._view.chassis_by_datapath(dpid)
-
 
 
 # ------------------------------------------------------------------ what a change touches
@@ -207,7 +264,13 @@ def changed_inputs(view, change: Change, before=None) -> set[Input]:
     kind, rid = change.kind, change.id
     if before is None:
         before = view.get(kind, rid)
-    olds = [r for r in (before, change.old) if r is not None]
+    old = change.old
+    if before is None:
+        olds = [old] if old is not None else []
+    elif old is None or old is before or old == before:  # usually the same record: index it once
+        olds = [before]
+    else:
+        olds = [before, old]
     new = change.new
     out: set[Input] = {("rec", kind, rid), ("all", kind), _REVISION}
     for r in (*olds, new):
@@ -234,7 +297,8 @@ def changed_inputs(view, change: Change, before=None) -> set[Input]:
 
 def location_inputs(before: Mapping[str, int], after: Mapping[str, int]) -> set[Input]:
     """The inputs a chassis' local-port change touches (ports plugged, unplugged, renumbered)."""
-    changed = {p for p in before.keys() | after.keys() if before.get(p) != after.get(p)}
+    # (port, ofport) pairs in one and not the other, in C; then the exact test on those few
+    changed = {p for p, _ in before.items() ^ after.items() if before.get(p) != after.get(p)}
     out: set[Input] = {("local", p) for p in changed}
     if before.keys() != after.keys():
         out.add(_LOCAL_ALL)
@@ -270,17 +334,24 @@ class ChassisEngine:
 
     def __init__(self) -> None:
         self.reads: dict[int, tuple[Input, ...]] = {}
-        self.readers: dict[Input, set[int]] = {}
+        # input → the owners that read it: an int while one owner does (most inputs: no set
+        # object per input for the GC to count), a set once several do; see readers_of
+        self.readers: dict[Input, int | set[int]] = {}
         self.facts: dict[Input, _Fact] = {}
         self.fact_readers: dict[Input, set[Input]] = {}   # raw input → facts that read it
         self.compiles = 0          # owner compiles so far (tests count them; never reset by us)
         self.relist_needed = False  # a fact flipped or appeared: the owner listing may differ
+        # one recording view (+ context) for owner compiles and one for fact evaluations, reused
+        # while view and ctx stay the same objects (a batch); dropped after each full/step
+        self._owner_rec: RecordingView | None = None
+        self._fact_rec: RecordingView | None = None
 
     # ---------------------------------------------------------------- bookkeeping
     def owners(self) -> set[int]:
         return set(self.reads)
 
     def clear(self) -> None:
+        self._owner_rec = self._fact_rec = None
         self.reads.clear()
         self.readers.clear()
         self.facts.clear()
@@ -290,28 +361,73 @@ class ChassisEngine:
     def forget(self, owner: int) -> None:
         self._unread(owner, self.reads.pop(owner, ()))
 
+    def readers_of(self, i: Input) -> set[int]:
+        """The owners whose last compile read input `i`."""
+        got = self.readers.get(i)
+        if got is None:
+            return set()
+        return {got} if isinstance(got, int) else set(got)
+
     def _unread(self, owner: int, inputs: Iterable[Input]) -> None:
+        readers = self.readers
         for i in inputs:
-            owners = self.readers.get(i)
-            if owners is not None:
+            owners = readers.get(i)
+            if owners is None:
+                continue
+            if isinstance(owners, int):
+                if owners != owner:
+                    continue
+            else:
                 owners.discard(owner)
-                if not owners:
-                    del self.readers[i]
-                    if i in self.facts:
-                        self._drop_fact(i)
+                if owners:
+                    continue
+            del readers[i]
+            if i in self.facts:
+                self._drop_fact(i)
 
     def _record(self, owner: int, reads: set) -> None:
         """owner now reads `reads`: update the reverse index by difference (so a fact read by
         this owner alone survives its recompile)."""
-        old = set(self.reads.get(owner, ()))
-        self.reads[owner] = tuple(reads)  # a tuple: a third of a frozenset's memory
-        for i in reads - old:
-            got = self.readers.get(i)
+        old = self.reads.get(owner)
+        readers = self.readers
+        if old:
+            if len(old) == len(reads) and reads.issuperset(old):
+                return  # the same inputs as last time (the common recompile): nothing moves
+            gone = set(old)
+            fresh = reads - gone
+            gone -= reads
+        else:
+            fresh, gone = reads, None
+        for i in fresh:
+            got = readers.get(i)
             if got is None:
-                self.readers[i] = {owner}
+                readers[i] = owner
+            elif isinstance(got, int):
+                if got != owner:
+                    readers[i] = {got, owner}
             else:
                 got.add(owner)
-        self._unread(owner, old - reads)
+        self.reads[owner] = tuple(reads)  # a tuple: a third of a frozenset's memory
+        if gone:
+            self._unread(owner, gone)
+
+    def _recorder(self, view, ctx, reads: set, engine: "ChassisEngine | None") -> RecordingView:
+        """The recording view for one compile (engine=self) or fact evaluation (engine=None),
+        pointed at `reads`: reused while view and ctx are the same objects."""
+        rec = self._owner_rec if engine is not None else self._fact_rec
+        if rec is not None and rec._view is view and rec._ctx is ctx:
+            rec._use(reads)
+            return rec
+        rec = RecordingView(view, ctx, reads, engine)
+        if engine is not None:
+            self._owner_rec = rec
+        else:
+            self._fact_rec = rec
+        return rec
+
+    def _done(self) -> None:
+        """End of a batch: the recorders must not keep a view alive."""
+        self._owner_rec = self._fact_rec = None
 
     def _drop_fact(self, key: Input) -> None:
         f = self.facts.pop(key)
@@ -337,7 +453,8 @@ class ChassisEngine:
 
     def _evaluate(self, key: Input, fn: Callable[..., Any], args: tuple, view, ctx) -> _Fact:
         reads: set = set()
-        value = fn(RecordingView(view, ctx, reads, None), recording_context(ctx, reads), *args)
+        rec = self._recorder(view, ctx, reads, None)
+        value = fn(rec, rec.context(), *args)
         old = self.facts.get(key)
         if old is not None:
             self._drop_fact(key)
@@ -351,9 +468,9 @@ class ChassisEngine:
         """Compile one owner through the recording view; remember what it read."""
         reads: set = set()
         self.compiles += 1
+        rec = self._recorder(view, ctx, reads, self)
         try:
-            flows = compiler.compile_owner(RecordingView(view, ctx, reads, self),
-                                           recording_context(ctx, reads), owner)
+            flows = compiler.compile_owner(rec, rec.context(), owner)
         except Exception:
             self.forget(owner)  # a failed owner is recompiled on every retry anyway
             self._sweep_unread_facts(i for i in reads if i[0] == "fact")
@@ -365,10 +482,14 @@ class ChassisEngine:
         """Owners whose last compile read one of `inputs` (after facts' early cut-off)."""
         dirty: set[int] = set()
         stale: set[Input] = set()
+        readers = self.readers
         for i in inputs:
-            got = self.readers.get(i)
-            if got:
-                dirty |= got
+            got = readers.get(i)
+            if got is not None:
+                if isinstance(got, int):
+                    dirty.add(got)
+                else:
+                    dirty |= got
             facts = self.fact_readers.get(i)
             if facts:
                 stale |= facts
@@ -376,7 +497,7 @@ class ChassisEngine:
             f = self.facts[key]
             before = f.value
             if self._evaluate(key, f.fn, f.args, view, ctx).value != before:
-                dirty |= self.readers.get(key, set())
+                dirty |= self.readers_of(key)
                 self.relist_needed = True
         return dirty
 
@@ -395,7 +516,10 @@ class ChassisEngine:
         self.clear()
         for owner in sink.owners() - listed:
             sink.put(owner, frozenset())
-        self._compile_into(compiler, view, ctx, listed, sink)
+        try:
+            self._compile_into(compiler, view, ctx, listed, sink)
+        finally:
+            self._done()
         self.relist_needed = False
 
     def step(self, compiler: OwnerCompiler, view, ctx, named: Iterable[int], inputs: Iterable[Input],
@@ -404,6 +528,13 @@ class ChassisEngine:
         that read a changed input; re-list the chassis' owners when a fact flipped or appeared
         or `relist` (see module doc).
         Returns the owners compiled. Raises ListingError (after compiling) if listing failed."""
+        try:
+            return self._step(compiler, view, ctx, named, inputs, sink, relist)
+        finally:
+            self._done()
+
+    def _step(self, compiler: OwnerCompiler, view, ctx, named: Iterable[int], inputs: Iterable[Input],
+              sink: Sink, relist: bool) -> set[int]:
         self.relist_needed = False
         inputs = set(inputs)
         dirty = set(named) | self.invalidate(inputs, view, ctx)

@@ -41,6 +41,7 @@ _FIELDS = [
     Field("udp_dst", 16, "int", "tp_dst"),
     Field("icmpv4_type", 8, "int", "icmp_type"),
     Field("icmpv4_code", 8, "int", "icmp_code"),
+    Field("nw_ttl", 8, "dec"),  # NXM_NX_IP_TTL (not maskable): routers match TTL 0/1 (router ICMP)
     Field("arp_op", 16),
     Field("arp_spa", 32, "ipv4"),
     Field("arp_tpa", 32, "ipv4"),
@@ -50,6 +51,9 @@ _FIELDS = [
     Field("ipv6_dst", 128, "ipv6"),
     Field("icmpv6_type", 8),
     Field("icmpv6_code", 8),
+    Field("ipv6_nd_target", 128, "ipv6", "nd_target"),  # NS/NA target address (flows.ndp, port security)
+    Field("ipv6_nd_sll", 48, "mac", "nd_sll"),
+    Field("ipv6_nd_tll", 48, "mac", "nd_tll"),
     Field("tunnel_id", 64, "int", "tun_id"),
     Field("tun_ipv4_dst", 32, "ipv4", "tun_dst"),
     Field("tun_ipv4_src", 32, "ipv4", "tun_src"),

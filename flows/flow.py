@@ -501,6 +501,23 @@ class Learn:
 
 
 @dataclass(frozen=True, slots=True)
+class CheckPktLarger:
+    """NXAST_CHECK_PKT_LARGER: dst[dst_ofs] = 1 if the frame (L2 header included) is longer than
+    `pkt_len` bytes, else 0. Routers use it for the egress network's MTU (ICMP frag needed), as
+    OVN does; the datapath cannot match a packet's length any other way."""
+    pkt_len: int
+    dst: str
+    dst_ofs: int = 0
+
+    def __post_init__(self) -> None:
+        _int_in("check_pkt_larger pkt_len", self.pkt_len, 0, U16)
+        _field_bits("check_pkt_larger dst", self.dst, self.dst_ofs, 1)
+
+    def ofctl(self) -> str:
+        return f"check_pkt_larger({self.pkt_len})->{self.dst}[{self.dst_ofs}]"
+
+
+@dataclass(frozen=True, slots=True)
 class Meter:
     meter_id: int
 
@@ -538,7 +555,7 @@ class GotoTable:
 
 
 Action = Union[Output, SetField, Move, PushVlan, PopVlan, DecTtl, Resubmit, Controller, CT, CTClear,
-               Conjunction, Learn, Meter, WriteMetadata, GotoTable]
+               Conjunction, Learn, Meter, WriteMetadata, GotoTable, CheckPktLarger]
 
 # Flow's action-list check: at most one of each instruction (the encoder would silently keep the
 # last); set_field of ct_mark/ct_label only inside CT. Other action types pass (the simulator's

@@ -52,13 +52,13 @@ def local_port_flows(net: Record, port: Record, ofport: int) -> list[Flow]:
     return flows
 
 
-def port_flows(view, ctx, port: Record) -> list[Flow]:
+def port_flows(view: View, ctx, port: Record) -> list[Flow]:
     """A port's L2 flows on ctx's chassis: local flows, or a provider network's remote entry.
 
     (Overlay remote entries come from flows.overlay via the tunnels app.)
     """
     net = view.network(port.get("network_id"))
-    if not (is_up(net) and is_up(port)):
+    if net is None or not (is_up(net) and is_up(port)):  # its network gone (or not yet seen): no flows
         return []
     ofport = ctx.local_ports.get(port["id"])
     if ofport is not None:

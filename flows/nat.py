@@ -4,7 +4,8 @@ Why this split:
 - A floating IP is translated on the chassis of its port (DVR): no conntrack needed for a 1:1
   mapping, so a plain set_field both ways; its own MAC (the `network:floatingip` port's) is used
   on the external network, and only that chassis answers ARP for it — the outside switch sees
-  each MAC on one uplink only, no flapping.
+  each MAC on one uplink only, no flapping. A port on a chassis without the external physnet
+  has its FIP on the router's gateway chassis instead (fip_is_central; traffic via transit).
 - SNAT shares one address among many, so it needs conntrack state, which lives in one
   datapath: the router's *gateway chassis* (flows.routing.gateway_chassis_name). That chassis
   also owns the gateway IP/MAC on the outside. Other chassis send a router's SNAT traffic
@@ -33,16 +34,16 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from typing import Any
+from typing import Any, Iterable
 
-from flows import provider
+from flows import gateway, provider
 from flows.flow import (CT, NAT, Controller, Flow, GotoTable, Learn, LearnSpec, Move, Output, PopVlan,
-                        PushVlan, Resubmit, SetField, WriteMetadata, flow)
+                        PushVlan, Resubmit, SetField, WriteMetadata, flow, match_dict)
 from flows.routing import (DEVICE_FLOATINGIP, ETH_IP, gateway_chassis_name, gateway_legs, gateway_port, router_present,
                            external_network, is_gateway_chassis, router_cookie)
 from flows.tables import F, R, T, Owner, cookie
 from flows.view_helpers import is_provider, is_up, port_mac
-from topology.store import FLOATINGIP, NETWORK, PORT, ROUTER
+from topology.store import FLOATINGIP, NETWORK, PORT, ROUTER, Change
 from topology.view import View
 
 LOG = logging.getLogger(__name__)
@@ -127,6 +128,27 @@ def uplink_address_flows(ctx, net: Record, ck: int, ip: int, mac_: int) -> list[
 RESOLVE_AND_SEND = [SetField("eth_dst", 0), Resubmit(T.L3_EXT_NEIGHBOR), GotoTable(T.EXT_OUTPUT)]
 
 
+def announced_addresses(flows: Iterable[Flow]) -> dict[tuple, tuple[int, int, int, int]]:
+    """The external addresses these flows answer ARP for on an uplink, from the responder flows
+    uplink_address_flows builds: flow key → (uplink ofport, vlan_vid, IPv4, MAC).
+
+    Why from flows: the chassis whose flows newly answer for an address is where it now lives
+    (gateway failover, a floating IP's port moving), so that is where the controller sends
+    gratuitous ARPs (apps/nat.py) — no second copy of the placement rules."""
+    out: dict[tuple, tuple[int, int, int, int]] = {}
+    for f in flows:
+        if f.table != T.CLASSIFY or f.priority != PRIO_UPLINK:
+            continue
+        m = match_dict(f.match)
+        if m.get("eth_type") != ETH_ARP or m.get("arp_op") != 1 or "arp_tpa" not in m or "in_port" not in m:
+            continue
+        mac_ = next((a.value for a in f.actions if isinstance(a, SetField) and a.field == "arp_sha"), None)
+        ip, port, vid = m["arp_tpa"], m["in_port"], m.get("vlan_vid", 0)
+        if isinstance(mac_, int) and isinstance(ip, int) and isinstance(port, int):
+            out[f.key] = (port, vid if isinstance(vid, int) else vid[0], ip, mac_)
+    return out
+
+
 # --------------------------------------------------------------------------- floating IPs
 
 def fip_parts(view: View, fip: Record) -> tuple[Record, Record, Record, int, int, int] | None:
@@ -156,13 +178,38 @@ def fip_parts(view: View, fip: Record) -> tuple[Record, Record, Record, int, int
     return router, net, port, fip_ip, fixed, mac_
 
 
+def fip_is_central(view: View, router: Record, net: Record, port: Record) -> bool:
+    """A FIP needs the router's gateway chassis when its port is bound to a chassis that does
+    not map the external physnet (a compute node without an uplink there): like OVN's
+    centralised floating IPs, it is translated on the gateway chassis and fails over with it.
+    An unbound port is served nowhere (there is nobody to deliver to)."""
+    host = port.get("binding:host_id") or ""
+    chassis = view.chassis_by_name(host) if host else None
+    return chassis is not None and not gateway.maps_physnet(chassis, net.get("provider:physical_network") or "")
+
+
 def fip_hosted_here(view: View, ctx, fip: Record) -> bool:
-    """A FIP lives on the chassis of its port, if that chassis reaches the external physnet."""
+    """A FIP lives on the chassis of its port if that chassis reaches the external physnet (DVR),
+    else on its router's gateway chassis (fip_is_central)."""
     parts = fip_parts(view, fip)
     if parts is None:
         return False
-    _router, net, port, *_ = parts
-    return port["id"] in ctx.local_ports and provider.uplink_ofport(ctx, net) is not None
+    router, net, port, *_ = parts
+    if port["id"] in ctx.local_ports and provider.uplink_ofport(ctx, net) is not None:
+        return True
+    return fip_is_central(view, router, net, port) and is_gateway_chassis(view, ctx, router)
+
+
+def central_fips(view: View, router: Record) -> list[Record]:
+    """The router's floating IPs served on its gateway chassis (fip_is_central)."""
+    out = []
+    for f in view.records(FLOATINGIP).values():
+        if f.get("router_id") != router["id"] or f.get("_key") is None:
+            continue
+        parts = fip_parts(view, f)
+        if parts is not None and fip_is_central(view, parts[0], parts[1], parts[2]):
+            out.append(f)
+    return out
 
 
 def fip_flows(view: View, ctx, fip: Record | None) -> list[Flow]:
@@ -211,7 +258,9 @@ def transit_out_flows(view: View, ctx, router: Record) -> list[Flow]:
     gw = view.chassis_by_name(gw_name) if gw_name else None
     ofport, tkey = ctx.tunnel_ports.get(TRANSIT_TUNNEL), transit_key(router)
     if (net is None or gw is None or not gw.get("tunnel_ip") or gw_name == ctx.name or ofport is None
-            or tkey is None or not _snat_enabled(router) or not gateway_legs(view, router)):
+            or tkey is None or not gateway_legs(view, router)):
+        return []
+    if not _snat_enabled(router) and not central_fips(view, router):
         return []
     return [flow(T.NAT_OUT, PRIO_TRANSIT_OUT, router_cookie(router),
                  [SetField("tunnel_id", tkey), SetField("tun_ipv4_dst", _ip(gw["tunnel_ip"]) or 0), Output(ofport)],
@@ -249,8 +298,8 @@ def router_nat_flows(view: View, ctx, router: Record | None) -> list[Flow]:
     leg = legs[0]
     ck, ext, rkey, gw_ip = router_cookie(router), net["_key"], router["_key"], int(leg.ip)
     flows = uplink_address_flows(ctx, net, ck, gw_ip, leg.mac)
-    if not _snat_enabled(router):
-        return flows
+    if not _snat_enabled(router):  # central FIPs still need their transit (flows.nat.fip_is_central)
+        return flows + (transit_in_flows(ctx, router, net) if central_fips(view, router) else [])
     post = {"metadata": ext, "ct_zone": zone, "eth_type": ETH_IP}
     return flows + transit_in_flows(ctx, router, net) + [
         # replies to the gateway IP: un-SNAT, then route to the inside
@@ -313,7 +362,7 @@ def _ext_cookie(view: View, net_id: str | None) -> set[int]:
     return {ext_network_cookie(net)} if net is not None and net.get("_key") is not None else set()
 
 
-def owners_for_change(view, change) -> set[int]:
+def owners_for_change(view: View, change: Change) -> set[int]:
     """FIP, router (SNAT/gateway) and external-network owners touched by `change`."""
     recs = [r for r in (change.old, change.new) if r]
     out: set[int] = set()
@@ -334,9 +383,9 @@ def owners_for_change(view, change) -> set[int]:
                     out.add(fip_cookie(f))
                 out |= _ext_cookie(view, f.get("floating_network_id"))
             if r.get("device_owner") == DEVICE_FLOATINGIP:
-                f = view.get(FLOATINGIP, r.get("device_id"))
-                if f is not None and f.get("_key") is not None:
-                    out.add(fip_cookie(f))
+                fip = view.get(FLOATINGIP, r.get("device_id"))  # None once the FIP is deleted
+                if fip is not None and fip.get("_key") is not None:
+                    out.add(fip_cookie(fip))
             if r.get("device_owner") == "network:router_gateway":
                 out |= _ext_cookie(view, r.get("network_id"))
     elif change.kind == NETWORK:
@@ -363,6 +412,7 @@ def owners_on_chassis(view: View, ctx) -> set[int]:
         if r.get("_key") is not None and r.get("external_gateway_info") and is_gateway_chassis(view, ctx, r):
             out.add(router_cookie(r))
             out |= _ext_cookie(view, r["external_gateway_info"].get("network_id"))
+            out |= {fip_cookie(f) for f in central_fips(view, r)}
     return out
 
 

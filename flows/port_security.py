@@ -6,13 +6,23 @@ both rely on "ipv4_src is really that port".
 
 Per secured port (owner = the port's cookie), priority high → low:
   P_DHCP_CLIENT  DHCP client requests (udp 68→67) from the port's MAC, any source IP (0.0.0.0 too)
+  P_ND_ALLOW     IPv6 only: neighbour advertisements (136) whose nd_target is one of the port's
+                 own addresses (fixed IPs, allowed address pairs, its link-local), sent from that
+                 address or the pair MAC's link-local, with a target link-layer option naming the
+                 pair's MAC (or none: Linux omits it answering a unicast probe) — the NA guard
+  P_UNSPEC       IPv6 only: source :: from the port's MAC for what RFC 4861/3590 send before an
+                 address is usable: NS (DAD, 135), RS (133), MLD reports (131, 132, 143)
   P_ALLOW        eth_src + IPv4 source, and ARP with arp_sha + arp_spa, for every allowed
                  (MAC, IP-or-CIDR) pair: fixed IPs with the port MAC, allowed_address_pairs with
-                 their own MAC or the port's; IPv6 likewise (plus link-local and ::) if the port
-                 has IPv6 fixed IPs
+                 their own MAC or the port's; IPv6 likewise plus the EUI-64 link-local of each
+                 such MAC, if the port has IPv6 addresses (an IPv4-only port sends no IPv6)
   P_PORT_DROP    reg6=key → drop: everything else the port sends
-Chassis-wide (owner = SECURITY_BASE cookie), above P_ALLOW: DHCP server replies (udp 67→68) and
-IPv6 router advertisements from any VM port are dropped.
+Chassis-wide (owner = SECURITY_BASE cookie): DHCP server replies (udp 67→68, DHCPv6 547→546) and
+IPv6 router advertisements (134: RA guard) from any VM port are dropped above everything a port
+allows; neighbour advertisements (136) not allowed by P_ND_ALLOW drop below it (NA guard). RS,
+NS, MLD and DHCPv6 client traffic (546→547) pass from the port's allowed sources (Neutron's
+openvswitch_firewall allows the same: ICMPv6 MLD query/RS/NS from its addresses, NA only for a
+target it holds, and drops RA and DHCPv6 server traffic from instances).
 A port with port security off (or a trusted `network:*` port) instead gets one P_BYPASS flow
 that jumps over the chassis-wide drops; the security-group tables have its bypass too.
 """
@@ -33,11 +43,20 @@ ETH_ARP = 0x0806
 ETH_IPV6 = 0x86DD
 PROTO_UDP = 17
 PROTO_ICMPV6 = 58
+ICMPV6_RS = 133
 ICMPV6_RA = 134
+ICMPV6_NS = 135
+ICMPV6_NA = 136
+MLD_REPORT_TYPES = (131, 132, 143)  # MLDv1 report / done, MLDv2 report (may come from ::, RFC 3590)
+UNSPECIFIED_SOURCE_TYPES = (ICMPV6_RS, ICMPV6_NS) + MLD_REPORT_TYPES
+DHCP6_CLIENT_PORT, DHCP6_SERVER_PORT = 546, 547
 
 P_BYPASS = 300
 P_GLOBAL_DROP = 200
 P_DHCP_CLIENT = 150
+P_ND_ALLOW = 120
+P_NA_GUARD = 110
+P_UNSPEC = 105
 P_ALLOW = 100
 P_PORT_DROP = 10
 
@@ -57,13 +76,19 @@ def is_secured(port: Record) -> bool:
 
 
 def base_flows() -> list[Flow]:
-    """Chassis-wide PORT_SEC drops: a VM never acts as DHCP server or IPv6 router."""
+    """Chassis-wide PORT_SEC drops: a VM never acts as DHCP(v6) server or IPv6 router, and
+    never advertises a neighbour address that P_ND_ALLOW does not list as its own."""
     ck = SECURITY_BASE
     return [
         flow(T.PORT_SEC, P_GLOBAL_DROP, ck, [],
              match=dict(eth_type=ETH_IP, ip_proto=PROTO_UDP, udp_src=67, udp_dst=68)),
         flow(T.PORT_SEC, P_GLOBAL_DROP, ck, [],
+             match=dict(eth_type=ETH_IPV6, ip_proto=PROTO_UDP, udp_src=DHCP6_SERVER_PORT,
+                        udp_dst=DHCP6_CLIENT_PORT)),
+        flow(T.PORT_SEC, P_GLOBAL_DROP, ck, [],
              match=dict(eth_type=ETH_IPV6, ip_proto=PROTO_ICMPV6, icmpv6_type=ICMPV6_RA)),
+        flow(T.PORT_SEC, P_NA_GUARD, ck, [],
+             match=dict(eth_type=ETH_IPV6, ip_proto=PROTO_ICMPV6, icmpv6_type=ICMPV6_NA)),
     ]
 
 
@@ -113,10 +138,15 @@ def port_flows(port: Record) -> list[Flow]:
         flow(T.PORT_SEC, P_PORT_DROP, ck, [], match={R.IN_PORT: key}),
     }
     pairs = allowed_pairs(port)
-    v6_macs = {m for m, net in pairs if net.version == 6}
-    for m in v6_macs:  # link-local and the unspecified address (DAD) for IPv6-enabled ports
+    v6_macs = sorted({m for m, net in pairs if net.version == 6})
+    for m in v6_macs:  # the EUI-64 link-local of every MAC allowed to send IPv6 (NDP uses it)
         pairs.append((m, link_local(m)))
-        pairs.append((m, ipaddress.IPv6Network("::/128")))
+    for m in v6_macs:  # the unspecified source, for DAD / RS / MLD only
+        for t in UNSPECIFIED_SOURCE_TYPES:
+            out.add(flow(T.PORT_SEC, P_UNSPEC, ck, go,
+                         match={R.IN_PORT: key, "eth_src": m, "eth_type": ETH_IPV6, "ipv6_src": 0,
+                                "ip_proto": PROTO_ICMPV6, "icmpv6_type": t}))
+    out |= na_allow_flows(key, ck, [(m, net) for m, net in pairs if net.version == 6])
     for m, net in pairs:
         base = {R.IN_PORT: key, "eth_src": m}
         if net.version == 4:
@@ -128,6 +158,23 @@ def port_flows(port: Record) -> list[Flow]:
             out.add(flow(T.PORT_SEC, P_ALLOW, ck, go,
                          match={**base, "eth_type": ETH_IPV6, **_masked("ipv6_src", net)}))
     return sorted(out, key=lambda f: (f.table, -f.priority, f.match))
+
+
+def na_allow_flows(key: int, ck: int, pairs: list[tuple[int, ipaddress.IPv6Network]]) -> set[Flow]:
+    """NA guard: a port may advertise (136) only a target it holds — per (MAC, address) pair, from
+    that address or the MAC's link-local, naming the pair's MAC or no MAC (O(pairs) flows)."""
+    out: set[Flow] = set()
+    go = [GotoTable(T.SERVICE)]
+    for m, net in pairs:
+        sources = {net, link_local(m)}
+        for src in sources:
+            for tll in (m, 0):
+                out.add(flow(T.PORT_SEC, P_ND_ALLOW, ck, go,
+                             match={R.IN_PORT: key, "eth_src": m, "eth_type": ETH_IPV6,
+                                    "ip_proto": PROTO_ICMPV6, "icmpv6_type": ICMPV6_NA,
+                                    **_masked("ipv6_src", src), **_masked("ipv6_nd_target", net),
+                                    "ipv6_nd_tll": tll}))
+    return out
 
 
 def flows_for_ports(ports: Iterable[Record]) -> list[Flow]:

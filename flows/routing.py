@@ -33,11 +33,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from flows.fields import ipv4
-from flows.flow import DecTtl, Flow, GotoTable, Move, Output, PushVlan, SetField, WriteMetadata, flow
+from flows.flow import (CheckPktLarger, DecTtl, Flow, GotoTable, Move, Output, PushVlan, SetField, WriteMetadata,
+                        flow)
 from flows.tables import F, R, T, Owner, cookie
 from flows.view_helpers import (is_overlay, is_provider, is_up, network_present, port_mac, remote_chassis,
                                 segmentation_id)
-from flows import provider
+from flows import gateway, provider
 from topology.store import NETWORK, PORT, ROUTER, SUBNET, Change
 from topology.view import View
 
@@ -62,11 +63,9 @@ _IFACE_INDEX = "routing.interfaces_by_network"
 def _ensure_index(view: View) -> None:
     """Router interface ports by network, registered on first use (incremental afterwards;
     add_index reads nothing, so a compile does not depend on it, and refuses a second time)."""
-    try:
+    if not view.has_index(_IFACE_INDEX):
         view.add_index(PORT, _IFACE_INDEX,
                        lambda r: [r.get("network_id")] if r.get("device_owner") == DEVICE_ROUTER_INTERFACE else [])
-    except ValueError:
-        pass  # already registered on this view
 
 
 def routers_of_network(view: View, network_id: str | None) -> list[Record]:
@@ -86,18 +85,28 @@ def router_cookie(router: Record) -> int:
     return cookie(Owner.ROUTER, router["_key"])
 
 
-def _v4(text: str | None) -> ipaddress.IPv4Address | None:
+def _parse_ip(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
-        return ipaddress.IPv4Address(text) if text else None
+        return ipaddress.ip_address(text) if text else None
     except ValueError:
         return None
+
+
+def _parse_net(text: str | None) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    try:
+        return ipaddress.ip_network(text, strict=False) if text else None
+    except ValueError:
+        return None
+
+
+def _v4(text: str | None) -> ipaddress.IPv4Address | None:
+    ip = _parse_ip(text)
+    return ip if isinstance(ip, ipaddress.IPv4Address) else None
 
 
 def _v4net(text: str | None) -> ipaddress.IPv4Network | None:
-    try:
-        return ipaddress.IPv4Network(text, strict=False) if text else None
-    except ValueError:
-        return None
+    net = _parse_net(text)
+    return net if isinstance(net, ipaddress.IPv4Network) else None
 
 
 @dataclass(frozen=True)
@@ -161,23 +170,22 @@ def external_network(view: View, router: Record) -> Record | None:
     return view.network(gw.get("network_id"))
 
 
-def gateway_chassis_name(view, router: Record) -> str | None:
-    """The one chassis that does SNAT and owns the gateway IP (see flows.nat).
+def gateway_chassis_name(view: View, router: Record) -> str | None:
+    """The one chassis that does SNAT and owns the gateway IP now (see flows.nat), or None.
 
-    Deterministic: the chassis named by the gateway port's binding:host_id if it maps the
-    external physnet, else the first chassis (by name) whose bridge_mappings has that physnet.
+    flows.gateway.select: among the chassis mapping the external physnet, the one the gateway
+    port's binding:host_id names while it is alive (sticky), else the highest-priority alive one
+    (names rotated by the router's key). A pure function of store facts: chassis records (with
+    the controller-written liveness) and the gateway port.
     """
     net = external_network(view, router)
     if net is None or not is_provider(net):
         return None
-    physnet = net.get("provider:physical_network") or ""
-    candidates = sorted(c.get("name") for c in view.records("chassis").values()
-                        if physnet in (c.get("bridge_mappings") or {}) and c.get("name"))
-    if not candidates:
-        return None
     port = gateway_port(view, router)
-    host = (port or {}).get("binding:host_id") or ""
-    return host if host in candidates else candidates[0]
+    _order, active = gateway.select(view.records("chassis").values(),
+                                    net.get("provider:physical_network") or "", router.get("_key") or 0,
+                                    (port or {}).get("binding:host_id") or None)
+    return active
 
 
 def is_gateway_chassis(view: View, ctx, router: Record) -> bool:
@@ -191,7 +199,9 @@ def router_present(view: View, ctx, router: Record) -> bool:
     """Routers live where their traffic starts: a local port on one of their networks, or the gateway."""
     if not is_up(router):
         return False
-    for net_id in {leg.network["id"] for leg in interface_legs(view, router)}:
+    nets = {leg.network["id"] for leg in interface_legs(view, router)}
+    nets |= {leg.network["id"] for leg in interface_legs6(view, router)}  # IPv6-only interfaces too
+    for net_id in sorted(nets):
         if network_present(view, ctx, net_id):
             return True
     return is_gateway_chassis(view, ctx, router)
@@ -217,10 +227,31 @@ def gateway_flows(router: Record, legs: list[Leg]) -> list[Flow]:
     return out
 
 
-def _to_leg(leg: Leg, nexthop: int | None, table: T) -> list:
-    """Enter `leg`'s network: metadata, source MAC, next hop (None = the destination itself)."""
+ETH_HLEN = 14
+DEFAULT_MTU = 1500
+PKT_LARGER_BIT = F.PKT_LARGER.bit_length() - 1
+
+
+def network_mtu(net: Record) -> int:
+    """The network's MTU (Neutron's `mtu` attribute; 1500 when unset or nonsense)."""
+    mtu = net.get("mtu")
+    return mtu if isinstance(mtu, int) and not isinstance(mtu, bool) and 68 <= mtu <= 65535 else DEFAULT_MTU
+
+
+def mtu_checked(legs: list[Leg]) -> bool:
+    """Does the router need check_pkt_larger (router ICMP frag needed)? Only when its legs' MTUs
+    differ: a packet that fits its ingress network then may still not fit the egress one."""
+    return len({network_mtu(leg.network) for leg in legs}) > 1
+
+
+def _to_leg(leg: Leg, nexthop: int | None, table: T, check_mtu: bool = False) -> list:
+    """Enter `leg`'s network: metadata, source MAC, next hop (None = the destination itself).
+    `check_mtu`: set F.PKT_LARGER when the frame exceeds the leg network's MTU (flows.router_icmp
+    punts it in the next table for ICMP frag needed)."""
     hop = [Move("ipv4_dst", R.NEXTHOP, 32)] if nexthop is None else [SetField(R.NEXTHOP, nexthop)]
-    return [SetField("eth_src", leg.mac), *hop, DecTtl(), WriteMetadata(leg.network["_key"]), GotoTable(table)]
+    check = [CheckPktLarger(network_mtu(leg.network) + ETH_HLEN, R.FLAGS, PKT_LARGER_BIT)] if check_mtu else []
+    return [*check, SetField("eth_src", leg.mac), *hop, DecTtl(), WriteMetadata(leg.network["_key"]),
+            GotoTable(table)]
 
 
 def route_flows(view: View, router: Record, legs: list[Leg], ext_legs: list[Leg]) -> list[Flow]:
@@ -234,28 +265,29 @@ def route_flows(view: View, router: Record, legs: list[Leg], ext_legs: list[Leg]
                         "ipv4_dst": (int(cidr.network_address), int(cidr.netmask))})
         out.setdefault(f.key, f)  # first wins: two legs on one subnet are the same route
 
+    chk = mtu_checked(legs + ext_legs)
     for leg in legs:
-        add(leg.cidr, True, _to_leg(leg, None, T.L3_NEIGHBOR))
+        add(leg.cidr, True, _to_leg(leg, None, T.L3_NEIGHBOR, chk))
     for leg in ext_legs:
-        add(leg.cidr, True, _to_leg(leg, None, T.NAT_OUT))
+        add(leg.cidr, True, _to_leg(leg, None, T.NAT_OUT, chk))
     for route in router.get("routes") or ():
         dest, hop = _v4net(route.get("destination")), _v4(route.get("nexthop"))
         if dest is None or hop is None:
             continue
         hop_leg = next((lg for lg in legs if hop in lg.cidr), None)
         if hop_leg is not None:
-            add(dest, False, _to_leg(hop_leg, int(hop), T.L3_NEIGHBOR))
+            add(dest, False, _to_leg(hop_leg, int(hop), T.L3_NEIGHBOR, chk))
             continue
         hop_leg = next((lg for lg in ext_legs if hop in lg.cidr), None)
         if hop_leg is not None:
-            add(dest, False, _to_leg(hop_leg, int(hop), T.NAT_OUT))
+            add(dest, False, _to_leg(hop_leg, int(hop), T.NAT_OUT, chk))
         else:
             LOG.warning("router %s: route %s via %s has no connected subnet; ignored",
                         router["id"], route.get("destination"), route.get("nexthop"))
     for leg in ext_legs:  # default route via the external subnet's gateway
         gw_ip = _v4(leg.subnet.get("gateway_ip"))
         if gw_ip is not None and gw_ip in leg.cidr:
-            add(ipaddress.IPv4Network("0.0.0.0/0"), False, _to_leg(leg, int(gw_ip), T.NAT_OUT))
+            add(ipaddress.IPv4Network("0.0.0.0/0"), False, _to_leg(leg, int(gw_ip), T.NAT_OUT, chk))
             break
     return list(out.values())
 
@@ -282,12 +314,14 @@ def _deliver(view: View, ctx, net: Record, port: Record) -> list | None:
     return None
 
 
-def neighbor_flows(view, ctx, router: Record, legs: list[Leg]) -> list[Flow]:
+def neighbor_flows(view: View, ctx, router: Record, legs: list[Leg]) -> list[Flow]:
     """Next hop → MAC for every addressed port of the router's networks (not router ports)."""
     ck, rkey = router_cookie(router), router["_key"]
     out: dict[tuple, Flow] = {}
     for net_id in sorted({leg.network["id"] for leg in legs}):
         net = view.network(net_id)
+        if net is None:  # the leg's network is gone from the view: no neighbours to reach there
+            continue
         cidrs = [leg.cidr for leg in legs if leg.network["id"] == net_id]
         for port in sorted(view.ports_of_network(net_id), key=lambda p: p["id"]):
             owner = port.get("device_owner") or ""
@@ -316,7 +350,7 @@ def router_flows(view: View, ctx, router: Record) -> list[Flow]:
     legs = interface_legs(view, router)
     ext_legs = gateway_legs(view, router)
     return (gateway_flows(router, legs) + route_flows(view, router, legs, ext_legs)
-            + neighbor_flows(view, ctx, router, legs))
+            + neighbor_flows(view, ctx, router, legs) + router_flows6(view, ctx, router))
 
 
 # --------------------------------------------------------------------------- dependencies
@@ -377,3 +411,176 @@ def present_routers(view: View, ctx) -> list[Record]:
 
 def owners_on_chassis(view: View, ctx) -> set[int]:
     return {router_cookie(r) for r in present_routers(view, ctx)}
+
+
+# --------------------------------------------------------------------------- IPv6 (east-west)
+# The same shape as IPv4, one table each, without a next-hop register: only connected subnets
+# are routed (extra routes and the external gateway stay IPv4), so the next hop is the
+# destination itself and L3_NEIGHBOR matches ipv6_dst directly.
+#
+#   L3_GATEWAY PRIO_ECHO6    metadata, eth_dst=<R's MAC>, icmpv6 128, ipv6_dst=<R's address on
+#                            any leg, or its link-local on this one> → echo reply in the datapath (swap
+#                            MACs and addresses, type 129, out of IN_PORT; OVS fixes the checksum)
+#              PRIO_LLA_SRC6 metadata, eth_dst=<R's MAC>, ipv6_src=fe80::/10 → drop (link-local
+#                            sources are never forwarded, RFC 4291 §2.5.6)
+#              PRIO_GATEWAY  metadata, eth_dst=<R's MAC>, ipv6 → reg2=R, ROUTED, goto L3_ROUTE
+#   L3_ROUTE   reg2=R, ipv6_dst=<subnet> → eth_src=<R's MAC there>, dec_ttl (hop limit; OVS
+#              drops at 1), metadata=<net> → L3_NEIGHBOR
+#   L3_NEIGHBOR reg2=R, metadata, ipv6_dst=<port's IPv6> → eth_dst=<port MAC>, deliver as IPv4
+# ICMPv6 errors (built by apps/ndp.py from the packet-in, sent back out of the sender's port:
+# routing happens on the sender's chassis, so in_port is the sender):
+#   L3_ROUTE   PRIO_TTL6 (2000) reg2=R, ipv6, nw_ttl=0/1 → controller "ndp" (time exceeded)
+#              PRIO_UNREACH6 (1) reg2=R, ipv6 → controller "ndp" (no route)
+#   L3_NEIGHBOR PRIO_OWN6 (150) reg2=R, metadata, ipv6_dst=<R's address there> → drop (not
+#              routed on; echo was answered in L3_GATEWAY)
+#              PRIO_UNREACH6 (1) reg2=R, ipv6 → controller "ndp" (address unreachable)
+# The router's link-local answers NS through flows.ndp (router ports are known there).
+
+PRIO_ECHO6 = 110
+PRIO_TTL6 = 2000        # above every IPv6 route (1000 + 2 * 128 + 1)
+PRIO_UNREACH6 = 1       # below every route / neighbour entry, above the table miss
+PRIO_OWN6 = 150
+OFPP_IN_PORT6 = 0xFFFFFFF8
+PRIO_LLA_SRC6 = 105
+ETH_IPV6 = 0x86DD
+LINK_LOCAL6 = (0xFE80 << 112, 0xFFC0 << 112)  # fe80::/10
+
+
+@dataclass(frozen=True)
+class Leg6:
+    """One router port on one IPv6 subnet."""
+    port: Record
+    network: Record
+    subnet: Record
+    cidr: ipaddress.IPv6Network
+    ip: ipaddress.IPv6Address
+    mac: int
+
+
+def _v6(text: str | None) -> ipaddress.IPv6Address | None:
+    ip = _parse_ip(text)
+    return ip if isinstance(ip, ipaddress.IPv6Address) else None
+
+
+def _v6net(text: str | None) -> ipaddress.IPv6Network | None:
+    net = _parse_net(text)
+    return net if isinstance(net, ipaddress.IPv6Network) else None
+
+
+def interface_legs6(view: View, router: Record) -> list[Leg6]:
+    """The router's interfaces on IPv6 subnets (up ports on up networks), deterministic order."""
+    ports = [p for p in view.ports_of_device(router["id"]) if p.get("device_owner") == DEVICE_ROUTER_INTERFACE]
+    legs: list[Leg6] = []
+    for p in sorted(ports, key=lambda p: p["id"]):
+        net = view.network(p.get("network_id"))
+        pmac = port_mac(p)
+        if not is_up(p) or net is None or not is_up(net) or pmac is None:
+            continue
+        for fip in p.get("fixed_ips") or ():
+            sn = view.subnet(fip.get("subnet_id"))
+            ip = _v6(fip.get("ip_address"))
+            cidr = _v6net(sn.get("cidr")) if sn else None
+            if sn is not None and ip is not None and cidr is not None:
+                legs.append(Leg6(p, net, sn, cidr, ip, pmac))
+    return legs
+
+
+def _link_local6(mac_value: int) -> int:
+    """EUI-64 link-local of a MAC (the router port's address on the link)."""
+    b = mac_value.to_bytes(6, "big")
+    return int.from_bytes(b"\xfe\x80" + b"\x00" * 6 + bytes([b[0] ^ 0x02]) + b[1:3] + b"\xff\xfe" + b[3:], "big")
+
+
+def echo_reply6(ip: int, mac_: int) -> list:
+    """Turn an ICMPv6 echo request to `ip` into its reply from `ip`/`mac_`, back where it came from."""
+    return [Move("eth_src", "eth_dst", 48), SetField("eth_src", mac_),
+            Move("ipv6_src", "ipv6_dst", 128), SetField("ipv6_src", ip),
+            SetField("icmpv6_type", 129), Output(OFPP_IN_PORT6)]
+
+
+def gateway_flows6(router: Record, legs: list[Leg6]) -> list[Flow]:
+    ck, rkey = router_cookie(router), router["_key"]
+    out: dict[tuple, Flow] = {}
+
+    def add(f: Flow) -> None:
+        out.setdefault(f.key, f)
+
+    own = sorted({int(lg.ip) for lg in legs})  # any of R's addresses answers, on every leg (as Linux)
+    for leg in legs:
+        base = dict(metadata=leg.network["_key"], eth_dst=leg.mac, eth_type=ETH_IPV6)
+        for addr in own + [_link_local6(leg.mac)]:
+            add(flow(T.L3_GATEWAY, PRIO_ECHO6, ck, echo_reply6(addr, leg.mac),
+                     match=dict(base, ip_proto=58, icmpv6_type=128, ipv6_dst=addr)))
+        add(flow(T.L3_GATEWAY, PRIO_LLA_SRC6, ck, [], match=dict(base, ipv6_src=LINK_LOCAL6)))
+        add(flow(T.L3_GATEWAY, PRIO_GATEWAY, ck,
+                 [SetField(R.ROUTER, rkey), SetField(R.FLAGS, F.ROUTED), GotoTable(T.L3_ROUTE)], match=base))
+    return list(out.values())
+
+
+def route_flows6(router: Record, legs: list[Leg6]) -> list[Flow]:
+    ck, rkey = router_cookie(router), router["_key"]
+    out: dict[tuple, Flow] = {}
+    for leg in legs:
+        f = flow(T.L3_ROUTE, _route_prio(leg.cidr.prefixlen, True), ck,
+                 [SetField("eth_src", leg.mac), DecTtl(), WriteMetadata(leg.network["_key"]),
+                  GotoTable(T.L3_NEIGHBOR)],
+                 match={R.ROUTER: rkey, "eth_type": ETH_IPV6,
+                        "ipv6_dst": (int(leg.cidr.network_address), int(leg.cidr.netmask))})
+        out.setdefault(f.key, f)  # first wins: two legs on one subnet are the same route
+    return list(out.values())
+
+
+def neighbor_flows6(view, ctx, router: Record, legs: list[Leg6]) -> list[Flow]:
+    """Destination → MAC for every IPv6-addressed port of the router's networks (not router ports)."""
+    ck, rkey = router_cookie(router), router["_key"]
+    out: dict[tuple, Flow] = {}
+    for net_id in sorted({leg.network["id"] for leg in legs}):
+        net = view.network(net_id)
+        cidrs = [leg.cidr for leg in legs if leg.network["id"] == net_id]
+        for port in sorted(view.ports_of_network(net_id), key=lambda p: p["id"]):
+            owner = port.get("device_owner") or ""
+            if owner in (DEVICE_ROUTER_INTERFACE, DEVICE_ROUTER_GATEWAY) or not is_up(port):
+                continue
+            pmac = port_mac(port)
+            if pmac is None or port.get("_key") is None:
+                continue
+            ips = [ip for ip in (_v6(f.get("ip_address")) for f in port.get("fixed_ips") or ())
+                   if ip is not None and any(ip in c for c in cidrs)]
+            if not ips:
+                continue
+            deliver = _deliver(view, ctx, net, port)
+            if deliver is None:
+                continue
+            for ip in ips:
+                f = flow(T.L3_NEIGHBOR, PRIO_NEIGHBOR, ck, [SetField("eth_dst", pmac), *deliver],
+                         match={R.ROUTER: rkey, "metadata": net["_key"], "eth_type": ETH_IPV6,
+                                "ipv6_dst": int(ip)})
+                out.setdefault(f.key, f)
+    return list(out.values())
+
+
+def error_flows6(router: Record, legs: list[Leg6]) -> list[Flow]:
+    """Punts for the ICMPv6 errors a router sends (time exceeded, no route, address unreachable)."""
+    from flows.flow import Controller
+    from flows.ndp import USERDATA_NDP  # local: flows.ndp reads flows.port_security only
+    ck, rkey = router_cookie(router), router["_key"]
+    punt = [Controller(userdata=USERDATA_NDP)]
+    base = {R.ROUTER: rkey, "eth_type": ETH_IPV6}
+    out: dict[tuple, Flow] = {}
+    fs = [flow(T.L3_ROUTE, PRIO_TTL6, ck, punt, match=dict(base, nw_ttl=ttl)) for ttl in (0, 1)]
+    fs.append(flow(T.L3_ROUTE, PRIO_UNREACH6, ck, punt, match=base))
+    fs.append(flow(T.L3_NEIGHBOR, PRIO_UNREACH6, ck, punt, match=base))
+    fs += [flow(T.L3_NEIGHBOR, PRIO_OWN6, ck, [],
+                match=dict(base, metadata=leg.network["_key"], ipv6_dst=int(leg.ip))) for leg in legs]
+    for f in fs:
+        out.setdefault(f.key, f)
+    return list(out.values())
+
+
+def router_flows6(view: View, ctx, router: Record) -> list[Flow]:
+    """The IPv6 half of router_flows (router presence already checked by the caller)."""
+    legs = interface_legs6(view, router)
+    if not legs:
+        return []
+    return (gateway_flows6(router, legs) + route_flows6(router, legs) + neighbor_flows6(view, ctx, router, legs)
+            + error_flows6(router, legs))

@@ -4,10 +4,11 @@ Pipeline (both directions alike; egress = what a VM sends, keyed on reg6 = sendi
 ingress = what a VM receives, keyed on reg7 = receiving port):
 
   EGRESS_CT / INGRESS_CT  (chassis-wide) ip/ipv6 → ct(zone = port key taken straight from
-                          reg6/reg7, table = *_SG). IPv6 neighbour discovery skips conntrack.
+                          reg6/reg7, table = *_SG). NDP, MLD, RS (out) and RA (in) skip conntrack
+                          (ALWAYS_ALLOWED_ICMPV6).
   EGRESS_SG / INGRESS_SG  priority high → low:
     P_BYPASS    (port)    port security off: reg=key → next table (no filtering)
-    P_UNTRACKED (base)    -trk ARP / IPv6 ND → next
+    P_UNTRACKED (base)    -trk ARP / the always-allowed ICMPv6 → next
     P_INVALID   (base)    +inv → drop
     P_REPLY     (base)    +est+rpl or +rel with ct_mark=0 → next  (stateful replies, ICMP errors)
     P_REPLY_BLOCKED(base) +rpl / +rel otherwise (ct_mark=1: blocked) → drop
@@ -84,6 +85,16 @@ P_DEFAULT = 1
 MAX_KEY_16 = 0xFFFF     # zones and conj-id halves are 16 bits
 
 ND_TYPES = (135, 136)   # neighbour solicitation / advertisement
+# ICMPv6 that passes every port's security groups untracked, as Neutron's openvswitch_firewall
+# does (ICMPV6_ALLOWED_EGRESS_TYPES + the NA it restricts to the port's targets; ingress
+# ICMPV6_ALLOWED_INGRESS_TYPES + RA): MLD query 130, NS 135, NA 136 both ways, RS 133 out, RA 134
+# in. MLD reports/done (131, 132, 143) also pass outbound (multicast listeners must be able to
+# report; Neutron leaves them to the egress rules). Source/target spoofing of these is stopped
+# earlier by port security (flows.port_security: RA guard, NA guard, allowed sources).
+ALWAYS_ALLOWED_ICMPV6 = {
+    "egress": (130, 131, 132, 133, 135, 136, 143),
+    "ingress": (130, 134, 135, 136),
+}
 PROTO_TCP, PROTO_UDP, PROTO_ICMP = 6, 17, 1
 
 PROTOCOL_NUMBERS = {
@@ -164,7 +175,7 @@ def base_flows() -> list[Flow]:
         for eth in (ETH_IP, ETH_IPV6):
             out.append(flow(d.ct_table, 100, ck, [CT(zone_reg=d.port_reg, table=d.sg_table)],
                             match=dict(eth_type=eth)))
-        for t in ND_TYPES:  # conntrack does not track ND; let it through untracked
+        for t in ALWAYS_ALLOWED_ICMPV6[d.name]:  # NDP/MLD: never filtered, never tracked
             out.append(flow(d.ct_table, 110, ck, [GotoTable(d.sg_table)],
                             match=dict(eth_type=ETH_IPV6, ip_proto=PROTO_ICMPV6, icmpv6_type=t)))
             out.append(flow(d.sg_table, P_UNTRACKED, ck, [GotoTable(d.next_table)],

@@ -24,9 +24,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from flows.flow import Controller, Flow, GotoTable, flow
+from flows import qos
+from flows.flow import Flow, GotoTable, flow
 from flows.tables import Owner, R, T, cookie, cookie_owner
-from flows.view_helpers import network_present
+from flows.view_helpers import local_network_cookies, network_present
 from topology.store import FLOATINGIP, NETWORK, PORT, ROUTER, SUBNET, Change
 from topology.view import View
 
@@ -152,16 +153,6 @@ def dhcp_subnet(view: View, port: Record) -> tuple[Record, str] | None:
     return None
 
 
-def local_networks(view: View, ctx) -> set[str]:
-    """Networks with at least one port local to ctx's chassis (from the switch, not the store)."""
-    out = set()
-    for pid in ctx.local_ports:
-        port = view.get(PORT, pid)
-        if port is not None and view.get(NETWORK, port.get("network_id")) is not None:
-            out.add(port["network_id"])
-    return out
-
-
 def network_index(view: View, net_id: str | None) -> NetworkIndex | None:
     """The addresses of a network, built afresh from the view (O(its ports)): a compile reads
     them through the view, so the incremental engine knows the ARP owner depends on them."""
@@ -179,7 +170,7 @@ def dhcp_punt_flows(view: View, ctx, port: Record, meter_id: int = 0) -> list[Fl
         return []
     key = int(port["_key"])
     return [flow(T.SERVICE, PRIO_DHCP, cookie(Owner.PORT, key),
-                 [Controller(userdata=USERDATA_DHCP, meter_id=meter_id)],
+                 [qos.punt(USERDATA_DHCP, meter_id, qos.dhcp_punt_meter(key))],  # per-port punt meter
                  match={R.IN_PORT: key, "eth_type": ETH_IP, "ip_proto": 17,
                         "udp_src": 68, "udp_dst": 67})]
 
@@ -193,7 +184,7 @@ def arp_flows(ni: NetworkIndex, meter_id: int = 0) -> list[Flow]:
     ck = cookie(Owner.NETWORK, ni.key)
     head = (("arp_op", ARP_REQUEST, None),)
     tail = (("eth_type", ETH_ARP, None), (R.NETWORK, ni.key, None))
-    punt = (Controller(userdata=USERDATA_ARP, meter_id=meter_id),)
+    punt = (qos.punt(USERDATA_ARP, meter_id, qos.arp_punt_meter(ni.key)),)  # per-network punt meter
     passing = (GotoTable(T.EGRESS_CT),)
     out = [Flow(T.SERVICE, PRIO_ARP_KNOWN, head + (("arp_tpa", ip, None),) + tail, punt, ck)
            for ip in sorted(ni.known)]
@@ -227,14 +218,10 @@ def compile_owner(view: View, ctx, owner: int, feature: str,
     return []
 
 
-def owners_on_chassis(view, ctx, feature: str) -> list[int]:
+def owners_on_chassis(view: View, ctx, feature: str) -> list[int]:
     out = []
     if feature == "arp":
-        for net_id in local_networks(view, ctx):
-            net = view.get(NETWORK, net_id)
-            if net.get("_key") is not None:
-                out.append(cookie(Owner.NETWORK, int(net["_key"])))
-        return sorted(out)
+        return local_network_cookies(view, ctx)
     for pid in ctx.local_ports:
         port = view.get(PORT, pid)
         if port is not None and port.get("_key") is not None and dhcp_subnet(view, port):

@@ -34,7 +34,8 @@ CT(zone|zone_reg, commit, table, nat, actions) forks like OVS: the original cont
 current action list untracked; a copy goes through conntrack and, if `table` is set, is
 re-injected at that table with ct_state / ct_zone / ct_mark / ct_label set (registers and
 metadata kept). The model:
-  * connection key = (eth_type, ip_proto, ipv4_src, ipv4_dst, l4 src, l4 dst); l4 ports come
+  * connection key = (eth_type, ip_proto, ipv4_src, ipv4_dst, l4 src, l4 dst) — for IPv6 the same
+    with ipv6_src/ipv6_dst, ICMPv6 echo (128, 129) paired like ICMP echo; l4 ports come
     from tcp_*/udp_*; for ICMP they are (icmpv4_type, paired type) — echo request (8, 0), reply
     (0, 8) — so a reply is the reverse of its request and a request back is a new connection
     (icmpv4_type defaults to 8 when absent; ICMP errors are "related" only via add_related);
@@ -60,13 +61,15 @@ outputs to every other chassis's uplink of the same physnet (tag kept) and to ex
 from __future__ import annotations
 
 import copy
+import ipaddress
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from flows.fields import FIELDS, full_mask, ipv4, mac
-from flows.flow import (CT, NAT, Conjunction, Controller, CTClear, DecTtl, Flow, GotoTable, Learn, Meter,
-                        Move, Output, PopVlan, PushVlan, Resubmit, SetField, WriteMetadata, make_match)
+from flows.flow import (CT, NAT, CheckPktLarger, Conjunction, Controller, CTClear, DecTtl, Flow, GotoTable,
+                        Learn, Meter, Move, Output, PopVlan, PushVlan, Resubmit, SetField, WriteMetadata,
+                        make_match)
 
 LOG = logging.getLogger(__name__)
 
@@ -114,7 +117,8 @@ def packet(**fields: Any) -> dict[str, int]:
             raise ValueError(f"unknown field {name!r}")
         if isinstance(value, str):
             kind = FIELDS[name].kind
-            value = mac(value) if kind == "mac" else ipv4(value) if kind == "ipv4" else int(value, 0)
+            value = (mac(value) if kind == "mac" else ipv4(value) if kind == "ipv4"
+                     else int(ipaddress.IPv6Address(value)) if kind == "ipv6" else int(value, 0))
         out[name] = value
     return out
 
@@ -183,10 +187,25 @@ class CtEntry:
 
 
 _ICMP_PAIR = {8: 0, 0: 8, 13: 14, 14: 13, 15: 16, 16: 15, 17: 18, 18: 17}
+_ICMPV6_PAIR = {128: 129, 129: 128}  # echo request / reply
 
 
 def conn_key(pkt: Mapping[str, int]) -> ConnKey | None:
-    """(eth_type, proto, src, dst, sport, dport) or None when the packet has no IPv4 header."""
+    """(eth_type, proto, src, dst, sport, dport) or None when the packet has no IPv4/IPv6 header.
+
+    IPv6 is keyed like IPv4 (ICMPv6 echo 128/129 pairs like ICMP echo; icmpv6_type defaults to 128)."""
+    if pkt.get("eth_type") == 0x86DD and "ipv6_src" in pkt and "ipv6_dst" in pkt:
+        proto = pkt.get("ip_proto", 0)
+        if proto == 6:
+            sport, dport = pkt.get("tcp_src", 0), pkt.get("tcp_dst", 0)
+        elif proto == 17:
+            sport, dport = pkt.get("udp_src", 0), pkt.get("udp_dst", 0)
+        elif proto == 58:
+            itype = pkt.get("icmpv6_type", 128)
+            sport, dport = itype, _ICMPV6_PAIR.get(itype, 0)
+        else:
+            sport = dport = 0
+        return (0x86DD, proto, pkt["ipv6_src"], pkt["ipv6_dst"], sport, dport)
     if pkt.get("eth_type") != 0x0800 or "ipv4_src" not in pkt or "ipv4_dst" not in pkt:
         return None
     proto = pkt.get("ip_proto", 0)
@@ -454,6 +473,12 @@ class Simulator:
         elif isinstance(a, DecTtl):
             if "ip_ttl" in state:
                 state["ip_ttl"] -= 1
+            if state.get("nw_ttl"):
+                state["nw_ttl"] -= 1
+        elif isinstance(a, CheckPktLarger):
+            # the frame length is the packet's "pkt_len" (not an OpenFlow field; absent = small)
+            larger = 1 if state.get("pkt_len", 0) > a.pkt_len else 0
+            state[a.dst] = _set_bits(_get(state, a.dst) or 0, a.dst_ofs, 1, larger)
         elif isinstance(a, Resubmit):
             saved_port = state["in_port"]
             if a.in_port not in (0xFFF8, OFPP_IN_PORT):

@@ -23,7 +23,7 @@ class T(IntEnum):
     """Table numbers. Gaps leave room for stages without renumbering."""
     CLASSIFY = 0        # in_port (+tun_id / vlan) → reg IN_PORT, metadata = network key
     PORT_SEC = 10       # anti-spoofing: src MAC/IP/ARP of the sending port
-    SERVICE = 15        # punts: DHCP client requests, ARP requests for known addresses
+    SERVICE = 15        # punts: DHCP client requests, ARP requests for known addresses, RS, DHCPv6
     EGRESS_CT = 20      # from-VM traffic through conntrack (zone of the sending port)
     EGRESS_SG = 21      # security-group egress rules of the sending port
     L3_GATEWAY = 30     # eth_dst is a router port MAC → route; else L2
@@ -104,6 +104,7 @@ class F:
     FROM_UPLINK = 1 << 1
     ROUTED = 1 << 2
     NO_SECURITY = 1 << 3  # port_security disabled on the port being evaluated
+    PKT_LARGER = 1 << 8   # (router ICMP) check_pkt_larger: frame exceeds the egress network's MTU
 
 
 class Owner(IntEnum):
@@ -116,6 +117,19 @@ class Owner(IntEnum):
     FLOATINGIP = 6
     CHASSIS = 7    # tunnels to other chassis
     LEARNED = 8    # flows created by the datapath `learn` action (never reconciled)
+
+
+class MeterPurpose(IntEnum):
+    """Meter ids (OpenFlow 1.3 meter table) = purpose * METER_KEY_SPAN + the owner's key (keys are
+    1..65535): stable across restarts, nothing allocated (flows/qos.py, docs/pipeline.md Meters)."""
+    DHCP_PUNT = 0   # port key: its DHCP punt (flows/services.py)
+    EGRESS = 1      # port key: QoS limit of what the VM sends (CLASSIFY)
+    INGRESS = 2     # port key: QoS limit of what the VM receives (OUTPUT)
+    ARP_PUNT = 3    # network key: its ARP punts
+
+
+METER_KEY_SPAN = 1 << 16
+MAX_METER_ID = 4 * METER_KEY_SPAN - 1  # within OVS userspace max_meter (262144)
 
 
 OWNER_SHIFT = 56

@@ -14,7 +14,7 @@ from __future__ import annotations
 from flows.engine import fact, size_hint
 from flows.fields import mac
 from flows.tables import Owner, cookie
-from topology.store import Record
+from topology.store import NETWORK, PORT, Record
 from topology.view import View
 
 OVERLAY_TYPES = ("vxlan", "gre", "geneve")
@@ -109,3 +109,15 @@ def remote_tunnel_ips(view: View, ctx, network_id: str) -> list[str]:
         if ch is not None and ch.get("tunnel_ip") and ch.get("tunnel_ip") != ctx.tunnel_ip:
             ips.add(ch["tunnel_ip"])
     return sorted(ips)
+
+
+def local_network_cookies(view: View, ctx) -> list[int]:
+    """Owner cookies of the networks with a port local to ctx's chassis (a local port's network
+    may be gone from the view: skipped), sorted: the owners of per-network punts."""
+    out: set[int] = set()
+    for pid in ctx.local_ports:
+        port = view.get(PORT, pid)
+        net = view.get(NETWORK, port.get("network_id")) if port is not None else None
+        if net is not None and net.get("_key") is not None:
+            out.add(cookie(Owner.NETWORK, int(net["_key"])))
+    return sorted(out)

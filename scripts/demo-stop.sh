@@ -12,6 +12,16 @@ if [ ! -f "$DIR/state" ]; then
 fi
 get()  { grep "^$1=" "$DIR/state" | cut -d= -f2-; }
 
+# The metadata agent first: on SIGTERM it removes tap-meta and its namespace itself.
+for p in $(get metapid); do
+    case "$(cat "/proc/$p/comm" 2>/dev/null)" in
+        tenantflow|python*)
+            kill -TERM "$p" 2>/dev/null
+            for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+            echo "demo-stop: metadata agent (pid $p) stopped" ;;
+    esac
+done
+ovs-vsctl --timeout=5 --if-exists del-port "$BR" tap-meta 2>/dev/null
 pid=$(get pid | tail -n1)
 if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
     kill -TERM "$pid"

@@ -167,7 +167,7 @@ vm() {
     local sg=()
     for g in "$@"; do sg+=(--security-group "$g"); done
     tfc "$tenant" port create --network "$net" --fixed-ip "subnet=$sub,ip-address=$ip" \
-        ${sg[@]+"${sg[@]}"} "$name" -f json
+        --device "$name" ${sg[@]+"${sg[@]}"} "$name" -f json
     id=$(jq -r .id <<<"$OUT"); mac=$(jq -r .mac_address <<<"$OUT")
     tap=tap${id:0:11}; ns=$NSP-$name
     ip netns add "$ns"; state ns "$ns"
@@ -273,6 +273,14 @@ connected() {
 for _ in $(seq 1 100); do connected && break; sleep 0.2; done
 connected || die "$BR did not connect to the controller"
 info "$BR connected to the controller; uplink $UPLINK carries the flat network physnet1"
+# The chassis' metadata agent: namespace $NSP-meta + port tap-meta on $BR, 169.254.169.254:80.
+state ns "$NSP-meta"
+nohup "$TF" node metadata-agent --name "$CHASSIS" --bridge "$BR" --url "$API" --namespace "$NSP-meta" \
+    > "$DIR/metadata-agent.log" 2>&1 < /dev/null &
+state metapid $!
+for _ in $(seq 1 100); do grep -q 'metadata-agent ready' "$DIR/metadata-agent.log" && break; sleep 0.1; done
+grep -q 'metadata-agent ready' "$DIR/metadata-agent.log" || die "metadata agent did not start ($DIR/metadata-agent.log)"
+info "tenantflow node metadata-agent --name $CHASSIS: running (log $DIR/metadata-agent.log)"
 
 # ---- 4-5: tenants, VMs, DHCP ----------------------------------------------------------------
 say "4. Two tenants, the same subnet 10.0.0.0/24 each"
@@ -373,8 +381,28 @@ verdict "$([ -n "$src" ] && echo pass || echo blocked)" pass \
     "tcp alice-vm3 -> outside:9001, seen from ${src:-nothing} (no floating IP)"
 expect_eq "$src" "$gw_ip" "  alice-vm3 goes out as the router's address (SNAT)"
 
-# ---- 10: flows ----------------------------------------------------------------------------
-say "10. The flows on $BR, and who owns them"
+# ---- 10: metadata -------------------------------------------------------------------------
+say "10. Metadata: every VM asks http://169.254.169.254 and gets its own answers"
+ud=$DIR/alice-vm1.user-data
+printf '#cloud-config\nhostname: alice-vm1\n' > "$ud"
+tfc alice instance set alice-vm1 --user-data "$ud" --key "alice=ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDemo alice@demo"
+info "-> the instance is the ports' device_id (alice-vm1); alice-vm1 has a router: no route needed"
+mdget() { ip netns exec "$NSP-$1" curl -s -m 3 "http://169.254.169.254$2" 2>/dev/null || true; }
+# bob's subnet has no router: DHCP option 121 gives 169.254.169.254/32 via bob's DHCP port (the
+# demo's minimal dhclient script installs only the default route, so it is added here by hand).
+bob_dhcp=$(curl -fsS -H "X-Project-Id: bob" "$API/v2.0/ports?device_owner=network:dhcp" \
+           | jq -r '.ports[0].fixed_ips[0].ip_address')
+ip netns exec "$NSP-bob-vm1" ip route replace 169.254.169.254/32 via "$bob_dhcp" dev eth0
+expect_eq "$(mdget alice-vm1 /openstack/latest/meta_data.json | jq -r '.uuid + " " + .hostname + " " + (.public_keys|keys|join(","))')" \
+    "alice-vm1 alice-vm1 alice" "alice-vm1: meta_data.json has its uuid, hostname and SSH key"
+expect_eq "$(mdget alice-vm1 /latest/user-data | tail -n 1)" "hostname: alice-vm1" \
+    "alice-vm1: its user data (EC2 path /latest/user-data)"
+expect_eq "$(mdget alice-vm2 /latest/meta-data/instance-id) $(mdget bob-vm1 /latest/meta-data/instance-id)" \
+    "alice-vm2 bob-vm1" "10.0.0.12 in alice's and bob's network: each gets its own instance-id"
+expect_eq "$(mdget bob-vm1 /latest/meta-data/local-ipv4)" "10.0.0.12" "bob-vm1: local-ipv4"
+
+# ---- 11: flows ----------------------------------------------------------------------------
+say "11. The flows on $BR, and who owns them"
 info "Every flow's cookie names its owner: top byte = kind, the rest = the object's key."
 flows=$(ovs-ofctl -O OpenFlow13 --no-stats dump-flows "$BR" | tail -n +2)
 for kn in 1:pipeline 2:network 3:port 4:router 5:security-group 6:floating-ip 8:learned; do
@@ -400,7 +428,7 @@ owner_flows router "$router_id" 3
 sync=$("$TF" flows --url "$API" --chassis "$CHASSIS" --diff 2>&1 | tail -n 1) || true
 info "tenantflow flows --chassis $CHASSIS --diff (desired vs installed): $sync"
 
-say "11. Explore further"
+say "12. Explore further"
 cat <<EOF
   ip netns exec $NSP-alice-vm1 ping 10.0.0.12             # alice's VMs talk
   ip netns exec $NSP-alice-vm1 ping 10.0.0.21             # bob's VM: blocked
@@ -414,6 +442,8 @@ cat <<EOF
   $TF flows --url $API --chassis $CHASSIS          # desired flows with owners
   $TF flows --url $API --chassis $CHASSIS --diff   # desired vs installed
   tail -f $DIR/tenantflow.log                             # controller log
+  ip netns exec $NSP-alice-vm1 curl http://169.254.169.254/openstack/latest/meta_data.json
+  tail -f $DIR/metadata-agent.log                         # metadata agent log
   make demo-stop                                          # remove everything
 EOF
 if [ "$FAILED" != 0 ]; then

@@ -127,6 +127,7 @@ class View(Protocol):
     def revision(self) -> int: ...
 
     def add_index(self, kind: str, name: str, keyfunc: KeyFunc) -> None: ...
+    def has_index(self, name: str) -> bool: ...
     def find(self, name: str, value: Any) -> list[Record]: ...
     def find_ids(self, name: str, value: Any) -> AbstractSet[str]: ...
 
@@ -282,6 +283,10 @@ class TopologyView(IndexQueries):
                 for net, host in appeared:
                     self._hosts_of_network.setdefault(net, set()).add(host)
                     self._networks_on_host.setdefault(host, set()).add(net)
+
+    def has_index(self, name: str) -> bool:
+        """Whether `name` is registered (features register theirs on first use)."""
+        return name in self._indexes
 
     def add_index(self, kind: str, name: str, keyfunc: KeyFunc) -> None:
         """Register an extra incremental index (e.g. by another feature app); built from current data."""

@@ -47,8 +47,16 @@ def chassis_stats(bed: Bed, ch: Chassis) -> dict[str, Any]:
 
 
 def flows_diff(bed: Bed, ch: Chassis) -> dict[str, Any]:
-    """Desired vs installed on the switch, as the controller sees it (`tenantflow flows --diff`)."""
-    return bed.api.get("tenantflow/flows", chassis=ch.name, diff="true")["diff"]
+    """Desired vs installed on the switch, as the controller sees it (`tenantflow flows --diff`).
+
+    Not in sync while the controller has not seen the chassis yet (404 ChassisNotFound, e.g. just
+    after a restart, when OVS already reports the connection but the registry has no datapath)."""
+    try:
+        return bed.api.get("tenantflow/flows", chassis=ch.name, diff="true")["diff"]
+    except NeutronApiError as err:
+        if err.status != 404:
+            raise
+        return {"in_sync": False, "error": str(err)}
 
 
 def settle(bed: Bed, chassis: Iterable[Chassis], timeout: float = 20.0) -> None:

@@ -320,8 +320,7 @@ class Bed:
 
     def _plug(self, vm: Host, chassis: Chassis) -> None:
         assert vm.tap and vm.port
-        netns.add_veth("eth0", vm.ns, vm.tap, chassis.ns)
-        vm.run(["ip", "link", "set", "eth0", "address", vm.mac])
+        netns.add_veth("eth0", vm.ns, vm.tap, chassis.ns, a_mac=vm.mac)
         chassis.ovs_vsctl("--may-exist", "add-port", chassis.bridge, vm.tap, "--", "set",
                           "Interface", vm.tap, f"external_ids:iface-id={vm.port['id']}",
                           f"external_ids:attached-mac={vm.mac}", "external_ids:iface-status=active")

@@ -83,12 +83,18 @@ def delete(ns: str) -> None:
     shutil.rmtree(ETC_NETNS / ns, ignore_errors=True)
 
 
-def add_veth(a: str, a_ns: str | None, b: str, b_ns: str | None, mtu: int | None = None) -> None:
+def add_veth(a: str, a_ns: str | None, b: str, b_ns: str | None, mtu: int | None = None,
+             a_mac: str | None = None) -> None:
     """Create veth a<->b with each end directly in its namespace (None = current netns), both up,
-    TX checksum offload off on both ends (TCP fails on the userspace datapath otherwise)."""
+    TX checksum offload off on both ends (TCP fails on the userspace datapath otherwise).
+
+    a_mac is set at creation, before the link comes up, so the kernel's IPv6 link-local (EUI-64)
+    is derived from it and not from a random MAC that port security would then drop."""
     check_ifname(a)
     check_ifname(b)
     cmd = ["ip", "link", "add", a]
+    if a_mac:
+        cmd += ["address", a_mac]
     if a_ns:
         cmd += ["netns", a_ns]
     cmd += ["type", "veth", "peer", "name", b]

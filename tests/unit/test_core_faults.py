@@ -337,3 +337,60 @@ def test_chassis_registration_failure_is_retried(rig, monkeypatch):
     rig.connect(DPID_A, rig.ports[:2])
     rig.wait_healthy(DPID_A)
     assert fail["left"] == 0
+
+
+def test_a_burst_of_taps_is_one_bundle_and_no_port_is_active_before_its_flows(rig, monkeypatch):
+    """Port-statuses that queue up while the worker is busy (OVS announcing many new taps) are
+    compiled together and sent in one bundle (controller.core._defer_flush); the binder's
+    ACTIVE writes wait for that flush, so a port never reads ACTIVE before its flows are on."""
+    sw = rig.connect(DPID_A, [])
+    rig.settle()
+    bundles = rig.health(DPID_A)["bundles"]
+    seen_at_write: list[tuple[str, bool]] = []
+    real = rig.service.set_port_bindings
+
+    def set_port_bindings(todo):
+        owners = port_owner_of(sw.table, Owner.PORT)
+        for pid, _host, _status in todo:
+            key = rig.core.view.port(pid)["_key"]
+            seen_at_write.append((pid, any(o & ((1 << OWNER_SHIFT) - 1) == key for o in owners)))
+        return real(todo)
+
+    monkeypatch.setattr(rig.service, "set_port_bindings", set_port_bindings)
+    monkeypatch.setattr(rig.service, "set_port_binding", lambda pid, h, s: set_port_bindings([(pid, h, s)]))
+    with rig.core.view_lock:  # the worker blocks on the first port; the others queue up behind it
+        for i, p in enumerate(rig.ports):
+            rig.core.port_status(DPID_A, "add", SwitchPort("tap" + p["id"][:11], 20 + i, True))
+            time.sleep(0.05 if i == 0 else 0)
+    rig.settle()
+    rig.wait_healthy(DPID_A)
+    assert rig.core.stats()["deferred_flushes"] >= 1
+    assert rig.health(DPID_A)["bundles"] - bundles <= 2  # not one per tap
+    assert {pid for pid, _ in seen_at_write} == {p["id"] for p in rig.ports}
+    assert all(present for _, present in seen_at_write), seen_at_write
+    assert all(rig.service.store.get("port", p["id"])["status"] == "ACTIVE" for p in rig.ports)
+
+
+def test_deferral_is_bounded_under_a_steady_stream(rig, monkeypatch):
+    """Events that never stop arriving still get their flows sent: a deferral lasts at most
+    FLUSH_DEFER_MAX from the first one it joined."""
+    class NeverEmpty:
+        def empty(self) -> bool:
+            return False
+
+    clock = {"now": 100.0}
+    real_q = rig.core._q
+    monkeypatch.setattr(core_mod.time, "monotonic", lambda: clock["now"])
+    rig.core._q = NeverEmpty()
+    try:
+        rig.core._defer_since = None
+        assert rig.core._defer_flush()
+        clock["now"] += core_mod.FLUSH_DEFER_MAX / 2
+        assert rig.core._defer_flush()
+        clock["now"] += core_mod.FLUSH_DEFER_MAX / 2
+        assert not rig.core._defer_flush()  # the bound: flush now
+        assert rig.core._defer_flush()  # and a new window starts
+        rig.core._q = real_q
+        assert not rig.core._defer_flush()  # nothing queued: never defer
+    finally:
+        rig.core._q = real_q

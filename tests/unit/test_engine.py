@@ -185,7 +185,7 @@ def test_a_fact_cuts_off_early_and_flips_reach_its_readers():
     far = w.t.vm(net, 9, [], host="c2", port_security_enabled=False)
     w.step({"c2": {far["id"]: 9}})
     assert eng.facts[key].value is True
-    assert {cookie(Owner.PORT, p["_key"]) for p in ports} <= eng.readers[key]
+    assert {cookie(Owner.PORT, p["_key"]) for p in ports} <= eng.readers_of(key)
     w.assert_equals_full()
     w.step({"c2": {far["id"]: None}})  # the network vanishes from c2: every reader recompiles
     w.assert_equals_full()

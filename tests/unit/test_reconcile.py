@@ -123,3 +123,26 @@ def test_nothing_sent_before_installed_state_is_known():
     rec = Reconciler("dp")
     rec.set_owner(1, port_flows(1, 1))
     assert rec.flush() == 0
+
+
+def test_a_big_bundle_goes_out_in_pieces_and_is_still_one_bundle(rig, monkeypatch):
+    """A bundle bigger than SEND_CHUNK is written in pieces (encoded while the switch parses the
+    previous one); it stays one bundle — one open, one commit — and a rejection in a later piece
+    is still pinned on its flow."""
+    from controller import reconciler as reconciler_mod
+    monkeypatch.setattr(reconciler_mod, "SEND_CHUNK", 4)
+    rec, sw = rig
+    for k in range(1, 8):
+        rec.set_owner(cookie(Owner.PORT, k), port_flows(k, k))
+    victim = next(iter(f.key for f in port_flows(7, 7) if f.table == 60))
+    sw.reject.add(victim)
+    writes = len(sw.sent)
+    assert rec.resync() == 14
+    pieces = sw.sent[writes + 1:]  # after the flow-stats read (and the meter read, if any)
+    assert len([p for p in pieces if wire.flow_mods_in(p)]) >= 4  # 14 flow-mods, 4 a piece
+    assert rec.stats.bundles == 1
+    assert len(sw.table) == 13 and victim not in sw.table
+    assert rec.rejected_count() == 1
+    assert len(sw.last_mods()) == 14  # every piece of the last bundle
+    sw.reject.clear()
+    assert rec.resync() == 1 and len(sw.table) == 14

@@ -74,6 +74,11 @@ def test_switch_verdict_reads_every_datapath_actions_section():
     assert switch_verdict(tunnel) == "forwarded"
     punt = "    controller(userdata=00.00.00.03,pause)\nDatapath actions: drop\n"
     assert switch_verdict(punt) == "controller"
+    metered = ("Datapath actions: sample(sample=100.0%,actions(meter(0),userspace(pid=0,controller("
+               "reason=1,dont_send=1,continuation=0,recirc_id=1,rule_cookie=0,controller_id=0,"
+               "max_len=65535))))\n")
+    assert switch_verdict(metered) == "controller"                # a punt through its meter
+    assert switch_verdict("Datapath actions: sample(sample=50.0%,actions(3)),4\n") == "forwarded"
     assert agrees("dropped", "drop") and agrees("delivered", "forwarded") and not agrees("dropped", "forwarded")
 
 

@@ -38,6 +38,8 @@ EXTENSIONS = [
     ("allowed-address-pairs", "Allowed Address Pairs", "Provides allowed address pairs"),
     ("port-security", "Port Security", "Provides port security"),
     ("extraroute", "Neutron Extra Route", "Extra routes configuration for L3 router"),
+    ("extraroute-atomic", "Atomically add/remove extra routes",
+     "Edit extra routes of a router on server side by atomically adding/removing extra routes"),
     ("ext-gw-mode", "Neutron L3 Configurable external gateway mode",
      "Extension of the router abstraction for specifying whether SNAT should occur on the external gateway"),
     ("net-mtu", "Network MTU", "Provides MTU attribute for a network resource."),
@@ -49,6 +51,12 @@ EXTENSIONS = [
                                                               "of neutron resources."),
     ("project-id", "project_id field enabled", "Extension that indicates that project_id field is enabled."),
     ("stateful-security-group", "Stateful security group", "Indicates if the security group is stateful or not"),
+    ("qos", "Quality of Service", "The Quality of Service extension."),
+    ("qos-bw-limit-direction", "Direction for QoS bandwidth limit rule",
+     "Allow to configure QoS bandwidth limit rule with specific direction: ingress or egress"),
+    ("qos-default", "QoS default policy", "Expose the QoS default policy per project"),
+    ("qos-rule-type-details", "QoS rule type details", "Expose details about QoS rule types supported by "
+                                                        "loaded backend drivers"),
     ("tenantflow-chassis", "Chassis", "Switches programmed by tenantflow (name, datapath id, tunnel IP, "
                                       "bridge mappings)."),
 ]
@@ -247,9 +255,13 @@ class ActionResource:
     on_post = on_delete = on_patch = on_get
 
     def on_put(self, req: falcon.Request, resp: falcon.Response, collection: str, rid: str, action: str) -> None:
-        if collection != "routers" or action not in ("add_router_interface", "remove_router_interface"):
+        if collection != "routers" or action not in ("add_router_interface", "remove_router_interface",
+                                                     "add_extraroutes", "remove_extraroutes"):
             raise errors.HTTPNotFound(message=f"The resource could not be found: {req.path}")
         body = read_json(req)
+        if action in ("add_extraroutes", "remove_extraroutes"):
+            send(resp, self.service.router_extraroutes(rid, action, body, context_of(req)))
+            return
         if action == "add_router_interface":
             send(resp, self.service.add_router_interface(rid, body, context_of(req)))
         else:
@@ -283,6 +295,8 @@ def create_app(service: Service, *, api_token: str | None = None, auth: Auth | N
     app.add_route("/v2.0/{collection}/{rid}/{action}", ActionResource(service))
     from topology.api.subresources import add_routes   # tags, quotas, rbac-policies (imports this module)
     add_routes(app, service)
+    from topology.api.qos import add_routes as add_qos_routes   # /v2.0/qos/... (imports this module)
+    add_qos_routes(app, service)
     for template, resource in extra_routes or ():
         app.add_route(template, resource)
     return app

@@ -91,6 +91,16 @@ def openapi_document(server_url: str = "") -> dict[str, Any]:
                                                          "network_id, project_id"},
                                   "400": _ERROR, "404": _ERROR, "409": _ERROR}},
         }
+    xroutes = {"type": "object", "properties": {"router": {"type": "object", "properties": {
+        "routes": {"type": "array", "items": {"type": "object", "properties": {
+            "destination": {"type": "string"}, "nexthop": {"type": "string"}}}}}}}}
+    for action in ("add_extraroutes", "remove_extraroutes"):  # extraroute-atomic
+        paths[f"/v2.0/routers/{{id}}/{action}"] = {
+            "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "put": {"summary": action.replace("_", " "), "requestBody": _json(xroutes),
+                    "responses": {"200": {"description": "the router, with its routes"},
+                                  "400": _ERROR, "404": _ERROR, "409": _ERROR}},
+        }
     paths["/"] = {"get": {"summary": "API versions (Neutron version discovery)",
                           "responses": {"200": {"description": "OK"}}}}
     paths["/v2.0"] = {"get": {"summary": "Resources of API v2.0", "responses": {"200": {"description": "OK"}}}}
@@ -108,6 +118,8 @@ def openapi_document(server_url: str = "") -> dict[str, Any]:
     # Tags, quotas, RBAC policies and the list controls: described by topology.api.extension_docs.
     from topology.api.extension_docs import add_list_parameters, extension_paths
     paths.update(extension_paths())
+    from topology.api.qos_docs import qos_paths   # Neutron's QoS extension (topology.api.qos)
+    paths.update(qos_paths())
     add_list_parameters(paths)
     return {
         "openapi": "3.0.3",

@@ -173,3 +173,5 @@ def add_routes(app: falcon.App, service: Service) -> None:
     rbac_res = RbacResource(ext)
     app.add_route(f"/v2.0/{RBAC_COLLECTION}", rbac_res)
     app.add_route(f"/v2.0/{RBAC_COLLECTION}/{{rid}}", rbac_res, suffix="one")
+    from topology.api import instances   # /v2.0/tenantflow/instances, the metadata agent's lookup
+    instances.add_routes(app, service)

@@ -29,6 +29,7 @@ DELEGATED: dict[str, tuple[str, str]] = {
     "flows": ("controller.inspect", "a chassis' desired flows by owner; --diff against the switch"),
     "trace": ("controller.trace", "push a packet from a port through the desired flows, stage by stage"),
     "status": ("controller.status", "controllers, switches, flows desired vs installed, feed lag"),
+    "instance": ("topology.cli.instances", "user data and SSH keys of an instance (metadata service)"),
 }
 
 
@@ -66,7 +67,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, extra = parser.parse_known_args(args_list)
     if args.resource in DELEGATED:
         # Controller-owned subcommands take their own options: hand them over untouched.
-        return _delegate(args.resource, args_list[args_list.index(args.resource) + 1:])
+        rest = args_list[args_list.index(args.resource) + 1:]
+        if args.resource == "instance":   # an API client like the nouns: the global options apply
+            rest = ["--url", args.url, *(["--project", args.project] if args.project else []),
+                    *(["--token", args.token] if args.token else []), *rest]
+        return _delegate(args.resource, rest)
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     client = Client(args.url, args.project, args.token)

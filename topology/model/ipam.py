@@ -147,3 +147,33 @@ class SubnetAllocator:
             if self._range_idx < len(self.ranges):
                 self._cursor = self.ranges[self._range_idx][0]
         return None
+
+
+# ---- IPv6 address modes (Neutron's neutron_lib.constants / ipv6_utils) -----------------------
+IPV6_SLAAC = "slaac"
+DHCPV6_STATEFUL = "dhcpv6-stateful"
+DHCPV6_STATELESS = "dhcpv6-stateless"
+IPV6_MODES = (DHCPV6_STATEFUL, DHCPV6_STATELESS, IPV6_SLAAC)
+AUTO_ADDRESS_MODES = (IPV6_SLAAC, DHCPV6_STATELESS)
+# Router-side ports take explicit addresses (the gateway) on auto-address subnets and get no
+# EUI-64 address of their own (Neutron's ROUTER_INTERFACE_OWNERS_SNAT).
+ROUTER_INTERFACE_OWNERS = ("network:router_interface", "network:router_interface_distributed",
+                           "network:ha_router_replicated_interface", "network:router_centralized_snat")
+
+
+def is_auto_address_subnet(subnet: dict) -> bool:
+    """SLAAC or DHCPv6-stateless: the VM forms its address itself from the prefix and its MAC."""
+    return subnet.get("ipv6_address_mode") in AUTO_ADDRESS_MODES or \
+        subnet.get("ipv6_ra_mode") in AUTO_ADDRESS_MODES
+
+
+def eui64_address(cidr: str, mac: str) -> str:
+    """The modified EUI-64 address (RFC 4291 App. A) a host with `mac` forms on the /64 `cidr`."""
+    net = netaddr.IPNetwork(cidr)
+    eui = int(netaddr.EUI(mac).eui64()) ^ (1 << 57)  # flip the universal/local bit
+    return str(netaddr.IPAddress(net.first + eui, 6))
+
+
+def link_local_address(mac: str) -> str:
+    """fe80::/64 EUI-64 address of `mac` (what a router port answers NDP and sends RAs from)."""
+    return eui64_address("fe80::/64", mac)

@@ -182,6 +182,8 @@ ROUTER = [
     ("delete_router", ADMIN_OR_MEMBER),
     ("add_router_interface", ADMIN_OR_MEMBER),
     ("remove_router_interface", ADMIN_OR_MEMBER),
+    ("add_extraroutes", ADMIN_OR_MEMBER),
+    ("remove_extraroutes", ADMIN_OR_MEMBER),
 ]
 FLOATINGIP = [
     ("create_floatingip", ADMIN_OR_MEMBER),
@@ -230,8 +232,16 @@ TAGS = [(f"{verb}_{kind}:tags", ADMIN_OR_READER if verb == "get" else ADMIN_OR_M
 # The parent's own rules, widened where Neutron widens them (shared/external networks' tags).
 TAGS = [(n, any_of(c, "rule:shared", "rule:external") if n == "get_network:tags" else c) for n, c in TAGS]
 
+# QoS (neutron/conf/policies/qos.py): policies and rules are read by the project's readers and
+# written by its admins; rule types are admin's (they belong to no project).
+PROJECT_ADMIN = "role:admin and project_id:%(project_id)s"
+QOS = [("get_policy", PROJECT_READER), ("create_policy", PROJECT_ADMIN), ("update_policy", PROJECT_ADMIN),
+       ("delete_policy", PROJECT_ADMIN), ("get_rule_type", "role:admin")] + [
+    (f"{verb}_policy_{rule}_rule", PROJECT_READER if verb == "get" else PROJECT_ADMIN)
+    for rule in ("bandwidth_limit", "dscp_marking") for verb in ("get", "create", "update", "delete")]
+
 DEFAULT_RULES: list[oslo.RuleDefault] = _rules(BASE + NETWORK + SUBNET + PORT + ROUTER + FLOATINGIP
-                                              + SECURITY_GROUP + RBAC + QUOTA + CHASSIS + TAGS)
+                                              + SECURITY_GROUP + RBAC + QUOTA + CHASSIS + TAGS + QOS)
 
 # Attributes whose presence alone counts as "set explicitly": Neutron has no default for them
 # (ATTR_NOT_SPECIFIED), while our specs fill one in (router distributed=True, ha=False).

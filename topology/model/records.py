@@ -85,6 +85,7 @@ class Network(Standard, _NetworkExt):
     ipv4_address_scope: str | None
     ipv6_address_scope: str | None
     is_default: bool
+    qos_policy_id: str | None  # resources/qos.py
     _key: NotRequired[int]
 
 
@@ -127,6 +128,7 @@ class Port(Standard, _PortBinding):
     port_security_enabled: bool
     allowed_address_pairs: list[AddressPair]
     extra_dhcp_opts: list[ExtraDhcpOpt]
+    qos_policy_id: str | None  # resources/qos.py
     _key: NotRequired[int]
 
 

@@ -269,6 +269,19 @@ class Service:
             guard.before_action(tx, "remove_router_interface", ROUTER, rtr, ctx, self.policy)
             return router.remove_interface(tx, rtr, body, ctx)
 
+    @retry_on_conflict  # optimistic stores (etcd): re-run the request on a write race
+    def router_extraroutes(self, router_id: str, action: str, body: Any, ctx: Context | None = None
+                           ) -> dict[str, Any]:
+        """PUT /routers/{id}/add_extraroutes | remove_extraroutes (extraroute-atomic): read, merge
+        and write the routes in one transaction, so concurrent callers never lose each other's."""
+        ctx = ctx or self.admin_context()
+        routes = router.extraroutes_of_body(body)
+        with self._write() as tx:
+            rtr = common.get_visible(tx, ROUTER, router_id, ctx)
+            guard.before_action(tx, action, ROUTER, rtr, ctx, self.policy)
+            new = router.update_extraroutes(tx, rtr, routes, action == "add_extraroutes", ctx)
+            return {"router": self._present_tx(ROUTER, [new], tx)[0]}
+
     # ---- convenience wrappers (tests, demo scripts) --------------------------------------------
     def create_network(self, body: Any, ctx: Context | None = None) -> Record:
         return self.create(NETWORK, body, ctx)
@@ -340,6 +353,20 @@ class Service:
 
     def find_chassis_by_name(self, name: str) -> Record | None:
         return next((c for c in self.store.list(CHASSIS) if c["name"] == name), None)
+
+    @retry_on_conflict
+    def set_chassis_alive(self, name: str, alive: bool) -> bool:
+        """Controller-only: record whether a chassis is reachable (hidden `_alive`, read by the
+        gateway selection, flows/gateway.py). Absent counts as alive. True if it changed."""
+        current = self.find_chassis_by_name(name)
+        if current is None or (current.get("_alive") is not False) == alive:
+            return False
+        with self._write() as tx:
+            old = next((c for c in tx.list(CHASSIS) if c["name"] == name), None)
+            if old is None or (old.get("_alive") is not False) == alive:
+                return False
+            tx.replace(CHASSIS, old, dict(copy.deepcopy(old), _alive=bool(alive)))
+        return True
 
 
 __all__ = ["Service", "Context", "public", "matches", "KINDS"]

@@ -298,6 +298,18 @@ def to_protocol(attr: str, value: Any) -> str | None:
                f"and integer representations [0 to 255] are supported")
 
 
+IPV6_MODES = ("dhcpv6-stateful", "dhcpv6-stateless", "slaac")  # topology.model.ipam names them too
+
+
+def to_ipv6_mode(attr: str, value: Any) -> str | None:
+    """ipv6_ra_mode / ipv6_address_mode: one of Neutron's three modes, or None."""
+    if value is None:
+        return None
+    if value not in IPV6_MODES:
+        raise _bad(attr, f"'{value}' is not in {list(IPV6_MODES)}")
+    return value
+
+
 def to_datapath_id(attr: str, value: Any) -> int | None:
     if value is None:
         return None
@@ -350,6 +362,7 @@ SPECS: dict[str, dict[str, Attr]] = {
         "port_security_enabled": Attr(convert=to_bool, default=True),
         "availability_zone_hints": Attr(put=False, convert=to_str_list, default=[]),
         "availability_zones": RO, "ipv4_address_scope": RO, "ipv6_address_scope": RO, "is_default": RO,
+        "qos_policy_id": Attr(convert=to_uuid_or_none, default=None),  # resources/qos.py
     },
     SUBNET: {
         **_COMMON,
@@ -362,9 +375,8 @@ SPECS: dict[str, dict[str, Attr]] = {
         "dns_nameservers": Attr(convert=to_ip_list, default=[]),
         "host_routes": Attr(convert=to_routes, default=[]),
         "enable_dhcp": Attr(convert=to_bool, default=True),
-        "ipv6_ra_mode": Attr(put=False, convert=lambda a, v: None if v is None else to_str(a, v), default=None),
-        "ipv6_address_mode": Attr(put=False, convert=lambda a, v: None if v is None else to_str(a, v),
-                                  default=None),
+        "ipv6_ra_mode": Attr(put=False, convert=to_ipv6_mode, default=None),
+        "ipv6_address_mode": Attr(put=False, convert=to_ipv6_mode, default=None),
         "subnetpool_id": Attr(put=False, convert=lambda a, v: v if v is None else to_uuid(a, v), default=None),
         "segment_id": Attr(convert=lambda a, v: v if v is None else to_uuid(a, v), default=None),
         "service_types": Attr(convert=to_str_list, default=[]),
@@ -389,6 +401,7 @@ SPECS: dict[str, dict[str, Attr]] = {
         "binding:profile": Attr(convert=to_dict, default={}),
         "binding:vnic_type": Attr(convert=to_str, default="normal"),
         "binding:vif_type": RO, "binding:vif_details": RO,
+        "qos_policy_id": Attr(convert=to_uuid_or_none, default=None),  # resources/qos.py
         "extra_dhcp_opts": Attr(convert=lambda a, v: [] if v is None else _dict_list(
             a, v, {"opt_name": (to_str, True), "opt_value": (to_str, False), "ip_version": (to_int, False)}),
             default=[]),

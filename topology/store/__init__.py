@@ -35,8 +35,12 @@ IDENTITY_KINDS = (PROJECT, USER, ROLE, ROLE_ASSIGNMENT, TOKEN)
 # Neutron's RBAC policies (network sharing per project) and per-project quota limits.
 RBAC_POLICY = "rbac_policy"
 QUOTA = "quota"
+# Per-instance (device_id) user data and SSH keys the metadata agent answers with (topology.model.instances).
+INSTANCE = "instance"
+# Neutron's QoS policies (their rules inside: topology/model/resources/qos.py).
+QOS_POLICY = "qos_policy"
 KINDS = (NETWORK, SUBNET, PORT, ROUTER, FLOATINGIP, SECURITY_GROUP, SECURITY_GROUP_RULE, CHASSIS, RBAC_POLICY,
-         QUOTA) + IDENTITY_KINDS
+         QUOTA) + IDENTITY_KINDS + (QOS_POLICY,) + (INSTANCE,)
 
 Record = dict[str, Any]
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from topology.model import errors
 from topology.model.context import Context, check_owner, project_for
-from topology.model.resources import common
+from topology.model.resources import common, qos
 from topology.store import NETWORK, PORT, SUBNET, Record
 from topology.model.validate import given_or_default
 from topology.store.writetx import WriteTx, base_fields
@@ -102,6 +102,7 @@ def _check_mtu(tx: WriteTx, mtu: int, ntype: str) -> None:
 
 def create(tx: WriteTx, body: dict[str, Any], ctx: Context) -> Record:
     common.check_admin_attrs(NETWORK, body, ctx, "create")
+    qos.policy_ref_visible(tx.get, body.get("qos_policy_id"), ctx)
     project = project_for(body, ctx)
     ntype, physnet, segid = allocate_segment(tx, body)
     mtu = body.get("mtu")
@@ -111,6 +112,8 @@ def create(tx: WriteTx, body: dict[str, Any], ctx: Context) -> Record:
     rec = base_fields(body, project, tx)
     common.check_new_id(tx, NETWORK, rec)
     rec.update(given_or_default(NETWORK, body, skip=rec))  # name, admin_state_up, shared, ...: validate.SPECS
+    if "qos_policy_id" not in body:
+        rec["qos_policy_id"] = qos.default_policy_id(tx, project)  # Neutron's qos-default
     rec.update({
         "status": "ACTIVE",
         "mtu": mtu,
@@ -128,8 +131,11 @@ def create(tx: WriteTx, body: dict[str, Any], ctx: Context) -> Record:
 def update(tx: WriteTx, old: Record, body: dict[str, Any], ctx: Context) -> Record:
     check_owner(NETWORK, old, ctx, "update")
     common.check_admin_attrs(NETWORK, body, ctx, "update")
+    if "qos_policy_id" in body:
+        qos.policy_ref_visible(tx.get, body["qos_policy_id"], ctx)
     new = copy.deepcopy(old)
-    for name in ("name", "admin_state_up", "shared", "router:external", "description", "port_security_enabled"):
+    for name in ("name", "admin_state_up", "shared", "router:external", "description", "port_security_enabled",
+                 "qos_policy_id"):
         if name in body:
             new[name] = body[name]
     if "mtu" in body:

@@ -6,10 +6,10 @@ from typing import Any
 
 import netaddr
 
-from topology.model import errors
+from topology.model import errors, ipam
 from topology.model.context import Context, check_owner, project_for
 from topology.model.ipam import ip_in_subnet
-from topology.model.resources import common, secgroup
+from topology.model.resources import common, qos, secgroup
 from topology.model.validate import given_or_default
 from topology.store import FLOATINGIP, NETWORK, PORT, ROUTER, SECURITY_GROUP, SUBNET, Record
 from topology.store.writetx import WriteTx, base_fields
@@ -19,16 +19,43 @@ class AddressPairAndPortSecurityRequired(errors.Conflict):
     message = "Port Security must be enabled in order to have allowed address pairs on a port."
 
 
+class AllocationOnAutoAddressSubnet(errors.InvalidInput):
+    message = ("IPv6 address {ip} cannot be directly assigned to a port on subnet {subnet_id} as the "
+               "subnet is configured for automatic addresses")
+
+
+def _auto_ips(tx: WriteTx, subnets: list[Record], mac: str | None, device_owner: str,
+              held: set[tuple[str, str]]) -> list[dict]:
+    """The EUI-64 address of `mac` on every auto-address (SLAAC, DHCPv6-stateless) subnet: Neutron
+    gives a port one on each, whatever fixed_ips asked for (router interfaces aside)."""
+    if mac is None or device_owner in ipam.ROUTER_INTERFACE_OWNERS:
+        return []
+    out = []
+    for subnet in subnets:
+        if subnet["ip_version"] != 6 or not ipam.is_auto_address_subnet(subnet):
+            continue
+        ip = ipam.eui64_address(subnet["cidr"], mac)
+        if (subnet["id"], ip) not in held:
+            tx.claim_ip(subnet, ip)
+        out.append({"subnet_id": subnet["id"], "ip_address": ip})
+    return out
+
+
 def allocate_fixed_ips(tx: WriteTx, net: Record, requested: list[dict] | None,
-                       existing: list[dict] | None = None) -> list[dict]:
-    """Neutron's rules: none requested → one address per IP version from the first subnet with room;
-    otherwise each entry names a subnet and/or an address on this network."""
+                       existing: list[dict] | None = None, mac: str | None = None,
+                       device_owner: str = "") -> list[dict]:
+    """Neutron's rules: none requested → one address per IP version from the first (stateful)
+    subnet with room; otherwise each entry names a subnet and/or an address on this network.
+    Either way, with `mac` given, the port also gets its EUI-64 address on every auto-address
+    subnet (a fixed address there is refused; on an update, the addresses it holds there stay)."""
     subnets = tx.subnets_of(net["id"])
+    router_side = device_owner in ipam.ROUTER_INTERFACE_OWNERS
+    held = {(f["subnet_id"], f["ip_address"]) for f in existing or []}
     subnet: Record | None
     if requested is None:
         out = []
         for version in (4, 6):
-            group = [s for s in subnets if s["ip_version"] == version]
+            group = [s for s in subnets if s["ip_version"] == version and not ipam.is_auto_address_subnet(s)]
             if not group:
                 continue
             for subnet in group:
@@ -38,8 +65,7 @@ def allocate_fixed_ips(tx: WriteTx, net: Record, requested: list[dict] | None,
                     break
             else:
                 raise errors.IpAddressGenerationFailure(net_id=net["id"])
-        return out
-    held = {(f["subnet_id"], f["ip_address"]) for f in existing or []}
+        return out + _auto_ips(tx, subnets, mac, device_owner, held)
     out, seen = [], set()
     for entry in requested:
         sid, ip = entry.get("subnet_id"), entry.get("ip_address")
@@ -55,6 +81,11 @@ def allocate_fixed_ips(tx: WriteTx, net: Record, requested: list[dict] | None,
                 raise errors.InvalidIpForNetwork(ip_address=ip)
         else:
             raise errors.InvalidInput(error_message="each fixed_ips entry needs a subnet_id or an ip_address")
+        auto = ipam.is_auto_address_subnet(subnet) and subnet["ip_version"] == 6
+        if auto and not router_side:
+            if ip is not None and (subnet["id"], ip) not in held:
+                raise AllocationOnAutoAddressSubnet(ip=ip, subnet_id=subnet["id"])
+            continue  # its EUI-64 address is added below, with the other auto-address subnets
         if ip is not None:
             if not ip_in_subnet(subnet["cidr"], ip):
                 raise errors.InvalidIpForSubnet(ip_address=ip)
@@ -69,6 +100,18 @@ def allocate_fixed_ips(tx: WriteTx, net: Record, requested: list[dict] | None,
                 raise errors.IpAddressGenerationFailure(net_id=net["id"])
         seen.add((subnet["id"], ip))
         out.append({"subnet_id": subnet["id"], "ip_address": ip})
+    return out + _auto_ips(tx, subnets, mac, device_owner, held)
+
+
+def _kept_fixed_ips(tx: WriteTx, port: Record, device_owner: str) -> list[dict]:
+    """A port's fixed IPs as a request that keeps them, its EUI-64 ones left to be re-derived."""
+    out = []
+    for f in port["fixed_ips"]:
+        subnet = tx.get(SUBNET, f["subnet_id"])
+        if subnet is not None and subnet["ip_version"] == 6 and ipam.is_auto_address_subnet(subnet) \
+                and device_owner not in ipam.ROUTER_INTERFACE_OWNERS:
+            continue
+        out.append({"subnet_id": f["subnet_id"], "ip_address": f["ip_address"]})
     return out
 
 
@@ -105,10 +148,10 @@ def make_port(tx: WriteTx, net: Record, project: str, body: dict[str, Any],
 
 
 def make_service_port(tx: WriteTx, net: Record, project: str, device_owner: str, device_id: str,
-                      fixed_ips: list[dict]) -> Record:
+                      fixed_ips: list[dict], mac: str | None = None) -> Record:
     """DHCP, router and floating-IP ports: no security groups, no port security, always ACTIVE."""
     return make_port(tx, net, project, {"device_owner": device_owner, "device_id": device_id,
-                                        "status": "ACTIVE", "port_security_enabled": False}, fixed_ips)
+                                        "status": "ACTIVE", "port_security_enabled": False}, fixed_ips, mac)
 
 
 def _check_security_groups(tx: WriteTx, ids: list[str], project: str, ctx: Context) -> None:
@@ -130,14 +173,16 @@ def _check_security(pse: bool | None, sgs: list[str], pairs: list[dict]) -> None
 
 
 def create(tx: WriteTx, body: dict[str, Any], ctx: Context) -> Record:
+    qos.policy_ref_visible(tx.get, body.get("qos_policy_id"), ctx)
     common.check_admin_attrs(PORT, body, ctx, "create")
     net = common.get_visible(tx, NETWORK, body["network_id"], ctx)
     project = project_for(body, ctx)
     mac = body.get("mac_address")
     if mac is not None and mac in tx.macs(net["id"]):
         raise errors.MacAddressInUse(net_id=net["id"], mac=mac)
-    fixed_ips = allocate_fixed_ips(tx, net, body.get("fixed_ips"))
     owner = body.get("device_owner", "")
+    mac = mac or tx.new_mac(net["id"])  # first: the EUI-64 addresses are made from it
+    fixed_ips = allocate_fixed_ips(tx, net, body.get("fixed_ips"), mac=mac, device_owner=owner)
     pse = body.get("port_security_enabled", net["port_security_enabled"])
     sgs = body.get("security_groups")
     if sgs is None:
@@ -146,7 +191,6 @@ def create(tx: WriteTx, body: dict[str, Any], ctx: Context) -> Record:
         _check_security_groups(tx, sgs, project, ctx)
     pairs = body.get("allowed_address_pairs", [])
     _check_security(pse, sgs, pairs)
-    mac = mac or tx.new_mac(net["id"])
     fields = dict(body, security_groups=sgs, port_security_enabled=pse, allowed_address_pairs=_pairs(pairs, mac))
     return make_port(tx, net, project, fields, fixed_ips, mac)
 
@@ -154,19 +198,24 @@ def create(tx: WriteTx, body: dict[str, Any], ctx: Context) -> Record:
 def update(tx: WriteTx, old: Record, body: dict[str, Any], ctx: Context) -> Record:
     check_owner(PORT, old, ctx, "update")
     common.check_admin_attrs(PORT, body, ctx, "update")
+    if "qos_policy_id" in body:
+        qos.policy_ref_visible(tx.get, body["qos_policy_id"], ctx)
     net = tx.get(NETWORK, old["network_id"])
     assert net is not None  # a port's network outlives it
     new = copy.deepcopy(old)
     for name in ("name", "admin_state_up", "device_id", "device_owner", "description", "binding:profile",
-                 "binding:vnic_type", "extra_dhcp_opts"):
+                 "binding:vnic_type", "extra_dhcp_opts", "qos_policy_id"):
         if name in body:
             new[name] = body[name]
     if "mac_address" in body and body["mac_address"] != old["mac_address"]:
         if body["mac_address"] in tx.macs(old["network_id"]):
             raise errors.MacAddressInUse(net_id=old["network_id"], mac=body["mac_address"])
         new["mac_address"] = body["mac_address"]
-    if "fixed_ips" in body:
-        new["fixed_ips"] = allocate_fixed_ips(tx, net, body["fixed_ips"], existing=old["fixed_ips"])
+    if "fixed_ips" in body or new["mac_address"] != old["mac_address"]:
+        # A new MAC means new EUI-64 addresses on the auto-address subnets (Neutron re-derives them).
+        requested = body["fixed_ips"] if "fixed_ips" in body else _kept_fixed_ips(tx, old, new["device_owner"])
+        new["fixed_ips"] = allocate_fixed_ips(tx, net, requested, existing=old["fixed_ips"],
+                                              mac=new["mac_address"], device_owner=new["device_owner"])
     if "port_security_enabled" in body:
         new["port_security_enabled"] = body["port_security_enabled"]
     if "security_groups" in body:

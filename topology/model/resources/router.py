@@ -71,7 +71,9 @@ def _set_gateway(tx: WriteTx, router: Record, info: dict | None, ctx: Context) -
     if current is not None and current["network_id"] == net["id"]:
         if requested:
             new = copy.deepcopy(current)
-            new["fixed_ips"] = port_res.allocate_fixed_ips(tx, net, requested, existing=current["fixed_ips"])
+            new["fixed_ips"] = port_res.allocate_fixed_ips(tx, net, requested, existing=current["fixed_ips"],
+                                                           mac=current["mac_address"],
+                                                           device_owner=common.DEVICE_ROUTER_GATEWAY)
             if new != current:
                 current = tx.replace(PORT, current, new)
     else:
@@ -79,8 +81,10 @@ def _set_gateway(tx: WriteTx, router: Record, info: dict | None, ctx: Context) -
             if _fips_on_router(tx, router["id"]):
                 raise RouterExternalGatewayInUseByFloatingIp(router_id=router["id"], net_id=current["network_id"])
             tx.remove(PORT, current)
-        fixed = port_res.allocate_fixed_ips(tx, net, requested or None)
-        current = port_res.make_service_port(tx, net, "", common.DEVICE_ROUTER_GATEWAY, router["id"], fixed)
+        mac = tx.new_mac(net["id"])  # first: its EUI-64 addresses on SLAAC subnets come from it (Neutron)
+        fixed = port_res.allocate_fixed_ips(tx, net, requested or None, mac=mac,
+                                            device_owner=common.DEVICE_ROUTER_GATEWAY)
+        current = port_res.make_service_port(tx, net, "", common.DEVICE_ROUTER_GATEWAY, router["id"], fixed, mac)
     router["external_gateway_info"] = {
         "network_id": net["id"],
         "enable_snat": info.get("enable_snat", True),
@@ -95,10 +99,52 @@ def _check_routes(tx: WriteTx, router: Record, routes: list[dict]) -> None:
     if info:
         connected += [tx.get(SUBNET, f["subnet_id"]) for f in info["external_fixed_ips"]]
     nets = [netaddr.IPNetwork(s["cidr"]) for s in connected if s is not None]
+    own = {netaddr.IPAddress(f["ip_address"]) for p in interface_ports(tx, router["id"]) for f in p["fixed_ips"]}
+    own |= {netaddr.IPAddress(f["ip_address"]) for f in (info or {}).get("external_fixed_ips") or ()}
     for route in routes:
         hop = netaddr.IPAddress(route["nexthop"])
         if not any(hop in n for n in nets):
             raise InvalidRoutes(routes=route, reason="the nexthop is not connected with router")
+        if hop in own:
+            raise InvalidRoutes(routes=route, reason="the nexthop is used by router")
+
+
+def extraroutes_of_body(body: Any) -> list[dict]:
+    """The routes of an extraroute-atomic body {"router": {"routes": [...]}}, validated like the
+    `routes` attribute (destination CIDR, nexthop IP, no duplicates); 400 otherwise."""
+    from topology.model.validate import to_routes
+    inner = body.get("router") if isinstance(body, dict) else None
+    if not isinstance(inner, dict) or "routes" not in inner or set(body) != {"router"}:
+        raise errors.BadRequest("Body must be {\"router\": {\"routes\": [...]}}.")
+    unknown = set(inner) - {"routes"}
+    if unknown:
+        raise errors.BadRequest(f"Unrecognized attribute(s) '{', '.join(sorted(unknown))}'")
+    return to_routes("routes", inner["routes"])
+
+
+def _route_key(route: dict) -> tuple[str, str]:
+    return str(netaddr.IPNetwork(route["destination"]).cidr), str(netaddr.IPAddress(route["nexthop"]))
+
+
+def update_extraroutes(tx: WriteTx, old: Record, routes: list[dict], add: bool, ctx: Context) -> Record:
+    """add_extraroutes / remove_extraroutes (Neutron's extraroute-atomic): the router's routes
+    plus (exact duplicates merged) or minus (absent ones ignored) `routes`, checked as a whole
+    like an update of `routes`, in the caller's one write transaction."""
+    check_owner(ROUTER, old, ctx, "update")
+    current = list(old.get("routes") or [])
+    if add:
+        merged, keys = current, {_route_key(r) for r in current}
+        for r in routes:
+            if _route_key(r) not in keys:
+                keys.add(_route_key(r))
+                merged = merged + [r]
+    else:
+        gone = {_route_key(r) for r in routes}
+        merged = [r for r in current if _route_key(r) not in gone]
+    new = copy.deepcopy(old)
+    _check_routes(tx, new, merged)
+    new["routes"] = merged
+    return old if new == old else tx.replace(ROUTER, old, new)
 
 
 def create(tx: WriteTx, body: dict[str, Any], ctx: Context) -> Record:
@@ -147,11 +193,21 @@ def delete(tx: WriteTx, old: Record, ctx: Context) -> None:
     tx.remove(ROUTER, old)
 
 
-def _interface_info(router: Record, port: Record) -> dict[str, Any]:
+def _interface_info(router: Record, port: Record, subnet_id: str | None = None) -> dict[str, Any]:
     subnet_ids = [f["subnet_id"] for f in port["fixed_ips"]]
+    if subnet_id is None:
+        subnet_id = subnet_ids[0] if subnet_ids else None
     return {"id": router["id"], "tenant_id": router["project_id"], "project_id": router["project_id"],
             "port_id": port["id"], "network_id": port["network_id"],
-            "subnet_id": subnet_ids[0] if subnet_ids else None, "subnet_ids": subnet_ids}
+            "subnet_id": subnet_id, "subnet_ids": subnet_ids}
+
+
+def _ipv6_interface_on(tx: WriteTx, router_id: str, network_id: str) -> Record | None:
+    """The router's interface port on `network_id` that already holds an IPv6 gateway, if any."""
+    for p in interface_ports(tx, router_id):
+        if p["network_id"] == network_id and any(":" in f["ip_address"] for f in p["fixed_ips"]):
+            return p
+    return None
 
 
 def _one_of(body: Any) -> tuple[str | None, str | None]:
@@ -205,9 +261,20 @@ def add_interface(tx: WriteTx, router: Record, body: Any, ctx: Context) -> dict[
         subnet = subnets[0]
         net = tx.get(NETWORK, subnet["network_id"])
         assert net is not None  # a subnet's network outlives it
-        fixed = port_res.allocate_fixed_ips(tx, net, [{"subnet_id": subnet["id"], "ip_address": subnet["gateway_ip"]}])
-        port = port_res.make_service_port(tx, net, router["project_id"], common.DEVICE_ROUTER_INTERFACE,
-                                          router["id"], fixed)
+        gateway = {"subnet_id": subnet["id"], "ip_address": subnet["gateway_ip"]}
+        v6_port = _ipv6_interface_on(tx, router["id"], net["id"]) if subnet["ip_version"] == 6 else None
+        if v6_port is not None:
+            # Neutron: one router port per network carries all its IPv6 subnets' gateways.
+            fixed = port_res.allocate_fixed_ips(tx, net, [*v6_port["fixed_ips"], gateway],
+                                                existing=v6_port["fixed_ips"],
+                                                device_owner=common.DEVICE_ROUTER_INTERFACE)
+            port = tx.replace(PORT, v6_port, dict(copy.deepcopy(v6_port), fixed_ips=fixed))
+        else:
+            fixed = port_res.allocate_fixed_ips(tx, net, [gateway], device_owner=common.DEVICE_ROUTER_INTERFACE)
+            port = port_res.make_service_port(tx, net, router["project_id"], common.DEVICE_ROUTER_INTERFACE,
+                                              router["id"], fixed)
+        tx.replace(ROUTER, router, copy.deepcopy(router))
+        return _interface_info(router, port, subnet["id"])
     tx.replace(ROUTER, router, copy.deepcopy(router))
     return _interface_info(router, port)
 
@@ -230,7 +297,7 @@ def remove_interface(tx: WriteTx, router: Record, body: Any, ctx: Context) -> di
             common.get_visible(tx, SUBNET, subnet_id, ctx)
             raise errors.RouterInterfaceNotFoundForSubnet(router_id=router["id"], subnet_id=subnet_id)
     subnet_ids = [f["subnet_id"] for f in port["fixed_ips"]]
-    for sid in subnet_ids:
+    for sid in (subnet_ids if port_id is not None or subnet_id is None else [subnet_id]):
         subnet = tx.get(SUBNET, sid)
         if subnet is None:
             continue
@@ -243,6 +310,13 @@ def remove_interface(tx: WriteTx, router: Record, body: Any, ctx: Context) -> di
         for route in router.get("routes", []):
             if netaddr.IPAddress(route["nexthop"]) in cidr:
                 raise RouterInterfaceInUseByRoute(subnet_id=sid, router_id=router["id"])
+    if port_id is None and len(subnet_ids) > 1:
+        # Removed by subnet from a port with several (IPv6 gateways): only that address goes.
+        info = _interface_info(router, port, subnet_id)
+        tx.replace(PORT, port, dict(copy.deepcopy(port),
+                                    fixed_ips=[f for f in port["fixed_ips"] if f["subnet_id"] != subnet_id]))
+        tx.replace(ROUTER, router, copy.deepcopy(router))
+        return info
     info = _interface_info(router, port)
     tx.remove(PORT, port)
     tx.replace(ROUTER, router, copy.deepcopy(router))
