@@ -93,6 +93,26 @@ def release_memory() -> None:
         _MALLOC_TRIM(0)
 
 
+def echo_patience(datapath, horizon: float) -> Callable[[bool], None] | None:
+    """Keep-alive leniency for a reconciler waiting on `datapath` (see Reconciler.attach).
+
+    ovs-vswitchd answers no echo while it commits a big bundle (10,000 ports: tens of seconds), and
+    os-ken's keep-alive would drop the connection after its few misses — and the resync would start
+    over, forever. While a request is out the allowance stretches to the reconciler's reply timeout
+    (which still bounds a hung switch); the reply proves the switch alive, so the misses are forgotten."""
+    configured = getattr(datapath, "max_unreplied_echo_requests", 0)
+    interval = getattr(datapath, "echo_request_interval", 0) or 1.0
+    if not configured or not hasattr(datapath, "unreplied_echo_requests"):
+        return None  # keep-alive off
+    lenient = max(configured, int(horizon / interval) + 2)
+
+    def patience(waiting: bool) -> None:
+        datapath.max_unreplied_echo_requests = lenient if waiting else configured
+        if not waiting:
+            datapath.unreplied_echo_requests.clear()
+    return patience
+
+
 def _differs_beyond_ports(a: ChassisContext, b: ChassisContext) -> bool:
     """True when two contexts of a chassis differ in more than their local ports."""
     return (a.name, a.datapath_id, a.uplinks, a.tunnel_ports, a.tunnel_ip, a.metadata_port) != \
@@ -245,7 +265,7 @@ class Core:
         """Called on the receive thread as soon as a datapath is known, so replies route at once."""
         datapath.xid = random.randint(0, 0x7FFF0000)  # keep os-ken's xids out of our half (XidSource)
         e = self.registry.entry(dpid)
-        e.reconciler.attach(datapath.send)
+        e.reconciler.attach(datapath.send, echo_patience(datapath, e.reconciler.timeout))
 
     # replies (receive thread) — cheap, never block
     def on_error(self, dpid: int, err: wire.ErrorMsg) -> None:
@@ -369,7 +389,7 @@ class Core:
                 datapath, ports = it.payload
                 e = self.registry.entry(it.dpid)
                 e.datapath, e.ports = datapath, ports
-                e.reconciler.attach(datapath.send)
+                e.reconciler.attach(datapath.send, echo_patience(datapath, e.reconciler.timeout))
                 e.needs_resync = e.needs_full = True
                 e.ctx = None
                 self._ensure_chassis(e)

@@ -94,6 +94,7 @@ class Reconciler:
         self.xids = xids or XidSource()
         self.stats = Stats()
         self._send: Callable[[bytes], bool] | None = None
+        self._patience: Callable[[bool], None] | None = None  # keep-alive leniency while waiting
         self._lock = threading.RLock()  # serialises flushes; replies arrive on another thread
         self._waits: dict[int, _Wait] = {}
         self._xid_ops: list[tuple[int, int, list]] = []  # (first xid, last xid, ops) of the bundle in flight
@@ -203,10 +204,16 @@ class Reconciler:
             del self._want[key]
 
     # ------------------------------------------------------------------ transport
-    def attach(self, send: Callable[[bytes], bool]) -> None:
-        """A (re)connected datapath: installed state is unknown until `resync`."""
+    def attach(self, send: Callable[[bytes], bool],
+               patience: Callable[[bool], None] | None = None) -> None:
+        """A (re)connected datapath: installed state is unknown until `resync`.
+
+        patience(True) is called before each request and patience(False) after it: a switch
+        busy committing a big bundle answers no keep-alive for seconds, and the transport must
+        not drop it for that while this reconciler's own reply timeout bounds the wait."""
         with self._lock:
             self._send = send
+            self._patience = patience
             self.installed_known = False
 
     def detach(self, send: Callable[[bytes], bool] | None = None) -> None:
@@ -284,6 +291,9 @@ class Reconciler:
         self._waits[wait_xid] = w
         if ops_range is not None:
             self._xid_ops = [ops_range]
+        patience = self._patience
+        if patience is not None:
+            patience(True)
         try:
             for piece in ((buf,) if isinstance(buf, bytes) else buf):
                 if not send(piece):
@@ -295,6 +305,8 @@ class Reconciler:
             return w
         finally:
             self._waits.pop(wait_xid, None)
+            if patience is not None:
+                patience(False)
 
     # ------------------------------------------------------------------ convergence
     def resync(self) -> int:

@@ -146,3 +146,33 @@ def test_a_big_bundle_goes_out_in_pieces_and_is_still_one_bundle(rig, monkeypatc
     assert len(sw.last_mods()) == 14  # every piece of the last bundle
     sw.reject.clear()
     assert rec.resync() == 1 and len(sw.table) == 14
+
+
+class _OskenDatapath:
+    """The three attributes of os-ken's Datapath its echo keep-alive loop reads."""
+    def __init__(self, misses: int, interval: float) -> None:
+        self.max_unreplied_echo_requests = misses
+        self.echo_request_interval = interval
+        self.unreplied_echo_requests: list[int] = []
+
+
+def test_the_keepalive_is_patient_while_a_bundle_is_out_and_strict_again_after():
+    """A switch committing a big bundle answers no echo; os-ken must not drop it meanwhile
+    (10,000 ports: the resync restarted forever), but a hung switch is still bounded."""
+    from controller.core import echo_patience
+    dp = _OskenDatapath(misses=4, interval=1.0)
+    rec = Reconciler("test-dp", timeout=30)
+    sw = FakeSwitch.for_reconciler(rec)
+    seen: list[int] = []
+
+    def send(buf: bytes) -> bool:
+        seen.append(dp.max_unreplied_echo_requests)
+        dp.unreplied_echo_requests.extend([1, 2, 3, 4, 5])  # echoes unanswered during the commit
+        return sw.send(buf)
+    rec.attach(send, echo_patience(dp, rec.timeout))
+    for k in range(1, 4):
+        rec.set_owner(cookie(Owner.PORT, k), port_flows(k, k))
+    assert rec.resync() == 6
+    assert seen and min(seen) >= 30          # lenient for the whole reply timeout while waiting
+    assert dp.max_unreplied_echo_requests == 4 and dp.unreplied_echo_requests == []
+    assert echo_patience(_OskenDatapath(misses=0, interval=1.0), 30) is None  # keep-alive off
