@@ -295,6 +295,8 @@ class Core:
                 hub.sleep(self.feed_timeout)
                 continue
             except Exception:  # noqa: BLE001 — a store hiccup must not end the feed
+                if self._stopping:  # shutdown closed the store under a read in progress
+                    return
                 LOG.exception("change feed read failed after revision %d; retrying", self._rev)
                 hub.sleep(1.0)
                 continue
