@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Callable, Iterable, Iterator
 
 from controller import metrics, wire
@@ -28,6 +29,14 @@ LOG = logging.getLogger(__name__)
 SEND_CHUNK = 2000  # flow-mods per write of a bundle: the switch parses one while we encode the next
 
 OURS = frozenset(int(o) for o in Owner if o != Owner.LEARNED)  # cookie kinds we may delete
+
+
+# A desired flow as the reconciler keeps it and sends it (Reconciler._wanted); a pending op is
+# one of these, or (order, None, None, None, key) for a DELETE_STRICT.
+Want = tuple[int, Flow, tuple, bytes, tuple]
+Op = tuple[int, "Flow | None", "tuple | None", "bytes | None", tuple]
+_ADD_ORDER = 1 << 24  # adds after deletes (see pending); then table << 16, then 0xFFFF - priority
+_ORDER = itemgetter(0)
 
 
 class XidSource:
@@ -103,10 +112,10 @@ class Reconciler:
         self.installed_known = False
         self._desired: dict[int, dict[tuple, Flow]] = {}
         self._owner_of: dict[tuple, int] = {}
-        self._want: dict[tuple, tuple[Flow, tuple]] = {}  # key → (winning flow, its encoded body)
+        # key → (send order, winning flow, its body, its flow-mod bytes after the header, key): see _wanted
+        self._want: dict[tuple, Want] = {}
         self._conflicts: dict[tuple, set[int]] = {}
         self._dirty: set[tuple] = set()
-        self._desired_new: dict | None = None
         self._rejected: dict[tuple, tuple] = {}  # key → body the switch refused (not resent until it changes)
         self.meters = MeterTable(name)  # meters declared by the flows that use them (flows/qos.py)
 
@@ -121,23 +130,19 @@ class Reconciler:
             old = self._desired.get(owner, {})
             if new == old:
                 return
-            body = self.encoder.body
-            bodies: dict[tuple, tuple] = {}
+            wanted = self._wanted
+            bodies: dict[tuple, Want] = {}
             for key, f in new.items():
                 if old.get(key) != f:
                     try:
-                        bodies[key] = body(f)
+                        bodies[key] = wanted(f, key)
                     except Exception as exc:  # noqa: BLE001 — any encoder failure is this owner's
                         raise FlowEncodeError(owner, f, exc) from exc
             for key in old.keys() - new.keys():
                 self._release(key, owner)
-            self._desired_new = new
-            try:
-                for key, b in bodies.items():
-                    self._claim(key, owner, b)
-                    self._dirty.add(key)
-            finally:
-                self._desired_new = None
+            for key, w in bodies.items():
+                self._claim(key, owner, w)
+                self._dirty.add(key)
             self.meters.set_owner(owner, new, bodies.keys())
             if new:
                 self._desired[owner] = new
@@ -146,7 +151,7 @@ class Reconciler:
 
     def rejected_count(self) -> int:
         """Flows (and meters) the switch refused and we still want: the datapath is not what we declared."""
-        return sum(1 for key, body in self._rejected.items() if (w := self._want.get(key)) and w[1] == body) \
+        return sum(1 for key, body in self._rejected.items() if (w := self._want.get(key)) and w[2] == body) \
             + (self.meters.rejected_count() if self.meters.rejected else 0)
 
     def owners(self) -> set[int]:
@@ -158,20 +163,28 @@ class Reconciler:
 
     def desired_flow(self, key: tuple) -> Flow | None:
         w = self._want.get(key)
-        return None if w is None else w[0]
+        return None if w is None else w[1]
 
     def desired_flows(self, owner: int | None = None) -> list[Flow]:
         with self._lock:
             if owner is not None:
                 return sorted(self._desired.get(owner, {}).values(), key=_sort_key)
-            return sorted((fb[0] for fb in self._want.values()), key=_sort_key)
+            return sorted((w[1] for w in self._want.values()), key=_sort_key)
 
-    def _claim(self, key: tuple, owner: int, body: tuple) -> None:
+    def _wanted(self, f: Flow, key: tuple) -> Want:
+        """A `_want` entry, encoded once (Flows are values): (send order, f, its body, its wire bytes,
+        its key). It is also the ADD op `pending` hands to `_send_bundle`, as is, so a flush
+        allocates nothing per flow to diff, sort (by the order int) and send it."""
+        enc = self.encoder
+        body = enc.body(f)
+        return (_ADD_ORDER | key[0] << 16 | (0xFFFF - key[1]), f, body, enc.encoded(f, body), key)
+
+    def _claim(self, key: tuple, owner: int, want: Want) -> None:
+        """`want`: `_wanted(f, key)` of `owner`'s new flow at `key`."""
         cur = self._owner_of.get(key)
         if cur is None or cur == owner:
             self._owner_of[key] = owner
-            f = self._desired_new[key] if self._desired_new is not None else self._desired[owner][key]
-            self._want[key] = (f, body)
+            self._want[key] = want
             return
         claims = self._conflicts.setdefault(key, {cur})
         claims.add(owner)
@@ -181,11 +194,9 @@ class Reconciler:
                   owner_label(winner))
         self._owner_of[key] = winner
         if winner == owner:
-            assert self._desired_new is not None  # only set_owner claims
-            self._want[key] = (self._desired_new[key], body)
+            self._want[key] = want
         else:
-            f = self._desired[winner][key]
-            self._want[key] = (f, self.encoder.body(f))  # encoded fine when the winner claimed it
+            self._want[key] = self._wanted(self._desired[winner][key], key)  # encoded fine when it claimed it
 
     def _release(self, key: tuple, owner: int) -> None:
         self._dirty.add(key)
@@ -196,8 +207,7 @@ class Reconciler:
                 self._conflicts.pop(key, None)
             if claims:
                 winner = self._owner_of[key] = min(claims)
-                f = self._desired[winner][key]
-                self._want[key] = (f, self.encoder.body(f))
+                self._want[key] = self._wanted(self._desired[winner][key], key)
                 return
         if self._owner_of.get(key) == owner:
             del self._owner_of[key]
@@ -245,7 +255,8 @@ class Reconciler:
                 self.stats.errors += 1
                 idx = err.xid - first
                 if idx < len(ops):
-                    op, key, f, _body = ops[idx]
+                    _order, f, _body, _enc, key = ops[idx]
+                    op = wire.OFPFC_ADD if f is not None else wire.OFPFC_DELETE_STRICT
                     label = owner_label(f.cookie) if f is not None else "-"
                     text = f.ofctl() if f is not None else f"table={key[0]},priority={key[1]} {key[2]}"
                     LOG.error("switch %s rejected %s of flow owned by %s: %s: %s", self.name,
@@ -332,23 +343,26 @@ class Reconciler:
             self.stats.resyncs += 1
             return self.flush()
 
-    def pending(self) -> list[tuple[int, tuple, Flow | None, tuple | None]]:
-        """The diff flush() would send: (command, key, desired flow or None, its body or None)."""
-        ops: list[tuple[int, tuple, Flow | None, tuple | None]] = []
-        want, installed, rejected = self._want.get, self.installed.get, self._rejected
-        add, delete = wire.OFPFC_ADD, wire.OFPFC_DELETE_STRICT
+    def pending(self) -> list[Op]:
+        """The diff flush() would send: (order, desired flow, its body, its encoded bytes, key) — an
+        ADD is the `_want` entry itself; a DELETE_STRICT has None for the flow, body and bytes."""
+        ops: list[Op] = []
+        append = ops.append
+        want, rejected = self._want.get, self._rejected
+        installed = self.installed.get if self.installed else None  # an empty switch: no lookups
         for key in self._dirty:
             w = want(key)
-            have = installed(key)
+            have = installed(key) if installed is not None else None
             if w is not None:
-                body = w[1]
+                body = w[2]
                 if have != body and not (rejected and rejected.get(key) == body):
-                    ops.append((add, key, w[0], body))
+                    append(w)
             elif have is not None:
-                ops.append((delete, key, None, None))
+                append((key[0] << 16 | (0xFFFF - key[1]), None, None, None, key))
         # deletes first: a replaced flow never coexists with its successor at the same key anyway,
-        # and freeing keys early keeps the switch's table smaller during a big change.
-        ops.sort(key=lambda op: (op[0] != delete, op[1][0], -op[1][1]))
+        # and freeing keys early keeps the switch's table smaller during a big change. Then by
+        # table, then by descending priority: all in the order int (see _wanted), sorted in C.
+        ops.sort(key=_ORDER)
         return ops
 
     def flush(self) -> int:
@@ -403,13 +417,13 @@ class Reconciler:
             parts = [wire.bundle_ctrl(bundle_id, wire.BUNDLE_OPEN_REQUEST, open_xid)]
             add = wire.bundle_add
             xid = first
-            add_cmd, add_flow, delete_strict = wire.OFPFC_ADD, enc.bundle_add_flow, enc.delete_strict
+            add_flow, delete_strict = wire.bundle_add_encoded, enc.delete_strict
             for start in range(0, n, SEND_CHUNK):
-                append = parts.append
-                for cmd, key, f, body in ops[start:start + SEND_CHUNK]:
-                    append(add_flow(bundle_id, f, body, xid) if cmd == add_cmd
-                           else add(bundle_id, delete_strict(key, xid), xid))
-                    xid += 1
+                chunk = ops[start:start + SEND_CHUNK]
+                parts.extend([add_flow(bundle_id, encoded, x) if encoded is not None
+                              else add(bundle_id, delete_strict(key, x), x)
+                              for x, (_o, _f, _b, encoded, key) in zip(range(xid, xid + len(chunk)), chunk)])
+                xid += len(chunk)
                 if start + SEND_CHUNK < n:
                     yield b"".join(parts)
                     parts = []
@@ -437,10 +451,10 @@ class Reconciler:
             # nothing identifiable: the switch state is uncertain; the caller resyncs
             raise ReconcileError(f"{self.name}: bundle of {n} flow-mods failed to commit")
         installed, rejected = self.installed, self._rejected
-        for i, (cmd, key, _f, body) in enumerate(ops):
+        for i, (_o, f, body, _enc, key) in enumerate(ops):
             if failed_idx and i in failed_idx:
                 continue
-            if cmd == wire.OFPFC_ADD:
+            if f is not None:
                 installed[key] = body
                 if rejected:
                     rejected.pop(key, None)
@@ -475,7 +489,7 @@ class Reconciler:
 
     def _mark_rejected(self, ops: list, failed_idx: set[int]) -> None:
         for i in failed_idx:
-            cmd, key, f, body = ops[i]
+            _o, f, body, _enc, key = ops[i]
             if f is not None:
                 self._rejected[key] = body
 
@@ -484,7 +498,7 @@ class Reconciler:
         """Desired vs installed (as last read/confirmed): missing, extra, changed keys."""
         with self._lock:
             missing, changed, extra = [], [], []
-            for key, (f, body) in self._want.items():
+            for key, (_o, f, body, _enc, _k) in self._want.items():
                 have = self.installed.get(key)
                 if have is None:
                     missing.append(f)

@@ -63,6 +63,8 @@ _INSTR_HDR = struct.Struct("!HH4x")  # apply-actions header (type, len, pad)
 _BUNDLE_ADD = struct.Struct("!BBHIIII2xH")
 _BUNDLE_FLOW_MOD = struct.Struct("!BBHIIII2xH" + _FLOW_MOD.format[1:])  # a bundle-add and its flow-mod header
 _BUNDLE_CTRL = struct.Struct("!BBHIIIIHH")
+_FLOW_MOD_REST = struct.Struct("!" + _FLOW_MOD.format[5:])  # ofp_flow_mod after its 8-byte header
+_BUNDLE_FLOW_MOD_HDR = struct.Struct("!BBHIIII2xHBBHI")  # a bundle-add and the header of its flow-mod
 _FLOW_STATS = struct.Struct("!HBxIIHHHH4xQQQ")  # ofp_flow_stats up to the match
 _MP_REQ_FLOW = struct.Struct("!BBHIHH4xB3xII4xQQ")  # multipart header + ofp_flow_stats_request
 _ALL_MATCH = struct.pack("!HH4x", 1, 4)  # empty OXM match, padded
@@ -98,6 +100,17 @@ def nx_field(name: str) -> str:
     headers there whenever the field has one, so we do too (byte-identical read-back)."""
     alt = f"{name}_nxm"
     return alt if alt in OXM else name
+
+
+# Per-field precompiled OXM encoders: (rank, 4-byte TLV header, value length), plain and masked.
+# Match values are mostly unique per flow (a port's MAC, an address), so caching TLVs per
+# (field, value, mask) mostly missed and grew with every value ever seen; a header lookup by
+# field name (a str: its hash is cached) plus int.to_bytes is as fast as a cache hit.
+_OXM_PLAIN: dict[str, tuple[int, bytes, int]] = {
+    name: (OXM_RANK[name], struct.pack("!I", (num << 9) | size), size) for name, (num, size) in OXM.items()}
+_OXM_MASKED: dict[str, tuple[int, bytes, int]] = {
+    name: (OXM_RANK[name], struct.pack("!I", (num << 9) | 0x100 | (size * 2)), size)
+    for name, (num, size) in OXM.items()}
 
 
 def oxm_tlv(name: str, value: int, mask: int | None) -> bytes:
@@ -271,22 +284,25 @@ _INSTRUCTION_KINDS = (Meter, WriteMetadata, GotoTable)
 
 class Encoder:
     """Caching Flow → bytes encoder. One per process is enough; caches are bounded by the
-    number of distinct (field, value, mask) items and action values in the desired state."""
+    number of distinct actions and action lists ever encoded (match TLVs are not cached: see
+    _OXM_PLAIN)."""
 
     def __init__(self) -> None:
-        self._oxm: dict[tuple, tuple[int, bytes]] = {}
         self._action: dict[object, bytes] = {}
         self._instr: dict[tuple, bytes] = {}
 
     # -- pieces
     def match(self, match: tuple) -> bytes:
-        cache = self._oxm
+        """The padded OXM match: TLVs in prerequisite order (OXM_RANK), each exactly `oxm_tlv`."""
+        plain, masked = _OXM_PLAIN, _OXM_MASKED
         ents = []
-        for item in match:
-            ent = cache.get(item)
-            if ent is None:
-                ent = cache[item] = (OXM_RANK[item[0]], oxm_tlv(*item))
-            ents.append(ent)
+        for name, value, mask in match:
+            if mask is None:
+                rank, hdr, size = plain[name]
+                ents.append((rank, hdr + value.to_bytes(size, "big")))
+            else:
+                rank, hdr, size = masked[name]
+                ents.append((rank, hdr + value.to_bytes(size, "big") + mask.to_bytes(size, "big")))
         if len(ents) > 1:
             ents.sort()  # (rank, bytes) tuples: prerequisites first, compared in C
         oxms = b"".join([b for _r, b in ents])
@@ -357,6 +373,14 @@ class Encoder:
             bundle_id, flags, OFP_VERSION, OFPT_FLOW_MOD, inner, xid, f.cookie, 0, f.table, OFPFC_ADD,
             f.idle_timeout, f.hard_timeout, f.priority, OFP_NO_BUFFER, OFPP_ANY, OFPG_ANY, 0), match, instr))
 
+    def encoded(self, f: Flow, body: tuple) -> bytes:
+        """`f`'s OFPFC_ADD flow-mod after its 8-byte header (cookie … match, instructions): the
+        part that does not depend on the xid. A Flow is an immutable value, so the reconciler
+        encodes it once when it is first desired and every send is then `bundle_add_encoded`."""
+        return b"".join((_FLOW_MOD_REST.pack(f.cookie, 0, f.table, OFPFC_ADD, f.idle_timeout, f.hard_timeout,
+                                             f.priority, OFP_NO_BUFFER, OFPP_ANY, OFPG_ANY, 0),
+                         self.match(f.match), body[3]))
+
     def delete_strict(self, key: tuple, xid: int) -> bytes:
         table, priority, match = key
         mb = self.match(match)
@@ -369,6 +393,22 @@ def bundle_add(bundle_id: int, inner: bytes, xid: int, flags: int = BUNDLE_ATOMI
     """Wrap one message (whose xid must equal `xid`) in an ONF_ET_BUNDLE_ADD_MESSAGE."""
     return _BUNDLE_ADD.pack(OFP_VERSION, OFPT_EXPERIMENTER, 24 + len(inner), xid, ONF_EXPERIMENTER_ID,
                             ONF_ET_BUNDLE_ADD_MESSAGE, bundle_id, flags) + inner
+
+
+def bundle_add_encoded(bundle_id: int, encoded: bytes, xid: int,
+                       flags: int = BUNDLE_ATOMIC | BUNDLE_ORDERED) -> bytes:
+    """bundle_add(bundle_id, flow-mod, xid) of a flow whose `Encoder.encoded` bytes are cached:
+    one pack of the two headers (the xids and the bundle id are all that vary) and one concat —
+    the reconciler's innermost line, byte for byte what `Encoder.bundle_add_flow` builds."""
+    n = len(encoded)
+    return _BUNDLE_FLOW_MOD_HDR.pack(OFP_VERSION, OFPT_EXPERIMENTER, 32 + n, xid, ONF_EXPERIMENTER_ID,
+                                     ONF_ET_BUNDLE_ADD_MESSAGE, bundle_id, flags, OFP_VERSION, OFPT_FLOW_MOD,
+                                     8 + n, xid) + encoded
+
+
+def flow_mod_encoded(encoded: bytes, xid: int) -> bytes:
+    """The plain (unbundled) flow-mod of cached `Encoder.encoded` bytes."""
+    return _HEADER.pack(OFP_VERSION, OFPT_FLOW_MOD, 8 + len(encoded), xid) + encoded
 
 
 def bundle_ctrl(bundle_id: int, kind: int, xid: int, flags: int = BUNDLE_ATOMIC | BUNDLE_ORDERED) -> bytes:
