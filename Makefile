@@ -23,6 +23,7 @@ help:
 	@echo "make unit        unit tests only (fast, no root needed)"
 	@echo "make lint        ruff check + mypy (settings in pyproject.toml); part of make test"
 	@echo "make bench       benchmarks, quick mode (bench/bench_*.py --quick)"
+	@echo "make bench-ovn   OVN 23.03 side by side with tenantflow, same run (OVN_INSTALL=1 apt-installs OVN; BENCH_OVN_ARGS=--quick)"
 	@echo "make lab         a Mininet lab: LAB=l2_isolation|cloud|security_groups|provider_vlan (docs/labs.md)"
 	@echo "make setup       system packages + .venv with pinned deps (idempotent)"
 	@echo "make cleanup-testbeds   remove namespaces/OVS left by killed test runs"
@@ -72,6 +73,15 @@ bench: setup ovs
 	if [ $${#files[@]} -eq 0 ]; then echo "no bench/bench_*.py yet"; exit 0; fi; \
 	rc=0; for f in "$${files[@]}"; do echo "===== $$f --quick"; \
 	  scripts/netns-run $(BENCH_NETNS) -- $(PY) $$f --quick || rc=1; done; exit $$rc
+
+# OVN beside tenantflow (issue 14; docs/performance.md "OVN side by side"): private OVS/OVN run dirs in
+# a private netns (the script re-executes itself under scripts/netns-run); skips when OVN is missing
+# unless OVN_INSTALL=1 (apt-get install ovn-central ovn-host, their services not started).
+OVN_INSTALL    ?=
+BENCH_OVN_ARGS ?=
+.PHONY: bench-ovn
+bench-ovn: venv
+	@$(PY) bench/bench_ovn.py $(if $(OVN_INSTALL),--install) $(BENCH_OVN_ARGS)
 
 # make lab LAB=cloud [LAB_ARGS=--check]: one lab of labs/ (docs/labs.md); each starts its own
 # controller and Open vSwitch in a private namespace.
