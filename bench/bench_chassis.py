@@ -12,7 +12,8 @@ started here:
      every port bound and every chassis' master idle with desired == installed flows;
   5. TIMED "one more port" (tap first) → bound and converged everywhere (median of a few);
   6. with K > 1, TIMED "kill -9 of a controller" → every chassis it owned has a confirmed master
-     among the survivors; flow-mods the survivors sent on takeover (0 = warm slaves);
+     among the survivors, then → converged (the heirs compile what they inherit: only owners
+     compile, docs/ha.md); flow-mods the survivors sent on takeover (0 = nothing changed);
   7. RSS of every controller (VmRSS/VmHWM).
 
 Usage (make bench runs --quick): scripts/netns-run tf-bench -- .venv/bin/python bench/bench_chassis.py
@@ -193,6 +194,8 @@ class Cloud:
             one.append(self.settle({pid}, t0))
         res["one_more_port_s_median"] = round(statistics.median(one), 3) if one else None
         res["rss_kb"] = [rss_kb(c.proc.pid) for c in self.live() if c.proc]
+        res["compiled_per_controller"] = sorted(
+            sum(1 for dp in stats(c)["datapaths"].values() if dp.get("compiled")) for c in self.live())
         if self.k > 1:
             victim = self.ctls[1]
             owned = [ch for ch, v in self.masters().items() if v == [1]]
@@ -203,7 +206,9 @@ class Cloud:
             wait(lambda: all(len(self.masters()[ch]) == 1 for ch in owned), 60, 0.05, "takeover")
             res["takeover_s"] = round(time.perf_counter() - t0, 3)
             res["takeover_chassis"] = len(owned)
-            self.settle(set(), time.perf_counter())
+            # the heirs compile what they inherit (only owners compile) and resync: converged when
+            # every master is idle with desired == installed
+            res["takeover_converged_s"] = round(self.settle(set(), t0), 3)
             res["takeover_flow_mods"] = sum(dp.get("flow_mods", 0) for c in self.live()
                                             for dp in stats(c)["datapaths"].values()) - mods0
         return res
@@ -229,7 +234,8 @@ def main() -> int:
         finally:
             cloud.close()
     keys = ["controllers", "chassis_up_s", "masters_per_controller", "api_to_all_flows_s", "flow_mods_bulk",
-            "flows_total", "one_more_port_s_median", "takeover_s", "takeover_chassis", "takeover_flow_mods"]
+            "flows_total", "one_more_port_s_median", "compiled_per_controller", "takeover_s", "takeover_chassis",
+            "takeover_converged_s", "takeover_flow_mods"]
     for key in keys:
         print(f"{key:24}" + "".join(f"{str(r.get(key, '-')):>22}" for r in results))
     for r in results:

@@ -211,9 +211,13 @@ class Core:
         self._defer_since: float | None = None
         self._busy = False
         self._binding = False
-        # HA hook: a slave datapath is compiled (warm) but never sent to; becoming master calls
-        # request_resync, which reads the switch and sends only the difference.
+        # HA hooks: a slave datapath is never sent to; becoming master calls request_resync,
+        # which reads the switch and sends only the difference. `compiles(dpid)`: keep desired
+        # flows for it (we own it, or master it); the others keep a warm view and context but no
+        # compile — K controllers share the compile work instead of each doing all of it. A
+        # chassis that becomes ours compiles afresh before its first (resync) flush.
         self.is_master: Callable[[int], bool] = is_master or (lambda dpid: True)
+        self.compiles: Callable[[int], bool] = lambda dpid: True
         self.ha_stats: Callable[[], dict] = lambda: {"mode": "single"}  # who owns which chassis
         # Gateway failover (controller/gateway.py): chassis liveness into the store, gateway
         # ports' binding:host_id, GARPs. HA: `owned_elsewhere(dpid)` = another live controller
@@ -577,7 +581,7 @@ class Core:
             moved: set[tuple] = set()
             if ctx != old:
                 e.ctx = ctx
-                if old is None or e.needs_full or _differs_beyond_ports(old, ctx):
+                if old is None or e.needs_full or not e.compiled or _differs_beyond_ports(old, ctx):
                     e.needs_full = True
                 else:
                     extra = self._location_owners(old.local_ports, ctx.local_ports)
@@ -679,6 +683,13 @@ class Core:
     def _converge(self, e: DatapathEntry, dirty: set[int], inputs: set[tuple]) -> None:
         if e.ctx is None:
             return
+        if not self.compiles(e.dpid):  # HA: another controller owns it — its compile, not ours
+            if e.compiled or e.reconciler.owners():
+                LOG.info("chassis %s is owned elsewhere: its desired flows are dropped here", e.ctx.name)
+                e.drop_compiled()
+            e.needs_full = e.needs_resync = True
+            self._announce.pop(e.dpid, None)
+            return
         rec = e.reconciler
         t0 = time.monotonic()
         with self.view_lock:
@@ -695,6 +706,7 @@ class Core:
                 else:
                     e.listing_failed = None
                     e.needs_full = False
+                    e.compiled = True
             else:
                 named = dirty | e.failed_owners.keys() if e.failed_owners else dirty
                 try:
@@ -707,7 +719,10 @@ class Core:
                     e.needs_full = True
         t1 = time.monotonic()
         metrics.observe_compile(dpid_name(e.dpid), t1 - t0)
-        if not self.is_master(e.dpid):  # HA: slave — warm, never sends; resync when made master
+        if not self.is_master(e.dpid) or not e.compiled:
+            # HA: slave (or owner still waiting for the switch's MASTER) — warm, never sends;
+            # resync when made master. Never compiled (its listing failed): sending would delete
+            # every flow the previous master left, so nothing goes out until a full compile works.
             e.needs_resync = True
             self._announce.pop(e.dpid, None)  # the master announces
             return
@@ -753,7 +768,8 @@ class Core:
         with self.view_lock:
             view = controller_view(self.view.revision, {k: dict(self.view.records(k)) for k in KINDS})
             entries = [(e.ctx, {f.key: f for f in e.reconciler.desired_flows()})
-                       for e in self.registry.connected() if e.ctx is not None and not e.problems()]
+                       for e in self.registry.connected()
+                       if e.ctx is not None and e.compiled and not e.problems()]
         found = []
         for ctx, declared in entries:
             try:
@@ -772,6 +788,18 @@ class Core:
             self.check_failures += 1
             LOG.error("check mode: incremental compile differs from a fresh one:\n  %s", "\n  ".join(found))
         return found
+
+    def desired_flows(self, e: DatapathEntry, owner: int | None = None) -> list[Flow]:
+        """What this controller wants on `e` (sorted like Reconciler.desired_flows), for the
+        inspection API (tenantflow flows --diff, trace) on any controller: a chassis compiled here
+        answers from its desired state; one owned elsewhere (HA: not compiled here) is compiled
+        afresh from the current view, without keeping anything."""
+        if e.compiled or e.ctx is None:
+            return e.reconciler.desired_flows(owner)
+        with self.view_lock:
+            fresh = compiler.compile_chassis(self.compiler.flow_apps, self.view, e.ctx)
+        flows = [f for o, fl in fresh.items() if owner is None or o == owner for f in fl]
+        return sorted(flows, key=lambda f: (f.table, -f.priority, f.match))
 
     def _schedule_retry(self, e: DatapathEntry) -> None:
         """Converge `e` again after a growing delay (RETRY_FIRST doubling up to RETRY_MAX)."""
@@ -794,7 +822,7 @@ class Core:
                                           healthy=not (problems := e.problems()), problems=problems,
                                           compile_errors=e.compile_errors,
                                           reconcile_errors=e.reconcile_errors,
-                                          master=self.is_master(e.dpid))
+                                          master=self.is_master(e.dpid), compiled=e.compiled)
         return {"datapaths": out, "revision": getattr(self, "_rev", 0), "batches": self.batches,
                 "deferred_flushes": self.deferred_flushes, "check_failures": self.check_failures, "ha": self.ha_stats(),
                 "gateway": self._gateway_report(),

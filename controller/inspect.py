@@ -80,7 +80,7 @@ def flows_report(core, chassis: str, owner_type: str | None = None, owner_id: st
             if obj is None or "_key" not in obj:
                 raise _Error(404, "NotFound", f"{owner_type} {owner_id} not found")
             owner = cookie(kind, int(obj["_key"]))
-    flows = rec.desired_flows(owner)
+    flows = core.desired_flows(entry, owner)
     with core.view_lock:
         owners = {f.cookie: describe_owner(core.view, f.cookie) for f in flows}
     out = {"chassis": chassis, "datapath_id": f"{entry.dpid:016x}", "connected": entry.connected,
@@ -89,7 +89,7 @@ def flows_report(core, chassis: str, owner_type: str | None = None, owner_id: st
         if not entry.connected:
             raise _Error(409, "Conflict", f"chassis {chassis} is not connected")
         installed = rec.read_installed()
-        want = {f.key: f for f in (flows if owner is not None else rec.desired_flows())}
+        want = {f.key: f for f in (flows if owner is not None else core.desired_flows(entry))}
         missing, changed, extra = [], [], []
         for key, f in want.items():
             have = installed.get(key)

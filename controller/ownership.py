@@ -96,6 +96,9 @@ class SoloOwnership:
     def is_master(self, dpid: int) -> bool:
         return True
 
+    def compiles(self, dpid: int) -> bool:
+        return True
+
     def owned_elsewhere(self, dpid: int) -> bool:
         return False
 
@@ -141,7 +144,7 @@ class EtcdOwnership:
 
     def __init__(self, host: str, port: int, prefix: str, member_id: str, *, address: str = "",
                  ttl: int = 2, interval: float = 0.4, on_master: Callable[[int], None] | None = None,
-                 xids: XidSource | None = None) -> None:
+                 xids: XidSource | None = None, on_owned: Callable[[int], None] | None = None) -> None:
         import etcd3gw
         self.member_id = member_id
         self.address = address
@@ -152,6 +155,9 @@ class EtcdOwnership:
         self._owners_prefix = (base + "owners/").encode()
         self._client = etcd3gw.client(host=host, port=port, timeout=max(0.5, self.ttl / 3))
         self.roles = RoleKeeper(xids, on_master)
+        # a datapath newly assigned to us: the core starts compiling it at once, while the
+        # role request is on its way (default: the same wake-up as becoming master)
+        self.on_owned = on_owned or on_master or (lambda dpid: None)
         self._lease: Any = None
         self._published: tuple | None = None   # (lease id, dpids) last written to our member key
         self._alive_sent = 0.0                 # monotonic send time of the last successful keep-alive
@@ -170,6 +176,14 @@ class EtcdOwnership:
         """Also checks the lease's age itself: after a freeze (SIGSTOP, a long GC pause, a
         suspended VM) the core may ask before the ownership loop has run and fenced us."""
         return not self.fenced and self._lease_fresh() and self.roles.is_master(dpid)
+
+    def compiles(self, dpid: int) -> bool:
+        """Keep desired flows for `dpid` (controller/core.py): etcd assigns it to us — from the
+        round that read the assignment, before the switch confirms MASTER, so the compile overlaps
+        the role round trip — or we are its confirmed master. Not cleared by fencing: through an
+        etcd outage the owner stays warm and resumes with a pure diff. The other members' chassis
+        are not compiled here (the compile work is shared, not repeated K times)."""
+        return self.owners.get(dpid, ("", 0))[0] == self.member_id or self.roles.is_master(dpid)
 
     def owned_elsewhere(self, dpid: int) -> bool:
         """Another live member owns `dpid` (as last read): it speaks for that chassis' liveness
@@ -268,7 +282,10 @@ class EtcdOwnership:
         if set(members) != set(self.members):
             LOG.info("live controllers: %s", ", ".join(sorted(members)))
         self.members = {m: v for m, (_mod, v) in members.items()}
+        before = {d for d, (o, _g) in self.owners.items() if o == self.member_id}
         self.owners = owners
+        for d in sorted(d for d, (o, _g) in owners.items() if o == self.member_id and d not in before):
+            self.on_owned(d)  # compile it now: the takeover's resync is then a pure diff
         if self.fenced:
             LOG.info("member %s is live in etcd: taking its chassis", self.member_id)
         self.fenced = False

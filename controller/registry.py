@@ -54,6 +54,10 @@ class DatapathEntry:
     needs_resync: bool = False
     needs_full: bool = True
     engine: ChassisEngine = field(default_factory=ChassisEngine)  # what each owner's compile read here
+    # HA: the desired state is complete (a full compile ran and every batch since was applied).
+    # A chassis this controller neither owns nor masters is not compiled: no engine state, no
+    # desired flows (drop_compiled); it compiles afresh when it becomes ours (controller/core.py).
+    compiled: bool = False
     packet_ins: int = 0
     packet_in_errors: int = 0
     packet_outs: int = 0
@@ -77,6 +81,18 @@ class DatapathEntry:
         return bool(self.connected and (self.chassis_failed or self.listing_failed or self.failed_owners
                                         or self.needs_resync or self.needs_full
                                         or not self.reconciler.installed_known))
+
+    def drop_compiled(self) -> None:
+        """Not ours to compile any more (another controller owns it): forget the engine state and
+        the desired flows, which would go stale unmaintained and cost memory; the next compile
+        here starts from scratch and the next flush from a resync."""
+        for owner in self.reconciler.owners():
+            self.reconciler.set_owner(owner, ())
+        self.engine.clear()
+        self.failed_owners.clear()
+        self.listing_failed = None
+        self.compiled = False
+        self.needs_full = self.needs_resync = True
 
     def problems(self) -> list[str]:
         """Why this datapath's flows may not be what the topology wants (empty = healthy)."""

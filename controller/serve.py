@@ -134,6 +134,7 @@ def build_ownership(cfg, core):
                               ha.member_id, address=f"{cfg.ofp_host}:{cfg.ofp_port}", ttl=ha.lease_ttl,
                               interval=ha.interval, on_master=core.request_resync, xids=core.xids)
     core.is_master = ownership.is_master
+    core.compiles = ownership.compiles  # compile only the chassis we own (the work is shared)
     core.owned_elsewhere = ownership.owned_elsewhere  # gateway liveness: the owner speaks for a chassis
 
     def ha_stats() -> dict:  # the ownership as etcd has it, with chassis names for people

@@ -40,7 +40,7 @@ def _owner_namer(view):
 
 def trace_report(core, probe: trace.Probe) -> dict[str, Any]:
     """Trace `probe` on the controller's current desired flows; the JSON the API returns."""
-    chassis = [trace.ChassisFlows(e.ctx, tuple(e.reconciler.desired_flows()))
+    chassis = [trace.ChassisFlows(e.ctx, tuple(core.desired_flows(e)))
                for e in core.registry.all() if e.ctx is not None and e.reconciler is not None]
     userdata = {ud: getattr(app, "name", "?") for ud, app in core.packet_apps.items()}
     with core.view_lock:
