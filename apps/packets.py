@@ -376,20 +376,11 @@ def ipv6_multicast_mac(ip: str) -> str:
     return _mac_text(b"\x33\x33" + low)
 
 
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\x00"
-    total = sum(int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
 def ipv6_upper_checksum(src: str, dst: str, next_header: int, payload: bytes) -> int:
     """The ICMPv6/UDP checksum over the RFC 8200 §8.1 pseudo-header (payload's own field zeroed)."""
     pseudo = (ipaddress.IPv6Address(src).packed + ipaddress.IPv6Address(dst).packed
               + len(payload).to_bytes(4, "big") + b"\x00\x00\x00" + bytes([next_header]))
-    return _checksum(pseudo + payload)
+    return ip_checksum(pseudo + payload)
 
 
 @dataclass(frozen=True, slots=True)
