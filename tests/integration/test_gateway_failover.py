@@ -8,7 +8,10 @@ host again within 10 s with the same external address (the outside host sees the
 gateway IP as source), the gateway port's binding:host_id names gw2, gw2 announces the gateway
 IP and the floating IP with gratuitous ARPs on its uplink, and the floating IP answers again.
 gw1 coming back does not take r1 back. Second test: a DVR floating IP whose port moves chassis
-is announced by the new chassis.
+is announced by the new chassis. Third (HA, real etcd, three controllers): kill -9 the controller
+owning the active gateway chassis -> no gateway move, SNAT keeps its address; then kill -9 that
+chassis' ovs-vswitchd -> SNAT back within 10 s via gw2 with the same address.
+The outside world is built by tests/integration/nat_bed.py (shared with test_nat, test_router_icmp).
 """
 from __future__ import annotations
 
@@ -18,8 +21,11 @@ import time
 
 import pytest
 
+from tests.integration import nat_bed
+from tests.integration.test_ha import ctl_stats, dp_of, master_of, one_master_each, roles
 from tests.integration.test_l2 import allow_icmp_in, eventually, fixed_ip
-from tests.testbed import Bed, serve_implemented
+from tests.testbed import Bed, Controller, serve_implemented
+from tests.unit.test_store_etcd import EtcdServer, needs_etcd
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not serve_implemented(), reason="tenantflow serve not implemented yet")]
@@ -59,23 +65,16 @@ def _chassis_down(bed: Bed, name: str) -> bool:
 def test_gateway_chassis_failover_keeps_snat_address(bed: Bed):
     bed.start_controller()
     sw = bed.add_physical_switch("phys")
-    gw1 = bed.add_chassis("gw1", bridge_mappings={"physnet1": sw})
-    gw2 = bed.add_chassis("gw2", bridge_mappings={"physnet1": sw})
+    gw1, gw2 = nat_bed.gateway_chassis(bed, sw, "gw1", "gw2")
     comp = bed.add_chassis("comp")
-    for ch in (gw1, gw2, comp):
-        assert ch.wait_connected(timeout=30), bed.diagnostics()
+    assert comp.wait_connected(timeout=30), bed.diagnostics()
     api = bed.api
-    ext = api.create("networks", name="public", **{"router:external": True, "provider:network_type": "flat",
-                                                    "provider:physical_network": "physnet1"})
-    api.create("subnets", network_id=ext["id"], cidr="172.31.0.0/24", ip_version=4, gateway_ip="172.31.0.1",
-               enable_dhcp=False, allocation_pools=[{"start": "172.31.0.10", "end": "172.31.0.99"}])
+    out = nat_bed.outside(bed, sw, "172.31.0.0/24")
+    ext, outside = out.net, out.host
     net, sub = api.network_with_subnet("inside", "10.72.0.0/24")
-    rtr = api.create("routers", name="r1", external_gateway_info={"network_id": ext["id"]})
-    api.put(f"routers/{rtr['id']}/add_router_interface", {"subnet_id": sub["id"]})
-    rtr = api.show("routers", rtr["id"])
-    gw_ip = rtr["external_gateway_info"]["external_fixed_ips"][0]["ip_address"]
-    gw_port = api.list("ports", device_id=rtr["id"], device_owner="network:router_gateway")[0]
-    outside = sw.add_host("out1", ip=f"{OUTSIDE_IP}/24")
+    rtr = nat_bed.router(out, "r1", [sub])
+    gw_ip, gw_port = rtr.gw_ip, rtr.gw_port
+    assert outside.ip == OUTSIDE_IP
     port = api.port(net, name="vm", fixed_ips=fixed_ip(sub, "10.72.0.30"))
     vm = bed.add_vm(comp, port, gateway=True, name="vm")
     port2 = api.port(net, name="vm-fip", fixed_ips=fixed_ip(sub, "10.72.0.31"))
@@ -133,19 +132,12 @@ def test_floating_ip_moving_chassis_is_announced_by_the_new_chassis(bed: Bed):
     the floating IP's MAC at once and the outside host reaches it before the VM sends anything."""
     bed.start_controller()
     sw = bed.add_physical_switch("phys")
-    c1 = bed.add_chassis("c1", bridge_mappings={"physnet1": sw})
-    c2 = bed.add_chassis("c2", bridge_mappings={"physnet1": sw})
-    for ch in (c1, c2):
-        assert ch.wait_connected(timeout=30), bed.diagnostics()
+    c1, c2 = nat_bed.gateway_chassis(bed, sw, "c1", "c2")
     api = bed.api
-    ext = api.create("networks", name="public", **{"router:external": True, "provider:network_type": "flat",
-                                                    "provider:physical_network": "physnet1"})
-    api.create("subnets", network_id=ext["id"], cidr="172.31.0.0/24", ip_version=4, gateway_ip="172.31.0.1",
-               enable_dhcp=False, allocation_pools=[{"start": "172.31.0.10", "end": "172.31.0.99"}])
+    out = nat_bed.outside(bed, sw, "172.31.0.0/24")
+    ext, outside = out.net, out.host
     net, sub = api.network_with_subnet("inside", "10.73.0.0/24")
-    rtr = api.create("routers", name="r1", external_gateway_info={"network_id": ext["id"]})
-    api.put(f"routers/{rtr['id']}/add_router_interface", {"subnet_id": sub["id"]})
-    outside = sw.add_host("out1", ip=f"{OUTSIDE_IP}/24")
+    nat_bed.router(out, "r1", [sub])
     port = api.port(net, name="vm", fixed_ips=fixed_ip(sub, "10.73.0.40"))
     allow_icmp_in(api, port)
     vm = bed.add_vm(c1, port, gateway=True, name="vm")
@@ -161,3 +153,103 @@ def test_floating_ip_moving_chassis_is_announced_by_the_new_chassis(bed: Bed):
     assert any(fip in ln for ln in garps), garps
     # the VM has sent nothing from c2: only the GARP can have moved the MAC on the outside switch
     assert eventually(lambda: outside.ping(fip, count=1, timeout=1), timeout=5), bed.diagnostics()
+
+
+# ------------------------------------------------------------------ HA: several controllers on etcd
+N_CTL = 3
+TAKEOVER_BOUND = 20.0   # s: bound on waiting for a survivor to become master (issue: <= 5 s, printed)
+# s after the kill during which gw1 must stay bound and alive: past the owner's etcd lease (2 s)
+# plus takeover plus --gateway-dead-after (2 s), i.e. past when a wrong "dead" record would land
+NO_MOVE_WINDOW = 8.0
+
+
+def _start_ha(bed: Bed, store_url: str) -> list[Controller]:
+    """N_CTL `tenantflow serve` on one etcd store, member ids ctl0..; ctl0 is bed.controller
+    (bed.api), the others bed.extra_controllers, so node init points bridges at all of them."""
+    ctls = []
+    for i in range(N_CTL):
+        workdir = bed.workdir / f"ctl{i}"
+        workdir.mkdir()
+        ctl = Controller(workdir)
+        ctl.store_url = store_url
+        ctls.append(ctl)
+    bed.controller, bed.extra_controllers = ctls[0], ctls[1:]
+    bed.start_controller(["--controller-id", "ctl0"], timeout=60)
+    for i, ctl in enumerate(ctls[1:], 1):
+        ctl.start(["--controller-id", f"ctl{i}"], timeout=60)
+    return ctls
+
+
+@needs_etcd
+def test_ha_gateway_failover_controller_kill_and_chassis_kill(bed: Bed):
+    """Three controllers on a real etcd; gw1, gw2 map physnet1, comp hosts a VM behind r1 (SNAT).
+    1. kill -9 the controller that owns gw1 (the active gateway chassis): gw1 is still alive,
+       a survivor takes it over — no gateway move (binding:host_id stays gw1, gw1 never recorded
+       dead) and SNAT keeps working with the same external address.
+    2. kill -9 gw1's ovs-vswitchd: the VM reaches the outside host again within 10 s with the same
+       external address, and binding:host_id names gw2."""
+    etcd = EtcdServer().start()
+    try:
+        ctls = _start_ha(bed, etcd.store_url())
+        sw = bed.add_physical_switch("phys")
+        gw1, gw2 = nat_bed.gateway_chassis(bed, sw, "gw1", "gw2")
+        comp = bed.add_chassis("comp")
+        assert comp.wait_connected(timeout=30), bed.diagnostics()
+        chassis = [gw1, gw2, comp]
+        assert eventually(lambda: one_master_each(chassis, ctls), 20, 0.3), {ch.name: roles(ch) for ch in chassis}
+        api = bed.api
+        out = nat_bed.outside(bed, sw, "172.31.0.0/24")
+        net, sub = api.network_with_subnet("inside", "10.74.0.0/24")
+        rtr = nat_bed.router(out, "r1", [sub])
+        port = api.port(net, name="vm", fixed_ips=fixed_ip(sub, "10.74.0.30"))
+        vm = bed.add_vm(comp, port, gateway=True, name="vm")
+        assert bed.wait_port_status(port), bed.diagnostics()
+        assert eventually(lambda: _gateway_host(bed, rtr.gw_port["id"]) == "gw1", timeout=15), \
+            api.show("ports", rtr.gw_port["id"])
+        assert nat_bed.source_seen_outside(bed, vm, out) == rtr.gw_ip
+
+        # -------- 1. kill -9 the controller that owns the active gateway chassis
+        victim = master_of(gw1, ctls)
+        survivors = [c for c in ctls if c is not victim]
+        api = survivors[0].client()            # bed.api may be the victim's
+        t_kill = time.monotonic()
+        victim.stop(signal.SIGKILL)
+        assert eventually(lambda: any(dp_of(c, gw1).get("master") for c in survivors), TAKEOVER_BOUND, 0.05), \
+            [dp_of(c, gw1) for c in survivors]
+        print(f"\nHA: kill -9 of gw1's owner (OpenFlow port {victim.ofp_port}): a survivor is gw1's master "
+              f"{time.monotonic() - t_kill:.2f} s later")
+        seen: list[tuple[str, bool]] = []
+        while time.monotonic() - t_kill < NO_MOVE_WINDOW:   # bounded observation window
+            seen.append((api.show("ports", rtr.gw_port["id"]).get("binding:host_id") or "",
+                         any("gw1" in ctl_stats(c)["gateway"]["dead"] for c in survivors)))
+            time.sleep(0.3)
+        assert {host for host, _dead in seen} == {"gw1"}, f"the gateway moved although gw1 is alive: {seen}"
+        assert not any(dead for _host, dead in seen), f"gw1 recorded dead because its owner died: {seen}"
+        assert nat_bed.source_seen_outside(bed, vm, out, timeout=10) == rtr.gw_ip   # SNAT still on gw1, same address
+        assert eventually(lambda: one_master_each(chassis, survivors), 20, 0.3), \
+            {ch.name: roles(ch) for ch in chassis}
+
+        # -------- 2. kill -9 the active gateway chassis' ovs-vswitchd
+        after = nat_bed.echo_sources(bed, out.host, timeout=25)
+        pid = int((gw1.workdir / "ovs-vswitchd.pid").read_text().strip())
+        t0 = time.monotonic()
+        os.kill(pid, signal.SIGKILL)
+        back = None
+        while time.monotonic() - t0 < FAILOVER_BUDGET + 5:   # bounded: a few seconds past the budget
+            if vm.ping(out.host_ip, count=1, timeout=1):
+                back = time.monotonic() - t0
+                break
+        print(f"HA: VM reached the outside again {back} s after kill -9 of gw1's ovs-vswitchd")
+        assert back is not None and back <= FAILOVER_BUDGET, (back, bed.diagnostics())
+        lines = after.wait()
+        assert lines and f"{rtr.gw_ip} > {out.host_ip}" in lines[0], lines     # the same external address
+        assert eventually(lambda: api.show("ports", rtr.gw_port["id"]).get("binding:host_id") == "gw2",
+                          timeout=5), api.show("ports", rtr.gw_port["id"])
+        assert api.show("ports", rtr.gw_port["id"])["status"] == "ACTIVE"
+        assert all("gw1" in ctl_stats(c)["gateway"]["dead"] for c in survivors)
+        assert vm.ping(out.host_ip, count=3, timeout=5), bed.diagnostics()     # and it stays up
+    finally:
+        for ctl in bed.extra_controllers:
+            ctl.stop()
+        bed.extra_controllers = []
+        etcd.stop()

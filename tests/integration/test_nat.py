@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.integration import nat_bed
 from tests.integration.test_l2 import allow_icmp_in, eventually, fixed_ip
 from tests.testbed import Bed, Chassis, Host, PhysicalSwitch, serve_implemented
 
@@ -44,22 +45,13 @@ class Env:
 def _build(bed: Bed) -> Env:
     bed.start_controller()
     sw = bed.add_physical_switch("phys")
-    c1 = bed.add_chassis("c1", bridge_mappings={"physnet1": sw})
-    c2 = bed.add_chassis("c2", bridge_mappings={"physnet1": sw})
-    for ch in (c1, c2):
-        assert ch.wait_connected(timeout=30), bed.diagnostics()
+    c1, c2 = nat_bed.gateway_chassis(bed, sw, "c1", "c2")
     api = bed.api
-    ext = api.create("networks", name="public", **{"router:external": True, "provider:network_type": "flat",
-                                                    "provider:physical_network": "physnet1"})
-    api.create("subnets", network_id=ext["id"], cidr="172.30.0.0/24", ip_version=4, gateway_ip="172.30.0.1",
-               enable_dhcp=False, allocation_pools=[{"start": "172.30.0.10", "end": "172.30.0.99"}])
+    out = nat_bed.outside(bed, sw, "172.30.0.0/24")
     net, sub = api.network_with_subnet("inside", "10.71.0.0/24")
-    rtr = api.create("routers", name="r1", external_gateway_info={"network_id": ext["id"]})
-    api.put(f"routers/{rtr['id']}/add_router_interface", {"subnet_id": sub["id"]})
-    rtr = api.show("routers", rtr["id"])
-    gw_ip = rtr["external_gateway_info"]["external_fixed_ips"][0]["ip_address"]
-    gw_port = api.list("ports", device_id=rtr["id"], device_owner="network:router_gateway")[0]
-    outside = sw.add_host("out1", ip=f"{OUTSIDE_IP}/24")
+    rtr = nat_bed.router(out, "r1", [sub])
+    ext, outside, gw_ip, gw_port = out.net, out.host, rtr.gw_ip, rtr.gw_port
+    assert outside.ip == OUTSIDE_IP
     p_fip = api.port(net, name="vm-fip", fixed_ips=fixed_ip(sub, "10.71.0.20"))
     p_snat = api.port(net, name="vm-snat", fixed_ips=fixed_ip(sub, "10.71.0.30"))
     p_snat2 = api.port(net, name="vm-snat2", fixed_ips=fixed_ip(sub, "10.71.0.31"))

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from tests.integration import nat_bed
 from tests.integration.test_l2 import allow_icmp_in, chassis_stats, eventually, fixed_ip, flows_diff
 from tests.testbed import Bed, Chassis, Host, serve_implemented
 
@@ -40,21 +41,15 @@ class Env:
 def _build(bed: Bed) -> Env:
     bed.start_controller()
     sw = bed.add_physical_switch("phys")
-    c1 = bed.add_chassis("c1", bridge_mappings={"physnet1": sw})
-    assert c1.wait_connected(timeout=30), bed.diagnostics()
+    (c1,) = nat_bed.gateway_chassis(bed, sw, "c1")
     api = bed.api
-    ext = api.create("networks", name="public", mtu=1500,
-                     **{"router:external": True, "provider:network_type": "flat",
-                        "provider:physical_network": "physnet1"})
-    api.create("subnets", network_id=ext["id"], cidr="172.31.0.0/24", ip_version=4, gateway_ip=None,
-               enable_dhcp=False, allocation_pools=[{"start": "172.31.0.10", "end": "172.31.0.99"}])
+    out = nat_bed.outside(bed, sw, "172.31.0.0/24", gateway_ip=None, mtu=1500)
+    ext, outside = out.net, out.host
     net1, sub1 = api.network_with_subnet("icmp1", "10.81.0.0/24")
     net2, sub2 = api.network_with_subnet("icmp2", "10.82.0.0/24")
-    rtr = api.create("routers", name="r-icmp", external_gateway_info={"network_id": ext["id"]})
-    for sub in (sub1, sub2):
-        api.put(f"routers/{rtr['id']}/add_router_interface", {"subnet_id": sub["id"]})
-    gw_ip = api.show("routers", rtr["id"])["external_gateway_info"]["external_fixed_ips"][0]["ip_address"]
-    outside = sw.add_host("out1", ip=f"{OUTSIDE_IP}/24")
+    rtr = nat_bed.router(out, "r-icmp", [sub1, sub2])
+    gw_ip = rtr.gw_ip
+    assert outside.ip == OUTSIDE_IP
     p1 = api.port(net1, name="vm1", fixed_ips=fixed_ip(sub1, "10.81.0.11"))
     p2 = api.port(net2, name="vm2", fixed_ips=fixed_ip(sub2, "10.82.0.12"))
     allow_icmp_in(api, p2)
@@ -63,7 +58,7 @@ def _build(bed: Bed) -> Env:
     for p in (p1, p2):
         assert bed.wait_port_status(p)
     fip = api.create("floatingips", floating_network_id=ext["id"], port_id=p2["id"])
-    return Env(bed, c1, vm1, vm2, outside, gw_ip, fip["floating_ip_address"], rtr["id"])
+    return Env(bed, c1, vm1, vm2, outside, gw_ip, fip["floating_ip_address"], rtr.id)
 
 
 @pytest.fixture(scope="module")
