@@ -96,6 +96,7 @@ class DhcpApp(PuntApp):
 
     def configure(self, settings) -> None:
         """Deployment settings (topology.model.settings.Settings); explicit constructor args win."""
+        super().configure(settings)  # rate limit and punt meters (apps.punt)
         if self.dns_domain is None:
             self.dns_domain = getattr(settings, "dns_domain", None)
         if self.lease_time is None:

@@ -58,6 +58,7 @@ class Dhcpv6App(PuntApp):
 
     def configure(self, settings) -> None:
         """Deployment settings (the DHCPv4 server's dns_domain and lease time apply here too)."""
+        super().configure(settings)  # rate limit and punt meters (apps.punt)
         if self.dns_domain is None:
             self.dns_domain = getattr(settings, "dns_domain", None)
         if self.lease_time is None:

@@ -9,7 +9,7 @@ radvd.conf template); the network MTU; RDNSS from the subnets' IPv6 DNS servers.
 When: a router solicitation is punted (flows/ipv6_services.py) and answered out of the asking
 port; and unsolicited RAs go to every local VM port of such a network every
 uniform(MIN, MAX) seconds per chassis and network (Neutron's defaults 30/100 s;
-TENANTFLOW_RA_MIN_INTERVAL / TENANTFLOW_RA_MAX_INTERVAL). The periodic ones come from
+`tenantflow serve --ra-min-interval / --ra-max-interval`, via configure()). The periodic ones come from
 `periodic`, which the dispatcher calls about once a second for chassis this controller is
 master of (HA: a slave never sends). Nothing here keeps topology state: a schedule only.
 """
@@ -22,7 +22,6 @@ from typing import Iterable
 from apps import packets as P
 from apps.base import ChassisContext, PacketIn, PacketOut
 from apps.punt import PuntApp
-from apps.ratelimit import env_float
 from flows import ipv6_services as v6
 from flows.flow import Flow
 from flows.tables import R
@@ -57,15 +56,24 @@ class Ipv6RaApp(PuntApp):
                  rate: float | None = None, burst: float | None = None, meter_id: int = 0,
                  rng: random.Random | None = None) -> None:
         super().__init__(rate, burst, meter_id)
-        lo = min_interval if min_interval is not None else env_float("TENANTFLOW_RA_MIN_INTERVAL",
-                                                                     DEFAULT_MIN_INTERVAL)
-        hi = max_interval if max_interval is not None else env_float("TENANTFLOW_RA_MAX_INTERVAL",
-                                                                     DEFAULT_MAX_INTERVAL)
+        self._intervals = (min_interval, max_interval)  # explicit arguments win over configure()'s
+        self._set_intervals(None, None)
+        self.rng = rng or random.Random()
+        self._due: dict[tuple[str, str], float] = {}  # (chassis, network id) → next unsolicited RA
+
+    def _set_intervals(self, lo: float | None, hi: float | None) -> None:
+        lo = self._intervals[0] or lo or DEFAULT_MIN_INTERVAL
+        hi = self._intervals[1] or hi or DEFAULT_MAX_INTERVAL
         # RFC 4861 §6.2.1 bounds: 4 ≤ max ≤ 1800, 3 ≤ min ≤ 0.75·max (a bounded rate, whatever is set)
         self.max_interval = min(1800.0, max(4.0, hi))
         self.min_interval = min(max(3.0, lo), 0.75 * self.max_interval)
-        self.rng = rng or random.Random()
-        self._due: dict[tuple[str, str], float] = {}  # (chassis, network id) → next unsolicited RA
+
+    def configure(self, settings) -> None:
+        """Deployment settings: rate limit (apps.punt) and --ra-min/max-interval (Settings.punt)."""
+        super().configure(settings)
+        limits = getattr(settings, "punt", None)
+        if limits is not None:
+            self._set_intervals(limits.ra_min_interval, limits.ra_max_interval)
 
     # ---------------------------------------------------------------- FlowApp
     def owners_for_change(self, view, change: Change) -> Iterable[int]:

@@ -284,8 +284,7 @@ def _mac_bytes(text: str) -> bytes:
 
 def icmpv6_checksum(src: bytes, dst: bytes, message: bytes) -> int:
     """RFC 4443 §2.3: one's-complement sum over the pseudo-header and the message (checksum 0)."""
-    return ip_checksum(src + dst + len(message).to_bytes(4, "big") + b"\x00\x00\x00"
-                       + bytes([IPPROTO_ICMPV6]) + message)
+    return ipv6_upper_checksum(src, dst, IPPROTO_ICMPV6, message)
 
 
 def parse_icmpv6(data: bytes) -> Icmp6Frame | None:
@@ -376,10 +375,15 @@ def ipv6_multicast_mac(ip: str) -> str:
     return _mac_text(b"\x33\x33" + low)
 
 
-def ipv6_upper_checksum(src: str, dst: str, next_header: int, payload: bytes) -> int:
-    """The ICMPv6/UDP checksum over the RFC 8200 §8.1 pseudo-header (payload's own field zeroed)."""
-    pseudo = (ipaddress.IPv6Address(src).packed + ipaddress.IPv6Address(dst).packed
-              + len(payload).to_bytes(4, "big") + b"\x00\x00\x00" + bytes([next_header]))
+def _packed6(address: str | bytes) -> bytes:
+    return address if isinstance(address, bytes) and len(address) == 16 else ipaddress.IPv6Address(address).packed
+
+
+def ipv6_upper_checksum(src: str | bytes, dst: str | bytes, next_header: int, payload: bytes) -> int:
+    """The ICMPv6/UDP checksum over the RFC 8200 §8.1 pseudo-header (payload's own field zeroed);
+    addresses as text or 16 packed bytes. The one place the pseudo-header is built."""
+    pseudo = (_packed6(src) + _packed6(dst) + len(payload).to_bytes(4, "big") + b"\x00\x00\x00"
+              + bytes([next_header]))
     return ip_checksum(pseudo + payload)
 
 

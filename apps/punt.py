@@ -11,8 +11,8 @@ import logging
 from typing import Iterable
 
 from apps.base import ChassisContext, PacketIn, PacketOut
-from apps.ratelimit import TokenBuckets, env_float
-from flows import services
+from apps.ratelimit import TokenBuckets
+from flows import qos, services
 from flows.flow import Flow
 from flows.tables import R
 from topology.store import Change
@@ -27,16 +27,28 @@ class PuntApp:
 
     def __init__(self, rate: float | None = None, burst: float | None = None, meter_id: int = 0) -> None:
         self.meter_id = meter_id
-        env = f"TENANTFLOW_{self.name.upper()}"
-        rate = rate if rate is not None else env_float(f"{env}_RATE", self.default_rate)
-        burst = burst if burst is not None else env_float(f"{env}_BURST", max(2 * self.default_rate, 2 * rate))
-        self.limit = TokenBuckets(rate, burst)
+        self._rate, self._burst = rate, burst   # explicit arguments win over configure()'s settings
+        self.limit = self._buckets(None, None)
+        self.meters = qos.DEFAULT_PUNT_METERS   # the punt meters' bands handed to flows/services.py
         self.stats: collections.Counter[str] = collections.Counter()
         # Packet path only: network address indexes of one view revision (an ARP/DHCP storm must not
         # rebuild O(ports) per packet-in). Keyed by (view, revision), so it can never be stale; the
         # compile path never reads it (the engine sees compiles' reads, not this).
         self._indexes_of: tuple[int, int] | None = None
         self._indexes: dict[str, services.NetworkIndex | None] = {}
+
+    def _buckets(self, rate: float | None, burst: float | None) -> TokenBuckets:
+        rate = self._rate or rate or self.default_rate
+        return TokenBuckets(rate, self._burst or burst or max(2 * self.default_rate, 2 * rate))
+
+    def configure(self, settings) -> None:
+        """Deployment settings (topology.model.settings.Settings.punt, `tenantflow serve --arp-rate …`):
+        this app's token bucket and the punt meters' bands; explicit constructor arguments win."""
+        limits = getattr(settings, "punt", None)
+        if limits is None:
+            return
+        self.limit = self._buckets(limits.rates.get(self.name), limits.bursts.get(self.name))
+        self.meters = qos.punt_meters(limits.meters, limits.rates.get("dhcp"), limits.rates.get("arp"))
 
     # ---------------------------------------------------------------- FlowApp
     def owners_for_change(self, view, change: Change) -> Iterable[int]:
@@ -46,7 +58,7 @@ class PuntApp:
         return services.owners_on_chassis(view, ctx, self.name)
 
     def compile(self, view, ctx: ChassisContext, owner: int) -> Iterable[Flow]:
-        return services.compile_owner(view, ctx, owner, self.name, self.meter_id)
+        return services.compile_owner(view, ctx, owner, self.name, self.meter_id, self.meters)
 
     # ---------------------------------------------------------------- PacketApp
     def network_index(self, view, net_id: str | None) -> services.NetworkIndex | None:

@@ -8,7 +8,6 @@ the flood earlier, in the switch, when the runtime installs them.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -66,16 +65,3 @@ class TokenBuckets:
 
     def __len__(self) -> int:
         return len(self._buckets)
-
-
-def env_float(name: str, default: float) -> float:
-    """A positive float from the environment (operators and benchmarks tune punt rates so)."""
-    text = os.environ.get(name)
-    if not text:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        LOG.warning("%s=%r is not a number; using %s", name, text, default)
-        return default
-    return value if value > 0 else default

@@ -9,7 +9,7 @@ A router's punt (userdata b"l3icmp") says why by where it comes from:
 The error quotes the IP header + 8 bytes (RFC 792), never answers an ICMP error, a non-first
 fragment or a broadcast/multicast (RFC 1812 §4.3.2.7), and is rate-limited like Linux
 (icmp_ratelimit / icmp_msgs_per_sec): per router (a burst of 50, then 100/s) and per router
-and destination (a burst of 6, then 1/s) — both TENANTFLOW_ROUTER_ICMP_* tunable.
+and destination (a burst of 6, then 1/s) — both tunable (`tenantflow serve --router-icmp-*`, via configure()).
 
 It leaves from the router's address on the sender's subnet (else its gateway IP, else its first
 interface), and enters the datapath as a packet-out to OFPP_TABLE addressed to one of the
@@ -27,7 +27,7 @@ from typing import Any
 
 from apps.base import ChassisContext, PacketIn, PacketOut
 from apps import packets
-from apps.ratelimit import TokenBuckets, env_float
+from apps.ratelimit import TokenBuckets
 from flows import routing
 from flows.fields import format_value
 from flows.router_icmp import IPPROTO_UDP, USERDATA_ROUTER_ICMP
@@ -38,6 +38,8 @@ LOG = logging.getLogger(__name__)
 
 OFPP_TABLE = 0xFFFFFFF9
 ERROR_TTL = 64
+# Linux's icmp_ratelimit / icmp_msgs_per_sec: per router 100/s burst 50; per router+destination 1/s burst 6
+DEFAULTS = (100.0, 50.0, 1.0, 6.0)
 
 
 class RouterIcmp:
@@ -47,12 +49,21 @@ class RouterIcmp:
 
     def __init__(self, rate: float | None = None, burst: float | None = None,
                  dst_rate: float | None = None, dst_burst: float | None = None) -> None:
-        env = "TENANTFLOW_ROUTER_ICMP"
-        self.per_router = TokenBuckets(rate or env_float(f"{env}_RATE", 100.0),
-                                       burst or env_float(f"{env}_BURST", 50.0))
-        self.per_dst = TokenBuckets(dst_rate or env_float(f"{env}_DST_RATE", 1.0),
-                                    dst_burst or env_float(f"{env}_DST_BURST", 6.0))
+        self._explicit = (rate, burst, dst_rate, dst_burst)  # explicit arguments win over configure()'s
+        self._set_limits((None, None, None, None))
         self.stats: collections.Counter[str] = collections.Counter()
+
+    def _set_limits(self, configured: tuple) -> None:
+        rate, burst, dst_rate, dst_burst = (e or c or d for e, c, d in zip(self._explicit, configured, DEFAULTS))
+        self.per_router = TokenBuckets(rate, burst)
+        self.per_dst = TokenBuckets(dst_rate, dst_burst)
+
+    def configure(self, settings) -> None:
+        """Deployment settings: `tenantflow serve --router-icmp-*` (topology.model.settings.PuntLimits)."""
+        p = getattr(settings, "punt", None)
+        if p is not None:
+            self._set_limits((p.router_icmp_rate, p.router_icmp_burst, p.router_icmp_dst_rate,
+                              p.router_icmp_dst_burst))
 
     def packet_in(self, view, ctx: ChassisContext, pkt: PacketIn) -> list[PacketOut]:
         try:

@@ -22,6 +22,10 @@ class RoutingApp:
         self.icmp = RouterIcmp()
         self.stats = self.icmp.stats
 
+    def configure(self, settings) -> None:
+        """Deployment settings: the router ICMP errors' rate limits (apps.router_icmp)."""
+        self.icmp.configure(settings)
+
     def owners_for_change(self, view, change) -> Iterable[int]:
         return routing.owners_for_change(view, change)
 

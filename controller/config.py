@@ -8,10 +8,13 @@ from `--ofp-listen`. `list_opts()` feeds oslo-config-generator (contrib/tenantfl
 """
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 
 from oslo_config import cfg
+
+LOG = logging.getLogger(__name__)
 
 DEFAULT_STORE = "sqlite:////var/lib/tenantflow/tenantflow.db"
 
@@ -96,6 +99,74 @@ GATEWAY_OPTS = [
 ]
 
 
+# Controller-answered packets (apps/punt.py, flows/qos.py punt meters, apps/ipv6_ra.py, apps/router_icmp.py;
+# docs/services.md): → topology.model.settings.PuntLimits → each app's configure(). None = the app's default.
+PUNT_APPS = {"arp": 50, "dhcp": 10, "dhcp6": 10, "ra": 2, "ndp": 50}  # app name → its default answers/s (help)
+PUNT_OPTS: list[cfg.Opt] = [
+    cfg.BoolOpt("punt-meters", default=True,
+                help="OpenFlow meters on the ARP (per network) and DHCP (per port) punts, 4x the app's rate "
+                     "(at least 500 and 100 packets/s): a flood is cut in the switch"),
+]
+for _app, _rate in PUNT_APPS.items():
+    PUNT_OPTS += [
+        cfg.FloatOpt(f"{_app}-rate", default=None, min=0.001,
+                     help=f"{_app} packets answered per second per port (default {_rate})"),
+        cfg.FloatOpt(f"{_app}-burst", default=None, min=1.0,
+                     help=f"{_app} packets answered at once per port (default max({2 * _rate}, 2 x --{_app}-rate))"),
+    ]
+PUNT_OPTS += [
+    cfg.FloatOpt("ra-min-interval", default=None, min=0.001,
+                 help="seconds, least between unsolicited router advertisements (default 30, Neutron's "
+                      "min_rtr_adv_interval; clamped to RFC 4861's 3..0.75 x max)"),
+    cfg.FloatOpt("ra-max-interval", default=None, min=0.001,
+                 help="seconds, most between unsolicited router advertisements (default 100, Neutron's "
+                      "max_rtr_adv_interval; clamped to 4..1800)"),
+    cfg.FloatOpt("router-icmp-rate", default=None, min=0.001,
+                 help="ICMP errors per second per router (default 100, as Linux's icmp_msgs_per_sec)"),
+    cfg.FloatOpt("router-icmp-burst", default=None, min=1.0, help="ICMP errors at once per router (default 50)"),
+    cfg.FloatOpt("router-icmp-dst-rate", default=None, min=0.001,
+                 help="ICMP errors per second per router and destination (default 1, Linux's icmp_ratelimit)"),
+    cfg.FloatOpt("router-icmp-dst-burst", default=None, min=1.0,
+                 help="ICMP errors at once per router and destination (default 6)"),
+]
+# Deprecated: the environment variables these options replace, still honoured as their defaults
+# (a command-line or INI value wins) so older scripts and benchmarks keep working.
+PUNT_ENV = {f"TENANTFLOW_{app.upper()}_{what.upper()}": f"{app}_{what}"
+            for app in PUNT_APPS for what in ("rate", "burst")}
+PUNT_ENV.update({f"TENANTFLOW_{name.upper()}": name for name in (
+    "ra_min_interval", "ra_max_interval", "router_icmp_rate", "router_icmp_burst", "router_icmp_dst_rate",
+    "router_icmp_dst_burst")})
+
+
+def apply_legacy_env(conf: cfg.ConfigOpts, environ=None) -> None:
+    """TENANTFLOW_<X> environment values as the defaults of their options; bad values are ignored."""
+    environ = os.environ if environ is None else environ
+    if environ.get("TENANTFLOW_PUNT_METERS"):
+        conf.set_default("punt_meters", environ["TENANTFLOW_PUNT_METERS"] != "0")
+    for env, dest in PUNT_ENV.items():
+        text = environ.get(env)
+        if not text:
+            continue
+        try:
+            value = float(text)
+        except ValueError:
+            value = 0.0
+        if value < (1.0 if dest.endswith("burst") else 0.001):
+            LOG.warning("%s=%r is not a valid %s; ignored", env, text, dest.replace("_", "-"))
+            continue
+        conf.set_default(dest, value)
+
+
+def punt_limits(conf: cfg.ConfigOpts):
+    from topology.model.settings import PuntLimits
+    rates = {app: conf[f"{app}_rate"] for app in PUNT_APPS if conf[f"{app}_rate"] is not None}
+    bursts = {app: conf[f"{app}_burst"] for app in PUNT_APPS if conf[f"{app}_burst"] is not None}
+    return PuntLimits(meters=conf.punt_meters, rates=rates, bursts=bursts, ra_min_interval=conf.ra_min_interval,
+                      ra_max_interval=conf.ra_max_interval, router_icmp_rate=conf.router_icmp_rate,
+                      router_icmp_burst=conf.router_icmp_burst, router_icmp_dst_rate=conf.router_icmp_dst_rate,
+                      router_icmp_dst_burst=conf.router_icmp_dst_burst)
+
+
 # [metadata]: `tenantflow node metadata-agent` (controller/metadata_agent.py, docs/services.md).
 METADATA_OPTS = [
     cfg.StrOpt("nova-metadata-host", default=None,
@@ -137,7 +208,7 @@ def gateway_config(conf: cfg.ConfigOpts):
 
 
 def register(conf: cfg.ConfigOpts) -> None:
-    for opts, cli in ((CLI_OPTS, True), (OPTS, False), (HA_OPTS, True), (GATEWAY_OPTS, True)):
+    for opts, cli in ((CLI_OPTS, True), (OPTS, False), (HA_OPTS, True), (GATEWAY_OPTS, True), (PUNT_OPTS, True)):
         for opt in opts:
             try:
                 (conf.register_cli_opt if cli else conf.register_opt)(opt)
@@ -209,7 +280,7 @@ class ServeConfig:
 
 def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
     """Every option by INI section, for oslo-config-generator (entry point oslo.config.opts)."""
-    return [("DEFAULT", CLI_OPTS + OPTS + HA_OPTS + GATEWAY_OPTS), ("identity", IDENTITY_OPTS),
+    return [("DEFAULT", CLI_OPTS + OPTS + HA_OPTS + GATEWAY_OPTS + PUNT_OPTS), ("identity", IDENTITY_OPTS),
             ("metadata", METADATA_OPTS)]
 
 
@@ -235,6 +306,7 @@ def load(argv: list[str], conf: cfg.ConfigOpts | None = None) -> ServeConfig:
     """Parse argv (+ --config-file INI) into a ServeConfig; also primes os-ken's options."""
     conf = conf if conf is not None else cfg.ConfigOpts()
     register(conf)
+    apply_legacy_env(conf)
     conf(argv, prog="tenantflow serve", project="tenantflow", default_config_files=[],
          validate_default_values=True, description="the tenantflow controller: OpenFlow 1.3 to every "
          "bridge pointed at it, and the Neutron-compatible API")
@@ -259,4 +331,5 @@ def to_settings(conf: cfg.ConfigOpts):
                     gre_range=parse_range(conf.gre_ranges, "gre_ranges"),
                     vlan_ranges=vlan_ranges, physnets=physnets, dns_domain=conf.dns_domain,
                     dhcp_lease_time=conf.dhcp_lease_time, api_token=conf.api_token,
-                    auto_register_chassis=conf.auto_register_chassis, policy_file=conf.policy_file)
+                    auto_register_chassis=conf.auto_register_chassis, policy_file=conf.policy_file,
+                    punt=punt_limits(conf))

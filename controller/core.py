@@ -819,6 +819,8 @@ class Core:
                                           packet_in_errors=e.packet_in_errors, packet_outs=e.packet_outs,
                                           desired_flows=e.reconciler.desired_count(),
                                           installed_flows=len(e.reconciler.installed),
+                                          desired_meters=len(e.reconciler.meters.desired()),
+                                          installed_meters=len(e.reconciler.meters.installed),
                                           healthy=not (problems := e.problems()), problems=problems,
                                           compile_errors=e.compile_errors,
                                           reconcile_errors=e.reconcile_errors,

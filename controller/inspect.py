@@ -1,8 +1,8 @@
 """Flow inspection: API routes (mounted into the Neutron API) and `tenantflow flows`.
 
 Why through the API: the desired state lives in the running controller, so the CLI asks it
-rather than recomputing; `--diff` makes the controller read the switch's flows afresh and
-compare them with what it wants, which is how drift or a rejected flow is spotted.
+rather than recomputing; `--diff` makes the controller read the switch's flows and meters afresh
+and compare them with what it wants, which is how drift or a rejected flow or meter is spotted.
 """
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import argparse
 import json
 import logging
 
-from flows.tables import OWNER_SHIFT, STORE_KIND, Owner, cookie, owner_label, split_cookie
+from flows.tables import (METER_KEY_SPAN, OWNER_SHIFT, STORE_KIND, MeterPurpose, Owner, cookie, owner_label,
+                          split_cookie)
 
 LOG = logging.getLogger(__name__)
 
@@ -53,6 +54,50 @@ def require_admin(req, action: str) -> None:
     ctx = getattr(req.context, "ctx", None)
     if ctx is None or not getattr(ctx, "is_admin", False):
         raise PolicyNotAuthorized(action=action)
+
+
+def desired_meters(flows) -> dict[int, tuple]:
+    """{meter id: band} the flows declare (flows/qos.py: a meter is declared by the flows using it),
+    resolved as controller.reconciler.MeterTable does: within an owner the smaller band, across
+    owners the lowest owner's. From the flows, so a chassis compiled elsewhere (HA) works too."""
+    from flows.qos import METER_TYPES
+    by_owner: dict[int, dict[int, tuple]] = {}
+    for f in flows:
+        for a in f.actions:
+            if type(a) in METER_TYPES:
+                bands = by_owner.setdefault(f.cookie, {})
+                have = bands.get(a.meter_id)
+                bands[a.meter_id] = a.band if have is None else min(have, a.band)
+    out: dict[int, tuple] = {}
+    for owner in sorted(by_owner):
+        for mid, band in by_owner[owner].items():
+            out.setdefault(mid, band)
+    return out
+
+
+def meter_owner(mid: int) -> int:
+    """The cookie of the owner a meter id belongs to (flows.tables.MeterPurpose: purpose * span + key)."""
+    purpose, key = divmod(mid, METER_KEY_SPAN)
+    return cookie(Owner.NETWORK if purpose == MeterPurpose.ARP_PUNT else Owner.PORT, key)
+
+
+def meter_text(mid: int, band: tuple | None) -> str:
+    """A meter as `ovs-ofctl -O OpenFlow13 dump-meters` spells it (None: not one drop band)."""
+    if band is None:
+        return f"meter={mid} (not a single drop band)"
+    flags, rate, burst = band
+    unit = "kbps" if flags & 1 else "pktps"
+    return f"meter={mid} {unit}{' burst' if flags & 4 else ''} bands=type=drop rate={rate} burst_size={burst}"
+
+
+def meters_diff(want: dict[int, tuple], installed: dict[int, tuple | None], owner: int | None = None) -> dict:
+    """Desired vs installed meters like the flows' diff; with `owner`, only the meters of its ids."""
+    missing = [meter_text(mid, band) for mid, band in sorted(want.items()) if mid not in installed]
+    changed = [{"desired": meter_text(mid, band), "installed": meter_text(mid, installed[mid])}
+               for mid, band in sorted(want.items()) if mid in installed and installed[mid] != band]
+    extra = [meter_text(mid, band) for mid, band in sorted(installed.items())
+             if mid not in want and (owner is None or meter_owner(mid) == owner)]
+    return {"missing": missing, "changed": changed, "extra": extra}
 
 
 class _Error(Exception):
@@ -105,8 +150,9 @@ def flows_report(core, chassis: str, owner_type: str | None = None, owner_id: st
             if (body[0] >> OWNER_SHIFT) == Owner.LEARNED:
                 continue
             extra.append(_installed_text(key, body))
-        out["diff"] = {"missing": missing, "changed": changed, "extra": sorted(extra),
-                       "in_sync": not (missing or changed or extra)}
+        meters = meters_diff(desired_meters(want.values()), rec.read_installed_meters(), owner)
+        out["diff"] = {"missing": missing, "changed": changed, "extra": sorted(extra), "meters": meters,
+                       "in_sync": not (missing or changed or extra or any(meters.values()))}
     return out
 
 
@@ -168,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--chassis", required=True)
     p.add_argument("--owner", nargs=2, metavar=("TYPE", "ID"),
                    help="port|network|router|sg|floatingip|chassis and the object's id")
-    p.add_argument("--diff", action="store_true", help="compare with the flows installed on the switch")
+    p.add_argument("--diff", action="store_true", help="compare with the flows and meters installed on the switch")
     apiclient.add_api_args(p)
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
@@ -190,15 +236,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{item['flow']}  # {label}")
         return 0
     d = body["diff"]
+    m = d.get("meters") or {"missing": [], "changed": [], "extra": []}  # an older controller: flows only
     # counts first (a big drift is thousands of lines), then the lines; "in sync" stays the last line
     if not d["in_sync"]:
-        print(f"{len(d['missing'])} missing, {len(d['changed'])} changed, {len(d['extra'])} extra")
-    for f in d["missing"]:
-        print(f"+ {f}")
-    for c in d["changed"]:
-        print(f"~ {c['desired']}\n    installed: {c['installed']}")
-    for f in d["extra"]:
-        print(f"- {f}")
+        print(f"{len(d['missing'])} missing, {len(d['changed'])} changed, {len(d['extra'])} extra; meters: "
+              f"{len(m['missing'])} missing, {len(m['changed'])} changed, {len(m['extra'])} extra")
+    for diff in (d, m):
+        for f in diff["missing"]:
+            print(f"+ {f}")
+        for c in diff["changed"]:
+            print(f"~ {c['desired']}\n    installed: {c['installed']}")
+        for f in diff["extra"]:
+            print(f"- {f}")
     if d["in_sync"]:
         print("in sync")
     return 0 if d["in_sync"] else 3

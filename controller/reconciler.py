@@ -521,6 +521,18 @@ class Reconciler:
                     out[fl.key] = fl.body
             return out
 
+    def read_installed_meters(self) -> dict[int, tuple | None]:
+        """Fresh meter-config read without converging (for `flows --diff`): ours only, as MeterTable.read."""
+        with self._lock:
+            xid = self.meters.reading_xid = self.xids.take()   # an error answers the request (on_error)
+            try:
+                w = self._request(wire.meter_config_request(xid), xid)
+            finally:
+                self.meters.reading_xid = 0
+            if w.errors:  # no meter support: then it has none (as _read_meters assumes)
+                return {}
+            return MeterTable.ours(w.chunks)
+
 
 def _sort_key(f: Flow):
     return (f.table, -f.priority, f.match)
@@ -612,12 +624,17 @@ class MeterTable:
     # ---------------------------------------------------------------- diff
     def read(self, chunks: list[bytes]) -> None:
         """Installed meters from OFPMP_METER_CONFIG reply bodies (ours only); everything dirty."""
+        self.installed = self.ours(chunks)
+        self.rejected.clear()
+        self.dirty = set(self.installed) | set(self._claims)
+
+    @staticmethod
+    def ours(chunks: list[bytes]) -> dict[int, tuple | None]:
+        """{meter id: band} of OFPMP_METER_CONFIG reply bodies, only the ids in our space."""
         got: dict[int, tuple | None] = {}
         for chunk in chunks:
             got.update(wire.parse_meter_config(chunk))
-        self.installed = {mid: band for mid, band in got.items() if 0 < mid < MAX_OUR_METER}
-        self.rejected.clear()
-        self.dirty = set(self.installed) | set(self._claims)
+        return {mid: band for mid, band in got.items() if 0 < mid < MAX_OUR_METER}
 
     def pending(self) -> tuple[list[tuple[int, int, tuple | None]], list[tuple[int, int, tuple | None]]]:
         """(adds and modifies, deletes) as (command, meter id, band)."""

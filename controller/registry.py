@@ -104,9 +104,12 @@ class DatapathEntry:
         out += [f"compile failed: {reason}" for reason in self.failed_owners.values()]
         if self.connected and (self.needs_resync or not self.reconciler.installed_known):
             out.append(f"switch state unknown, resync pending: {self.last_error or 'not read yet'}")
-        rejected = self.reconciler.rejected_count()
-        if rejected:
-            out.append(f"{rejected} flows rejected by the switch")
+        rec = self.reconciler
+        meters = rec.meters.rejected_count() if rec.meters.rejected else 0  # rejected_count() has both
+        if (flows := rec.rejected_count() - meters):
+            out.append(f"{flows} flows rejected by the switch")
+        if meters:
+            out.append(f"{meters} meters rejected by the switch")
         return out
 
 

@@ -23,7 +23,6 @@ own qos_policy_id wins.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from flows import l2
@@ -95,32 +94,47 @@ class MeteredController(Controller):
 METER_TYPES = (MeterUse, MeteredController)  # what the reconciler collects meters from
 
 
-def _env_rate(name: str, default: int) -> int:
-    """Punt meters sit above the apps' token buckets; lifting those (benchmarks, fuzz tests set
-    TENANTFLOW_<ARP|DHCP>_RATE) lifts the meter with them."""
-    try:
-        lifted = float(os.environ.get(name, "0"))
-    except ValueError:
-        lifted = 0.0
-    return int(min(U32 // 2, max(default, 4 * lifted)))
+@dataclass(frozen=True, slots=True)
+class PuntMeters:
+    """The punt meters' bands, from the controller's settings (topology.model.settings.PuntLimits,
+    `tenantflow serve --punt-meters/--arp-rate/--dhcp-rate`): a value, so flows/ stays pure."""
+    enabled: bool = True
+    dhcp_rate: int = PUNT_DHCP_RATE
+    dhcp_burst: int = PUNT_DHCP_BURST
+    arp_rate: int = PUNT_ARP_RATE
+    arp_burst: int = PUNT_ARP_BURST
+
+    def dhcp(self, port_key: int) -> MeteredController | None:
+        """The per-port DHCP punt meter, or None when punt meters are off."""
+        return dhcp_punt_meter(port_key, self) if self.enabled else None
+
+    def arp(self, network_key: int) -> MeteredController | None:
+        """The per-network ARP punt meter, or None when punt meters are off."""
+        return arp_punt_meter(network_key, self) if self.enabled else None
 
 
-PUNT_DHCP_RATE = _env_rate("TENANTFLOW_DHCP_RATE", PUNT_DHCP_RATE)
-PUNT_DHCP_BURST = 2 * PUNT_DHCP_RATE
-PUNT_ARP_RATE = _env_rate("TENANTFLOW_ARP_RATE", PUNT_ARP_RATE)
-PUNT_ARP_BURST = 2 * PUNT_ARP_RATE
+def _lifted(default: int, app_rate: float | None) -> int:
+    """Punt meters sit above the apps' token buckets; lifting those (benchmarks and fuzz tests
+    raise --arp-rate/--dhcp-rate) lifts the meter with them (4× the app's rate, never below ours)."""
+    return int(min(U32 // 2, max(default, 4 * (app_rate or 0.0))))
+
+
+def punt_meters(enabled: bool = True, dhcp_rate: float | None = None, arp_rate: float | None = None) -> PuntMeters:
+    """PuntMeters for the apps' configured DHCP/ARP answer rates (None: the apps' defaults)."""
+    dhcp, arp = _lifted(PUNT_DHCP_RATE, dhcp_rate), _lifted(PUNT_ARP_RATE, arp_rate)
+    return PuntMeters(enabled, dhcp, 2 * dhcp, arp, 2 * arp)
+
+
+DEFAULT_PUNT_METERS = PuntMeters()
 
 
 def punt(userdata: bytes, meter_id: int, meter: MeteredController | None) -> Controller:
     """The punt action of flows/services.py: an explicit `meter_id` (a meter managed elsewhere)
-    wins; else the per-port / per-network punt meter, when punt meters are on."""
-    if meter_id or meter is None or not PUNT_METERS:
+    wins; else the per-port / per-network punt meter (None: punt meters are off)."""
+    if meter_id or meter is None:
         return Controller(userdata=userdata, meter_id=meter_id)
     return MeteredController(userdata=userdata, meter_id=meter.meter_id, flags=meter.flags, rate=meter.rate,
                              burst=meter.burst)
-
-
-PUNT_METERS = os.environ.get("TENANTFLOW_PUNT_METERS", "1") != "0"
 
 
 def meter_id(purpose: int, key: int) -> int:
@@ -129,14 +143,14 @@ def meter_id(purpose: int, key: int) -> int:
     return int(purpose) * KEY_SPAN + key
 
 
-def dhcp_punt_meter(port_key: int) -> MeteredController:
-    return MeteredController(meter_id=meter_id(PURPOSE_DHCP_PUNT, port_key), rate=PUNT_DHCP_RATE,
-                             burst=PUNT_DHCP_BURST)
+def dhcp_punt_meter(port_key: int, bands: PuntMeters = DEFAULT_PUNT_METERS) -> MeteredController:
+    return MeteredController(meter_id=meter_id(PURPOSE_DHCP_PUNT, port_key), rate=bands.dhcp_rate,
+                             burst=bands.dhcp_burst)
 
 
-def arp_punt_meter(network_key: int) -> MeteredController:
-    return MeteredController(meter_id=meter_id(PURPOSE_ARP_PUNT, network_key), rate=PUNT_ARP_RATE,
-                             burst=PUNT_ARP_BURST)
+def arp_punt_meter(network_key: int, bands: PuntMeters = DEFAULT_PUNT_METERS) -> MeteredController:
+    return MeteredController(meter_id=meter_id(PURPOSE_ARP_PUNT, network_key), rate=bands.arp_rate,
+                             burst=bands.arp_burst)
 
 
 def kbps_meter(purpose: int, port_key: int, max_kbps: int, max_burst_kbps: int) -> MeterUse:

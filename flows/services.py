@@ -162,7 +162,8 @@ def network_index(view: View, net_id: str | None) -> NetworkIndex | None:
 
 # ------------------------------------------------------------------ flows
 
-def dhcp_punt_flows(view: View, ctx, port: Record, meter_id: int = 0) -> list[Flow]:
+def dhcp_punt_flows(view: View, ctx, port: Record, meter_id: int = 0,
+                    meters: qos.PuntMeters = qos.DEFAULT_PUNT_METERS) -> list[Flow]:
     """The DHCP punt of a local port with an address on a DHCP-enabled subnet."""
     if port.get("id") not in ctx.local_ports or port.get("_key") is None:
         return []
@@ -170,12 +171,12 @@ def dhcp_punt_flows(view: View, ctx, port: Record, meter_id: int = 0) -> list[Fl
         return []
     key = int(port["_key"])
     return [flow(T.SERVICE, PRIO_DHCP, cookie(Owner.PORT, key),
-                 [qos.punt(USERDATA_DHCP, meter_id, qos.dhcp_punt_meter(key))],  # per-port punt meter
+                 [qos.punt(USERDATA_DHCP, meter_id, meters.dhcp(key))],  # per-port punt meter
                  match={R.IN_PORT: key, "eth_type": ETH_IP, "ip_proto": 17,
                         "udp_src": 68, "udp_dst": 67})]
 
 
-def arp_flows(ni: NetworkIndex, meter_id: int = 0) -> list[Flow]:
+def arp_flows(ni: NetworkIndex, meter_id: int = 0, meters: qos.PuntMeters = qos.DEFAULT_PUNT_METERS) -> list[Flow]:
     """All ARP flows of one network (to be installed where it has local ports).
 
     Built straight from canonical match tuples (the fields' sorted order is fixed: arp_op <
@@ -184,7 +185,7 @@ def arp_flows(ni: NetworkIndex, meter_id: int = 0) -> list[Flow]:
     ck = cookie(Owner.NETWORK, ni.key)
     head = (("arp_op", ARP_REQUEST, None),)
     tail = (("eth_type", ETH_ARP, None), (R.NETWORK, ni.key, None))
-    punt = (qos.punt(USERDATA_ARP, meter_id, qos.arp_punt_meter(ni.key)),)  # per-network punt meter
+    punt = (qos.punt(USERDATA_ARP, meter_id, meters.arp(ni.key)),)  # per-network punt meter
     passing = (GotoTable(T.EGRESS_CT),)
     out = [Flow(T.SERVICE, PRIO_ARP_KNOWN, head + (("arp_tpa", ip, None),) + tail, punt, ck)
            for ip in sorted(ni.known)]
@@ -199,22 +200,23 @@ def arp_flows(ni: NetworkIndex, meter_id: int = 0) -> list[Flow]:
 
 
 def compile_owner(view: View, ctx, owner: int, feature: str,
-                  meter_id: int = 0) -> list[Flow]:
-    """Flows of `owner` for one feature ("arp" or "dhcp") on ctx's chassis."""
+                  meter_id: int = 0, meters: qos.PuntMeters = qos.DEFAULT_PUNT_METERS) -> list[Flow]:
+    """Flows of `owner` for one feature ("arp" or "dhcp") on ctx's chassis; `meters`: the punt
+    meters' bands from the controller's settings (apps.punt.PuntApp.configure)."""
     try:
         kind, key = cookie_owner(owner)
     except ValueError:
         return []
     if feature == "dhcp" and kind == Owner.PORT:
         port = view.by_key(PORT, key)
-        return dhcp_punt_flows(view, ctx, port, meter_id) if port else []
+        return dhcp_punt_flows(view, ctx, port, meter_id, meters) if port else []
     if feature == "arp" and kind == Owner.NETWORK:
         net = view.by_key(NETWORK, key)
         if net is None or net.get("admin_state_up") is False:
             return []
         if not network_present(view, ctx, net["id"]):  # O(min(network ports, local ports))
             return []
-        return arp_flows(build_network_index(view, net), meter_id)
+        return arp_flows(build_network_index(view, net), meter_id, meters)
     return []
 
 

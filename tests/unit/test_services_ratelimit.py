@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from apps.ratelimit import TokenBuckets, env_float
+from apps.ratelimit import TokenBuckets
 
 
 class Clock:
@@ -43,12 +43,3 @@ def test_bounded_number_of_keys():
 def test_bad_parameters_rejected():
     with pytest.raises(ValueError):
         TokenBuckets(rate=0, burst=1)
-
-
-def test_env_float(monkeypatch):
-    monkeypatch.setenv("X_RATE", "250")
-    assert env_float("X_RATE", 1.0) == 250.0
-    monkeypatch.setenv("X_RATE", "nonsense")
-    assert env_float("X_RATE", 1.0) == 1.0
-    monkeypatch.setenv("X_RATE", "-3")
-    assert env_float("X_RATE", 1.0) == 1.0

@@ -232,12 +232,14 @@ TAGS = [(f"{verb}_{kind}:tags", ADMIN_OR_READER if verb == "get" else ADMIN_OR_M
 # The parent's own rules, widened where Neutron widens them (shared/external networks' tags).
 TAGS = [(n, any_of(c, "rule:shared", "rule:external") if n == "get_network:tags" else c) for n, c in TAGS]
 
-# QoS (neutron/conf/policies/qos.py): policies and rules are read by the project's readers and
-# written by its admins; rule types are admin's (they belong to no project).
-PROJECT_ADMIN = "role:admin and project_id:%(project_id)s"
-QOS = [("get_policy", PROJECT_READER), ("create_policy", PROJECT_ADMIN), ("update_policy", PROJECT_ADMIN),
-       ("delete_policy", PROJECT_ADMIN), ("get_rule_type", "role:admin")] + [
-    (f"{verb}_policy_{rule}_rule", PROJECT_READER if verb == "get" else PROJECT_ADMIN)
+# QoS (neutron/conf/policies/qos.py, the 2023+ defaults): policies are read by the project's readers
+# and, when shared, by everyone; rules by the policy project's readers (the target is the policy);
+# every write is the cloud admin's (not a project admin's: QoS is an operator's offer). Rule types
+# belong to no project: any reader.
+QOS = [("shared_qos_policy", "field:policies:shared=True"),
+       ("get_policy", any_of(ADMIN_OR_READER, "rule:shared_qos_policy")), ("create_policy", ADMIN_R),
+       ("update_policy", ADMIN_R), ("delete_policy", ADMIN_R), ("get_rule_type", "role:reader")] + [
+    (f"{verb}_policy_{rule}_rule", ADMIN_OR_READER if verb == "get" else ADMIN_R)
     for rule in ("bandwidth_limit", "dscp_marking") for verb in ("get", "create", "update", "delete")]
 
 DEFAULT_RULES: list[oslo.RuleDefault] = _rules(BASE + NETWORK + SUBNET + PORT + ROUTER + FLOATINGIP

@@ -11,6 +11,25 @@ DEFAULT_PROJECT_ID = "b1f2d8a6e6a54a48a6c2c4f1f0d0a001"
 
 
 @dataclass
+class PuntLimits:
+    """Limits of the controller-answered packets (`tenantflow serve --arp-rate …`, docs/services.md).
+
+    Why here: apps get them through `configure(settings)` and hand them to the pure flow
+    compilers (the punt meters' bands); nothing under apps/ or flows/ reads the environment.
+    None = the app's own default (apps/*.py `default_rate`; burst max(2×default, 2×rate)).
+    """
+    meters: bool = True                                         # OpenFlow meters on the ARP/DHCP punts
+    rates: dict[str, float] = field(default_factory=dict)      # app name (arp dhcp dhcp6 ra ndp) → /s per port
+    bursts: dict[str, float] = field(default_factory=dict)     # app name → bucket size
+    ra_min_interval: float | None = None                        # unsolicited RAs (Neutron's 30 s)
+    ra_max_interval: float | None = None                        # (Neutron's 100 s)
+    router_icmp_rate: float | None = None                       # ICMP errors per router /s (100)
+    router_icmp_burst: float | None = None                      # (50)
+    router_icmp_dst_rate: float | None = None                   # per router and destination /s (1)
+    router_icmp_dst_burst: float | None = None                  # (6)
+
+
+@dataclass
 class Settings:
     vni_range: tuple[int, int] = (1, 65535)
     gre_range: tuple[int, int] = (1, 65535)
@@ -31,6 +50,8 @@ class Settings:
     policy_file: str | None = None
     # Per-project quota defaults by Neutron resource name; None = Neutron's (topology.model.quotas).
     default_quotas: dict[str, int] | None = None
+    # Punt rate limits, punt meters, RA intervals, router ICMP error limits (PuntLimits).
+    punt: PuntLimits = field(default_factory=PuntLimits)
 
     def known_physnets(self) -> set[str]:
         return set(self.physnets) | set(self.vlan_ranges)

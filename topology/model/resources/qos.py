@@ -144,6 +144,11 @@ def to_policy_id(attr: str, value: Any) -> str | None:
     return None if value is None else to_uuid(attr, value)
 
 
+def _show_action(action: str) -> str:
+    """update_policy → get_policy, delete_policy_dscp_marking_rule → get_policy_dscp_marking_rule."""
+    return "get_" + action.partition("_")[2]
+
+
 # ---- the calls -------------------------------------------------------------------------------
 class Qos:
     """The QoS calls over a Service: one store transaction each, policy-checked like the rest."""
@@ -154,10 +159,25 @@ class Qos:
     def _ctx(self, ctx: Context | None) -> Context:
         return ctx or self.service.admin_context()
 
-    def _enforce(self, tx: WriteTx, action: str, rec: Record, ctx: Context, attrs: list[str] | None = None) -> None:
+    @staticmethod
+    def _target(rec: Record) -> Record:
         target = dict(rec)
         target.setdefault("tenant_id", rec.get("project_id"))
-        self.service.policy.enforce(ctx, action, target, attrs or [])
+        return target
+
+    def _may(self, ctx: Context, action: str, rec: Record) -> bool:
+        return self.service.policy.check(ctx, action, self._target(rec))
+
+    def _enforce(self, tx: WriteTx, action: str, rec: Record, ctx: Context, attrs: list[str] | None = None,
+                 hidden: Exception | None = None) -> None:
+        """403 when refused, unless the caller may not even read `rec` (`hidden` given): then that
+        404, as Neutron's API controller answers so as not to give away that it exists."""
+        try:
+            self.service.policy.enforce(ctx, action, self._target(rec), attrs or [])
+        except errors.PolicyNotAuthorized:
+            if hidden is not None and not self._may(ctx, _show_action(action), rec):
+                raise hidden from None
+            raise
 
     @staticmethod
     def _visible(get, pid: str, ctx: Context) -> Record:
@@ -170,15 +190,18 @@ class Qos:
     def list_policies(self, ctx: Context | None = None) -> list[Record]:
         ctx = self._ctx(ctx)
         recs = sorted(self.service.store.list(QOS_POLICY), key=lambda r: (r.get("_seq", 0), r["id"]))
-        return [public_policy(r) for r in recs if visible_policy(r, ctx)
-                and (r.get("shared") or self.service.policy.check(ctx, "get_policy", dict(r)))]
+        return [public_policy(r) for r in recs if visible_policy(r, ctx) and self._may(ctx, "get_policy", r)]
+
+    def _readable(self, get, pid: str, ctx: Context) -> Record:
+        """The policy if the caller may see it (its project's or shared, and get_policy allows): 404 else."""
+        rec = self._visible(get, pid, ctx)
+        if not self._may(ctx, "get_policy", rec):
+            raise QosPolicyNotFound(policy_id=pid)
+        return rec
 
     def get_policy(self, pid: str, ctx: Context | None = None) -> Record:
         ctx = self._ctx(ctx)
-        rec = self._visible(self.service.store.get, pid, ctx)
-        if not rec.get("shared"):
-            self.service.policy.enforce(ctx, "get_policy", dict(rec))
-        return public_policy(rec)
+        return public_policy(self._readable(self.service.store.get, pid, ctx))
 
     @retry_on_conflict
     def create_policy(self, body: Any, ctx: Context | None = None) -> Record:
@@ -211,7 +234,7 @@ class Qos:
         changes = check_body(POLICY_SPEC, QOS_POLICY, body, update=True)
         with self.service._write() as tx:
             old = self._visible(tx.get, pid, ctx)
-            self._enforce(tx, "update_policy", old, ctx, list(changes))
+            self._enforce(tx, "update_policy", old, ctx, list(changes), hidden=QosPolicyNotFound(policy_id=pid))
             new = copy.deepcopy(old)
             new.update(changes)
             if new.get("is_default") and not old.get("is_default"):
@@ -225,7 +248,7 @@ class Qos:
         ctx = self._ctx(ctx)
         with self.service._write() as tx:
             old = self._visible(tx.get, pid, ctx)
-            self._enforce(tx, "delete_policy", old, ctx)
+            self._enforce(tx, "delete_policy", old, ctx, hidden=QosPolicyNotFound(policy_id=pid))
             for kind in (PORT, NETWORK):
                 for rec in tx.list(kind):
                     if rec.get("qos_policy_id") == pid:
@@ -241,16 +264,16 @@ class Qos:
 
     def list_rules(self, pid: str, rtype: str, ctx: Context | None = None) -> list[Record]:
         ctx = self._ctx(ctx)
-        rec = self._visible(self.service.store.get, pid, ctx)
-        if not rec.get("shared"):
-            self.service.policy.enforce(ctx, f"get_policy_{rtype}_rule", dict(rec))
+        rec = self._readable(self.service.store.get, pid, ctx)
+        if not self._may(ctx, f"get_policy_{rtype}_rule", rec):
+            return []  # Neutron lists only what get_policy_<type>_rule lets the caller see
         return [_rule_view(r) for r in rec.get("rules", []) if r["type"] == rtype]
 
     def get_rule(self, pid: str, rtype: str, rid: str, ctx: Context | None = None) -> Record:
         ctx = self._ctx(ctx)
-        rec = self._visible(self.service.store.get, pid, ctx)
-        if not rec.get("shared"):
-            self.service.policy.enforce(ctx, f"get_policy_{rtype}_rule", dict(rec))
+        rec = self._readable(self.service.store.get, pid, ctx)
+        if not self._may(ctx, f"get_policy_{rtype}_rule", rec):
+            raise QosRuleNotFound(rule_id=rid, policy_id=pid)  # a refused show is a 404 in Neutron
         return _rule_view(self._rule(rec, rtype, rid))
 
     @staticmethod
@@ -267,7 +290,7 @@ class Qos:
         spec = RULE_SPECS[rtype]
         given = check_body(spec, f"{rtype}_rule", body, update=False)
         with self.service._write() as tx:
-            old = self._visible(tx.get, pid, ctx)
+            old = self._readable(tx.get, pid, ctx)
             self._enforce(tx, f"create_policy_{rtype}_rule", old, ctx, list(given))
             rule: Record = {"id": new_id(), "type": rtype}
             for name, attr in spec.items():
@@ -284,8 +307,9 @@ class Qos:
         ctx = self._ctx(ctx)
         changes = check_body(RULE_SPECS[rtype], f"{rtype}_rule", body, update=True)
         with self.service._write() as tx:
-            old = self._visible(tx.get, pid, ctx)
-            self._enforce(tx, f"update_policy_{rtype}_rule", old, ctx, list(changes))
+            old = self._readable(tx.get, pid, ctx)
+            self._enforce(tx, f"update_policy_{rtype}_rule", old, ctx, list(changes),
+                          hidden=QosRuleNotFound(rule_id=rid, policy_id=pid))
             rule = dict(self._rule(old, rtype, rid), **changes)
             self._conflicts(old, rule)
             new = copy.deepcopy(old)
@@ -298,8 +322,9 @@ class Qos:
     def delete_rule(self, pid: str, rtype: str, rid: str, ctx: Context | None = None) -> None:
         ctx = self._ctx(ctx)
         with self.service._write() as tx:
-            old = self._visible(tx.get, pid, ctx)
-            self._enforce(tx, f"delete_policy_{rtype}_rule", old, ctx)
+            old = self._readable(tx.get, pid, ctx)
+            self._enforce(tx, f"delete_policy_{rtype}_rule", old, ctx,
+                          hidden=QosRuleNotFound(rule_id=rid, policy_id=pid))
             self._rule(old, rtype, rid)
             new = copy.deepcopy(old)
             new["rules"] = [r for r in new["rules"] if r["id"] != rid]
