@@ -1,8 +1,9 @@
-"""What the controller-answered services (ARP, DHCP) share: punt flows, rate limit, safety net.
+"""What the SERVICE-table apps (ARP, DHCP) share: flows, rate limit, safety net.
 
-Each service is a FlowApp (its punt flows come from flows/services.py, selected by `service`)
-and a PacketApp whose `answer` never has to worry about exceptions or floods: `packet_in`
-applies the per-port token bucket first and turns any exception into a counted drop.
+Each is a FlowApp (its flows come from flows/services.py, selected by `name`: ARP responders
+answered in the switch, DHCP punts) and a PacketApp whose `answer` never has to worry about
+exceptions or floods: `packet_in` applies the per-port token bucket first and turns any
+exception into a counted drop. Only DHCP still punts; ArpApp's packet-in side counts stale punts.
 """
 from __future__ import annotations
 

@@ -146,7 +146,8 @@ def switch_verdict(text: str) -> str:
 
 
 def agrees(kind: str, switch: str) -> bool:
-    want = {"delivered": "forwarded", "external": "forwarded", "dropped": "drop", "controller": "controller"}
+    want = {"delivered": "forwarded", "answered": "forwarded", "external": "forwarded", "dropped": "drop",
+            "controller": "controller"}
     return want.get(kind) == switch
 
 

@@ -34,7 +34,7 @@ import ipaddress
 from typing import Any, Iterable
 
 from flows.flow import Flow, Output, SetField, flow
-from flows.nat import arp_responder
+from flows.arp_responder import reply_actions
 from flows.tables import Owner, R, T, cookie, cookie_owner
 from flows.view_helpers import network_present
 from topology.store import NETWORK, PORT, Change
@@ -54,7 +54,7 @@ IPS_PER_PORT = 16                     # IPv4 fixed IPs of one port that get meta
 KEY_BITS = 16
 
 PRIO_REQUEST = 320   # SERVICE, above the DHCP punt (300)
-PRIO_ARP = 260       # SERVICE, above the ARP punts (250)
+PRIO_ARP = 260       # SERVICE, above the ARP responders (250)
 PRIO_REPLY = 200     # CLASSIFY, above the port classify (100); in_port=tap-meta only
 
 ETH_IP = 0x0800
@@ -136,7 +136,7 @@ def port_flows(ctx, port: Record) -> list[Flow]:
 def network_flows(net: Record) -> list[Flow]:
     """ARP for 169.254.169.254 answered in the switch with METADATA_MAC."""
     key = int(net["_key"])
-    return [flow(T.SERVICE, PRIO_ARP, cookie(Owner.NETWORK, key), arp_responder(_META_IP, _META_MAC),
+    return [flow(T.SERVICE, PRIO_ARP, cookie(Owner.NETWORK, key), reply_actions(_META_IP, _META_MAC),
                  match={R.NETWORK: key, "eth_type": ETH_ARP, "arp_op": 1, "arp_tpa": _META_IP})]
 
 

@@ -36,8 +36,8 @@ import ipaddress
 import logging
 from typing import Any, Iterable
 
-from flows import gateway, provider
-from flows.flow import (CT, NAT, Controller, Flow, GotoTable, Learn, LearnSpec, Move, Output, PopVlan,
+from flows import arp_responder, gateway, provider
+from flows.flow import (CT, NAT, Controller, Flow, GotoTable, Learn, LearnSpec, Output, PopVlan,
                         PushVlan, Resubmit, SetField, WriteMetadata, flow, match_dict)
 from flows.routing import (DEVICE_FLOATINGIP, ETH_IP, gateway_chassis_name, gateway_legs, gateway_port, router_present,
                            external_network, is_gateway_chassis, router_cookie)
@@ -52,7 +52,6 @@ Record = dict[str, Any]
 
 USERDATA_EXT_ARP = b"l3arp"
 ETH_ARP = 0x0806
-OFPP_IN_PORT = 0xFFFFFFF8
 CT_TRK, CT_EST, CT_RPL, CT_INV = 0x20, 0x02, 0x08, 0x10
 
 PRIO_UPLINK = 120            # above the provider network's own uplink classify (100)
@@ -99,13 +98,6 @@ def neighbor_learn(net: Record) -> Learn:
                         LearnSpec("load", dst="eth_dst", src="arp_sha", n_bits=48)))
 
 
-def arp_responder(ip: int, mac_: int) -> list:
-    """Turn an ARP request for `ip` into the reply `ip is-at mac_` and send it back where it came from."""
-    return [Move("eth_src", "eth_dst", 48), SetField("eth_src", mac_), SetField("arp_op", 2),
-            Move("arp_sha", "arp_tha", 48), Move("arp_spa", "arp_tpa", 32),
-            SetField("arp_sha", mac_), SetField("arp_spa", ip), Output(OFPP_IN_PORT)]
-
-
 def uplink_address_flows(ctx, net: Record, ck: int, ip: int, mac_: int) -> list[Flow]:
     """An address of ours on the external network, on the one chassis that hosts it."""
     uplink = provider.uplink_ofport(ctx, net)
@@ -116,7 +108,7 @@ def uplink_address_flows(ctx, net: Record, ck: int, ip: int, mac_: int) -> list[
     learn = neighbor_learn(net)
     pop = [PopVlan()] if vid else []
     return [
-        flow(T.CLASSIFY, PRIO_UPLINK, ck, [learn, *arp_responder(ip, mac_)],
+        flow(T.CLASSIFY, PRIO_UPLINK, ck, [learn, *arp_responder.reply_actions(ip, mac_)],
              match=dict(base, eth_type=ETH_ARP, arp_op=1, arp_tpa=ip)),
         flow(T.CLASSIFY, PRIO_UPLINK, ck, [learn], match=dict(base, eth_type=ETH_ARP, arp_op=2, arp_tpa=ip)),
         flow(T.CLASSIFY, PRIO_UPLINK, ck,

@@ -1,20 +1,30 @@
-"""ARP/DHCP punt flows in table SERVICE, and the address index the ARP/DHCP apps answer from.
+"""ARP responder and DHCP punt flows in table SERVICE, and the address index they are built from.
+
+Why ARP is answered in the switch (OVN's ls_in_arp_rsp, Neutron l2population's arp_responder):
+the controller round trip capped answers at the packet-in rate (≈5k/s, docs/performance.md);
+a responder flow rewrites the request into the reply and sends it back out of IN_PORT, at
+datapath speed, with no packet-in and no punt meter. SERVICE comes after PORT_SEC, so a
+spoofed request is dropped before it is answered. Only DHCP still goes to the controller.
 
 Why these owners:
 - DHCP punt (`reg6=<port>, udp 68→67 → controller`) belongs to the port: it exists only on the
   chassis where the port is local and only while the port has an address on a DHCP subnet.
-- ARP punts belong to the *network*: one flow per known IPv4 address in that network, on every
-  chassis that has a local port in it. Owning them by the network keeps one address = one flow
-  key even when several ports claim the same address (allowed address pairs), so owners never
-  collide on a key; recomputing a network is O(its addresses).
+- ARP flows belong to the *network*: one responder per known IPv4 address in that network, on
+  every chassis that has a local port in it. Owning them by the network keeps one address = one
+  flow key even when several ports claim the same address (allowed address pairs), so owners
+  never collide on a key; recomputing a network is O(its addresses).
 
 Priorities inside SERVICE (miss → EGRESS_CT, emitted by the base pipeline):
-  300 DHCP client request from a local port              → controller "dhcp"
-  250 ARP request for an address with exactly one owner   → controller "arp"
-  240 ARP request for an address claimed by several ports → pass (normal L2: VIP failover)
-  220 ARP request inside an allowed-address-pair CIDR     → pass
-  100 any other ARP request on an overlay/local network   → drop (every address is known)
+  300 DHCP client request from a local port                → controller "dhcp"
+  255 ARP request from a local port for its own address    → drop (DAD/ACD probe, gratuitous:
+      answering would make the VM think its address is taken; no one else holds it)
+  250 ARP request for an address with exactly one owner    → answered in the switch (reply
+      "IP is-at MAC", output IN_PORT)
+  240 ARP request for an address claimed by several ports  → pass (normal L2: VIP failover)
+  220 ARP request inside an allowed-address-pair CIDR      → pass
+  100 any other ARP request on an overlay/local network    → drop (every address is known)
 Provider (flat/vlan) networks have no 100 drop: outside hosts answer for themselves.
+(flows/metadata.py adds 260: ARP for 169.254.169.254, answered the same way.)
 """
 from __future__ import annotations
 
@@ -22,9 +32,10 @@ import ipaddress
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 from flows import qos
+from flows.arp_responder import mac_int, reply_actions
 from flows.flow import Flow, GotoTable, flow
 from flows.tables import Owner, R, T, cookie, cookie_owner
 from flows.view_helpers import local_network_cookies, network_present
@@ -33,10 +44,10 @@ from topology.view import View
 
 LOG = logging.getLogger(__name__)
 
-USERDATA_ARP = b"arp"
 USERDATA_DHCP = b"dhcp"
 
 PRIO_DHCP = 300
+PRIO_ARP_OWN = 255
 PRIO_ARP_KNOWN = 250
 PRIO_ARP_SHARED = 240
 PRIO_ARP_CIDR = 220
@@ -62,6 +73,7 @@ class Answer:
     """Who holds an address: the MAC to answer with and the port (if any) that owns it."""
     mac: str
     port_id: str | None
+    port_key: int | None = None  # the owner's reg6 key (its own-address probes are not answered)
 
 
 @dataclass
@@ -101,6 +113,7 @@ def build_network_index(view: View, network: Record) -> NetworkIndex:
     """O(ports of the network) (+ floating IPs for an external network)."""
     ni = NetworkIndex(network)
     claims: dict[int, set[tuple[str, str | None]]] = {}
+    keys: dict[str, int] = {}
     for port in sorted(view.ports_of_network(network["id"]), key=lambda p: p["id"]):
         if port.get("device_owner") == DEVICE_DHCP and ni.dhcp_port is None:
             ni.dhcp_port = port
@@ -109,6 +122,8 @@ def build_network_index(view: View, network: Record) -> NetworkIndex:
             ip = ip_int(fip.get("ip_address"))
             if ip is not None:
                 claims.setdefault(ip, set()).add((pmac, port["id"]))
+        if port.get("_key") is not None:
+            keys[port["id"]] = int(port["_key"])
         for pair in port.get("allowed_address_pairs") or ():
             try:
                 net = ipaddress.IPv4Network(pair.get("ip_address") or "", strict=False)
@@ -124,7 +139,7 @@ def build_network_index(view: View, network: Record) -> NetworkIndex:
     for ip, holders in claims.items():
         if len({m for m, _ in holders}) == 1:
             mac, pid = sorted(holders, key=lambda h: h[1] or "")[0]
-            ni.known[ip] = Answer(mac, pid)
+            ni.known[ip] = Answer(mac, pid, keys.get(pid) if pid else None)
         else:
             ni.shared.add(ip)
     return ni
@@ -176,19 +191,32 @@ def dhcp_punt_flows(view: View, ctx, port: Record, meter_id: int = 0,
                         "udp_src": 68, "udp_dst": 67})]
 
 
-def arp_flows(ni: NetworkIndex, meter_id: int = 0, meters: qos.PuntMeters = qos.DEFAULT_PUNT_METERS) -> list[Flow]:
-    """All ARP flows of one network (to be installed where it has local ports).
+def arp_flows(ni: NetworkIndex, local_ports: Mapping[str, int] | None = None) -> list[Flow]:
+    """All ARP flows of one network (to be installed where it has local ports); `local_ports`
+    (ctx.local_ports): owners whose own-address probes are dropped (only a local port's request
+    reaches SERVICE on this chassis).
 
     Built straight from canonical match tuples (the fields' sorted order is fixed: arp_op <
-    arp_tpa < eth_type < metadata), not through flow()/make_match per address: this runs for
-    every address of the network each time one of its ports changes."""
+    arp_tpa < eth_type < metadata < reg6), not through flow()/make_match per address: this runs
+    for every address of the network each time one of its ports changes."""
     ck = cookie(Owner.NETWORK, ni.key)
     head = (("arp_op", ARP_REQUEST, None),)
     tail = (("eth_type", ETH_ARP, None), (R.NETWORK, ni.key, None))
-    punt = (qos.punt(USERDATA_ARP, meter_id, meters.arp(ni.key)),)  # per-network punt meter
     passing = (GotoTable(T.EGRESS_CT),)
-    out = [Flow(T.SERVICE, PRIO_ARP_KNOWN, head + (("arp_tpa", ip, None),) + tail, punt, ck)
-           for ip in sorted(ni.known)]
+    out = []
+    for ip in sorted(ni.known):
+        ans = ni.known[ip]
+        try:
+            mac = mac_int(ans.mac)
+        except ValueError:  # no MAC yet / not a MAC: nothing to answer with (request dropped at 100)
+            LOG.warning("network key %s: no ARP responder for %s, owner %s has MAC %r",
+                        ni.key, ipaddress.IPv4Address(ip), ans.port_id, ans.mac)
+            continue
+        out.append(Flow(T.SERVICE, PRIO_ARP_KNOWN, head + (("arp_tpa", ip, None),) + tail,
+                        reply_actions(ip, mac), ck))
+        if ans.port_key is not None and local_ports is not None and ans.port_id in local_ports:
+            out.append(Flow(T.SERVICE, PRIO_ARP_OWN,
+                            head + (("arp_tpa", ip, None),) + tail + ((R.IN_PORT, ans.port_key, None),), (), ck))
     out += [Flow(T.SERVICE, PRIO_ARP_SHARED, head + (("arp_tpa", ip, None),) + tail, passing, ck)
             for ip in sorted(ni.shared)]
     out += [flow(T.SERVICE, PRIO_ARP_CIDR, ck, passing,
@@ -201,8 +229,8 @@ def arp_flows(ni: NetworkIndex, meter_id: int = 0, meters: qos.PuntMeters = qos.
 
 def compile_owner(view: View, ctx, owner: int, feature: str,
                   meter_id: int = 0, meters: qos.PuntMeters = qos.DEFAULT_PUNT_METERS) -> list[Flow]:
-    """Flows of `owner` for one feature ("arp" or "dhcp") on ctx's chassis; `meters`: the punt
-    meters' bands from the controller's settings (apps.punt.PuntApp.configure)."""
+    """Flows of `owner` for one feature ("arp" or "dhcp") on ctx's chassis; `meters`: the DHCP
+    punt meters' bands from the controller's settings (apps.punt.PuntApp.configure)."""
     try:
         kind, key = cookie_owner(owner)
     except ValueError:
@@ -216,7 +244,7 @@ def compile_owner(view: View, ctx, owner: int, feature: str,
             return []
         if not network_present(view, ctx, net["id"]):  # O(min(network ports, local ports))
             return []
-        return arp_flows(build_network_index(view, net), meter_id, meters)
+        return arp_flows(build_network_index(view, net), ctx.local_ports)
     return []
 
 

@@ -58,7 +58,7 @@ class Trace:
     packet: dict[str, str]
     stages: list[Stage] = field(default_factory=list)
     verdict: str = ""
-    kind: str = ""                      # delivered | dropped | controller | external
+    kind: str = ""                      # delivered | answered | dropped | controller | external
     deliveries: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -193,9 +193,11 @@ def run(view, probe: Probe, chassis: Iterable[ChassisFlows], owner_name: OwnerNa
             out.stages.append(Stage(hop.chassis, s.table, stage_name(s.table), s.flow.ofctl() if s.flow else None,
                                     owner_name(s.flow.cookie) if s.flow else None, s.depth))
     port_of = {(c.ctx.name, ofport): pid for c in by_name.values() for pid, ofport in c.ctx.local_ports.items()}
-    delivered = []
+    delivered, answered = [], []
     for d in deliveries:
         pid = port_of.get((d.chassis, d.port))
+        if pid is not None and pid == probe.port_id:  # hairpinned: an in-switch responder (ARP)
+            answered.append(d.chassis)
         if pid is not None and pid != probe.port_id:
             delivered.append(f"port {pid} on {d.chassis}")
             out.deliveries.append({"chassis": d.chassis, "port_id": pid, "packet": packet_text(d.packet)})
@@ -204,6 +206,8 @@ def run(view, probe: Probe, chassis: Iterable[ChassisFlows], owner_name: OwnerNa
     punts = [(h.chassis, p) for h in fabric.hops for p in h.result.punts]
     if delivered:
         out.kind, out.verdict = "delivered", "delivered to " + ", ".join(delivered)
+    elif answered:
+        out.kind, out.verdict = "answered", f"answered by the switch on {answered[0]} (reply back to the port)"
     elif punts:
         ch, p = punts[0]
         out.kind = "controller"

@@ -62,7 +62,7 @@ def test_metrics_move_with_changes_and_traffic(bed):
                                                                            chassis="c1")
     assert total(after, "tenantflow_api_requests_total", method="POST", resource="ports", status="201") >= 3
 
-    # traffic: ARP answered by the controller
+    # traffic: ARP answered in the switch (issue 14): no ARP packet-in outcome is counted
     answered = total(after, "tenantflow_packet_in_outcomes_total", app="arp", outcome="answered")
     out = ""
     for _ in range(5):
@@ -70,9 +70,7 @@ def test_metrics_move_with_changes_and_traffic(bed):
         if vm2.mac.lower() in out.lower():
             break
     assert vm2.mac.lower() in out.lower(), out
-    assert eventually(lambda: total(scrape(bed), "tenantflow_packet_in_outcomes_total", app="arp",
-                                    outcome="answered") > answered)
-    assert total(scrape(bed), "tenantflow_packet_ins_total", chassis="c1") > 0
+    assert total(scrape(bed), "tenantflow_packet_in_outcomes_total", app="arp", outcome="answered") == answered
 
     # DHCP: a lease the controller ACKed is counted until it is released or runs out
     from tests.integration.test_dhcp_clients import udhcpc
@@ -84,6 +82,7 @@ def test_metrics_move_with_changes_and_traffic(bed):
     assert ok and lease["ip"] == p4["fixed_ips"][0]["ip_address"], lease
     assert eventually(lambda: total(scrape(bed), "tenantflow_dhcp_active_leases") == leases + 1)
     assert total(scrape(bed), "tenantflow_packet_in_outcomes_total", app="dhcp", outcome="ack") >= 1
+    assert total(scrape(bed), "tenantflow_packet_ins_total", chassis="c1") > 0
 
     # a bad request is counted with its status, never as a 500
     assert requests.get(bed.controller.api_url + "/v2.0/ports/nope", timeout=5).status_code == 404

@@ -104,13 +104,13 @@ def test_dropped_by_isolation(env):
     assert rc == 0 and t["switch"]["agrees"], t["switch"]
 
 
-def test_arp_for_the_router_is_answered_by_the_controller(env):
+def test_arp_for_the_router_is_answered_by_the_switch(env):
     bed, c1, c2, ports, vms = env
     gw = ports["a1"]["fixed_ips"][0]["ip_address"].rsplit(".", 1)[0] + ".1"
     vms["a1"].run(["ip", "neigh", "flush", "dev", "eth0"], check=False)
     assert vms["a1"].ping_ok(vms["b1"].ip)                       # the real ARP got its answer
     rc, t = trace(bed, c1, ports["a1"], gw, "--proto", "arp")
-    assert t["kind"] == "controller" and t["verdict"].startswith("to controller (arp"), t["verdict"]
+    assert t["kind"] == "answered" and t["verdict"].startswith("answered by the switch"), t["verdict"]
     assert rc == 0 and t["switch"]["agrees"], t["switch"]
 
 

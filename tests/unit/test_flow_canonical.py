@@ -6,7 +6,8 @@ from collections import namedtuple
 import pytest
 
 from flows import services
-from flows.flow import Controller, GotoTable, flow, make_match
+from flows.arp_responder import reply_actions
+from flows.flow import GotoTable, flow, make_match
 from flows.tables import Owner, R, T, cookie
 
 
@@ -26,20 +27,22 @@ def test_make_match_is_order_and_spelling_independent():
 
 def test_arp_flows_equal_the_generic_constructor():
     ni = services.NetworkIndex({"_key": 7, "provider:network_type": "vxlan"},
-                               known={0x0A000005: services.Answer("fa:16:3e:00:00:05", "p"),
-                                      0x0A000003: services.Answer("fa:16:3e:00:00:03", "q")},
+                               known={0x0A000005: services.Answer("fa:16:3e:00:00:05", "p", 5),
+                                      0x0A000003: services.Answer("fa:16:3e:00:00:03", "q", 3)},
                                shared={0x0A000009}, cidrs={(0x0A000100, 0xFFFFFF00)})
     ck = cookie(Owner.NETWORK, 7)
     base = {R.NETWORK: 7, "eth_type": 0x0806, "arp_op": 1}
-    punt = [Controller(userdata=services.USERDATA_ARP, meter_id=2)]
-    want = [flow(T.SERVICE, services.PRIO_ARP_KNOWN, ck, punt, match={**base, "arp_tpa": ip})
-            for ip in (0x0A000003, 0x0A000005)]
+    want = [flow(T.SERVICE, services.PRIO_ARP_KNOWN, ck, reply_actions(0x0A000003, 0xFA163E000003),
+                 match={**base, "arp_tpa": 0x0A000003}),
+            flow(T.SERVICE, services.PRIO_ARP_KNOWN, ck, reply_actions(0x0A000005, 0xFA163E000005),
+                 match={**base, "arp_tpa": 0x0A000005}),
+            flow(T.SERVICE, services.PRIO_ARP_OWN, ck, [], match={**base, "arp_tpa": 0x0A000005, R.IN_PORT: 5})]
     want += [flow(T.SERVICE, services.PRIO_ARP_SHARED, ck, [GotoTable(T.EGRESS_CT)],
                   match={**base, "arp_tpa": 0x0A000009})]
     want += [flow(T.SERVICE, services.PRIO_ARP_CIDR, ck, [GotoTable(T.EGRESS_CT)],
                   match={**base, "arp_tpa": (0x0A000100, 0xFFFFFF00)})]
     want += [flow(T.SERVICE, services.PRIO_ARP_DROP, ck, [], match=base)]
-    assert services.arp_flows(ni, meter_id=2) == want
+    assert services.arp_flows(ni, local_ports={"p": 1}) == want  # only p is local: q's probe flow is elsewhere
 
 
 def test_zero_mask_is_no_match_at_all():

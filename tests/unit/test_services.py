@@ -1,14 +1,26 @@
-"""Punt flows in table SERVICE (flows/services.py via ArpApp/DhcpApp as FlowApps)."""
+"""Table SERVICE: ARP responders and DHCP punts (flows/services.py via ArpApp/DhcpApp as FlowApps)."""
 from __future__ import annotations
 
 from apps.arp import ArpApp
 from apps.dhcp import DhcpApp
-from flows.fields import ipv4
-from flows.flow import Controller, GotoTable, match_dict
+from flows import services
+from flows.fields import ipv4, mac
+from flows.flow import Controller, GotoTable, SetField, match_dict
 from flows.tables import Owner, T, check_flow, cookie
 from topology.store import Change
-from tests.unit.test_services_fixture import (FIP_IP, GW_IP, NET_KEYS, PORT_KEYS, SUB1, VM1_IP,
+from tests.unit.test_services_fixture import (FIP_IP, GW_IP, NET_KEYS, PORT_KEYS, RGW_MAC, SUB1, VM1_IP,
                                               make_ctx, make_view)
+
+
+def answered(flows) -> dict[int, int]:
+    """arp_tpa → the MAC the responder answers with (flows whose actions turn it into a reply)."""
+    out = {}
+    for f in flows:
+        sets = {a.field: a.value for a in f.actions if isinstance(a, SetField)}
+        if sets.get("arp_op") == 2:
+            assert not any(isinstance(a, Controller) for a in f.actions)
+            out[match_dict(f.match)["arp_tpa"]] = sets["arp_sha"]
+    return out
 
 
 def all_flows(app, view, ctx):
@@ -45,24 +57,33 @@ def test_dhcp_punt_only_for_local_ports_on_dhcp_subnets():
 def test_arp_flows_per_network():
     view, ctx = make_view(), make_ctx()
     flows = list(ArpApp().compile(view, ctx, cookie(Owner.NETWORK, NET_KEYS["net-1"])))
-    punted = {match_dict(f.match)["arp_tpa"] for f in flows
-              if f.actions and isinstance(f.actions[0], Controller)}
-    assert punted == {ipv4(x) for x in ("10.0.0.1", "10.0.0.2", VM1_IP, "10.0.0.11", "10.0.0.77")}
+    assert set(answered(flows)) == {ipv4(x) for x in ("10.0.0.1", "10.0.0.2", VM1_IP, "10.0.0.11", "10.0.0.77")}
     passed = [match_dict(f.match)["arp_tpa"] for f in flows
               if f.actions and isinstance(f.actions[0], GotoTable)]
     assert ipv4("10.0.0.100") in passed  # shared AAP → normal L2
     assert (ipv4("10.0.5.0"), 0xFFFFFF00) in passed  # AAP CIDR → normal L2
-    drops = [f for f in flows if not f.actions]
+    drops = [f for f in flows if not f.actions and "reg6" not in match_dict(f.match)]
     assert len(drops) == 1 and "arp_tpa" not in match_dict(drops[0].match)  # overlay: unknown → drop
+    # a local owner's own-address probe (DAD/ACD) is dropped, never answered
+    own = {(match_dict(f.match)["reg6"], match_dict(f.match)["arp_tpa"]) for f in flows
+           if not f.actions and "reg6" in match_dict(f.match)}
+    assert (PORT_KEYS["vm1"], ipv4(VM1_IP)) in own
+    assert all(f.priority == services.PRIO_ARP_OWN for f in flows if "reg6" in match_dict(f.match))
     assert all(match_dict(f.match)["metadata"] == NET_KEYS["net-1"] for f in flows)
     assert len({f.key for f in flows}) == len(flows)
 
 
-def test_provider_network_has_no_unknown_arp_drop_and_punts_floating_ips():
+def test_provider_network_has_no_unknown_arp_drop_and_answers_floating_ips():
     view, ctx = make_view(), make_ctx()
     flows = list(ArpApp().compile(view, ctx, cookie(Owner.NETWORK, NET_KEYS["net-2"])))
-    assert all(f.actions for f in flows)
-    assert ipv4(FIP_IP) in {match_dict(f.match)["arp_tpa"] for f in flows}
+    assert all(f.actions for f in flows if "reg6" not in match_dict(f.match))
+    assert answered(flows)[ipv4(FIP_IP)] == mac(RGW_MAC)
+
+
+def test_no_arp_flow_punts_or_uses_a_meter():
+    view, ctx = make_view(), make_ctx()
+    for f in all_flows(ArpApp(), view, ctx):
+        assert not any(isinstance(a, Controller) for a in f.actions), f.ofctl()
 
 
 def test_arp_flows_only_where_the_network_has_local_ports():
@@ -107,7 +128,8 @@ def test_compile_follows_changes():
 
 
 def test_flow_budget_per_port():
-    """≤ 2 service flows per port on a network of plain ports (1 ARP address + 1 DHCP punt)."""
+    """≤ 3 service flows per local port on a network of plain ports: its ARP responder, the drop
+    of its own-address probes (OVN has the same per-owner flow) and its DHCP punt."""
     def mutate(snap):
         base = snap["port"]["vm2"]
         for i in range(40):
@@ -120,4 +142,14 @@ def test_flow_budget_per_port():
     from apps.base import ChassisContext
     ctx = ChassisContext("c1", 1, local_ports={p: 100 + i for i, p in enumerate(ports)})
     n = sum(len(all_flows(app, view, ctx)) for app in (ArpApp(), DhcpApp()))
-    assert n / len(ports) <= 2.5
+    assert n <= 3 * len(ports) + 10  # + the fixture network's own addresses (router, DHCP, ...)
+
+
+def test_an_owner_without_a_usable_mac_gets_no_responder():
+    ni = services.NetworkIndex({"_key": 7, "provider:network_type": "vxlan"},
+                               known={0x0A000005: services.Answer("", "p", 5),
+                                      0x0A000006: services.Answer("nope", "q", 6),
+                                      0x0A000003: services.Answer("fa:16:3e:00:00:03", "r", 3)})
+    flows = services.arp_flows(ni, local_ports={})
+    assert set(answered(flows)) == {0x0A000003}  # the others fall to the overlay drop
+    assert [f for f in flows if not f.actions and "arp_tpa" not in match_dict(f.match)]

@@ -1,8 +1,10 @@
-"""Punt flows inside the whole compiled pipeline (every registered app), walked by the simulator."""
+"""SERVICE (ARP responders, DHCP punts) inside the whole compiled pipeline (every registered app),
+walked by the simulator."""
 from __future__ import annotations
 
 import pytest
 
+from flows.fields import mac
 from flows.simulator import packet
 from flows.tables import R
 from tests.unit.l2topo import BCAST, UPLINK, Topo, ctx, simulator
@@ -30,7 +32,7 @@ def topo():
     n2 = t.network("ext", ntype="flat", physnet="physnet1")
     _subnet(t, n2, "172.24.4.0/24", None, False)
     c = t.port(n2, MAC_C, "172.24.4.3", "c1")
-    d = t.port(n2, MAC_D, "172.24.4.4", "c2")  # remote: known, answered by the controller
+    d = t.port(n2, MAC_D, "172.24.4.4", "c2")  # remote: known, answered by c1's switch
     view = t.view()
     chassis = ctx("c1", {a["id"]: 1, b["id"]: 2, c["id"]: 3}, "192.0.2.1")
     return view, chassis, {"a": a, "b": b, "c": c, "d": d, "n1": n1, "n2": n2}
@@ -61,15 +63,34 @@ def test_dhcp_on_disabled_subnet_is_not_punted(topo):
     assert res.punts == []
 
 
-def test_arp_for_known_address_is_punted_not_flooded(topo):
+def assert_answered(res, in_port: int, asker_mac: str, asker_ip: str, ip: str, mac_: str) -> None:
+    """One ARP reply `ip is-at mac_` back out of the asking port, no packet-in, nothing flooded."""
+    assert res.punts == [] and res.ports() == [in_port], res.dump_trace()
+    got = res.outputs[0].on_wire()
+    want = arp(mac_, ip, asker_ip, op=2, dst=asker_mac)
+    want["arp_tha"] = mac(asker_mac)
+    assert got == want, res.dump_trace()
+
+
+def test_arp_for_known_address_is_answered_in_the_switch_not_flooded(topo):
     view, c, o = topo
     sim = simulator(view, c)
-    for tpa in ("10.0.0.4", "10.0.0.2"):  # a VM and the DHCP port
-        res = sim.run(arp(MAC_A, "10.0.0.3", tpa), in_port=1)
-        assert res.ports() == [] and [p.userdata for p in res.punts] == [b"arp"], res.dump_trace()
-        assert res.punts[0].packet["metadata"] == o["n1"]["_key"]
+    for tpa, mac_ in (("10.0.0.4", MAC_B), ("10.0.0.2", MAC_DHCP)):  # a VM and the DHCP port
+        assert_answered(sim.run(arp(MAC_A, "10.0.0.3", tpa), in_port=1), 1, MAC_A, "10.0.0.3", tpa, mac_)
     res = sim.run(arp(MAC_C, "172.24.4.3", "172.24.4.4"), in_port=3)  # remote port on a flat network
-    assert [p.userdata for p in res.punts] == [b"arp"] and res.ports() == []
+    assert_answered(res, 3, MAC_C, "172.24.4.3", "172.24.4.4", MAC_D)
+
+
+def test_own_address_probe_is_not_answered(topo):
+    """A DHCP client's duplicate-address check (sender 0.0.0.0) or a gratuitous ARP for its own
+    address must get no answer (OVN: ls_in_arp_rsp skips the owner's port); nor is it flooded."""
+    view, c, _ = topo
+    sim = simulator(view, c)
+    for spa in ("0.0.0.0", "10.0.0.3"):
+        res = sim.run(arp(MAC_A, spa, "10.0.0.3"), in_port=1)
+        assert res.punts == [] and res.ports() == [], res.dump_trace()
+    # someone else probing for A's address is answered (the address is taken)
+    assert_answered(sim.run(arp(MAC_B, "0.0.0.0", "10.0.0.3"), in_port=2), 2, MAC_B, "0.0.0.0", "10.0.0.3", MAC_A)
 
 
 def test_arp_for_unknown_address_dropped_on_overlay_flooded_on_provider(topo):
@@ -92,7 +113,8 @@ def test_arp_replies_and_other_traffic_follow_l2(topo):
 
 
 def test_punts_behind_port_security(topo):
-    """With port security on, client requests still reach the punts; spoofed ARP never does."""
+    """With port security on (PORT_SEC before SERVICE), client requests still reach the punt and
+    the responder; a spoofed ARP request is dropped before it is answered."""
     from apps.registry import default_apps
     from flows import compiler
     from flows.simulator import Simulator
@@ -103,9 +125,10 @@ def test_punts_behind_port_security(topo):
     sim = Simulator(compiler.all_flows(compiler.compile_chassis(default_apps(), view, c)))
     res = sim.run(dhcp(MAC_A), in_port=1)
     assert [p.userdata for p in res.punts] == [b"dhcp"], res.dump_trace()
-    res = sim.run(arp(MAC_A, "10.0.0.3", "10.0.0.4"), in_port=1)
-    assert [p.userdata for p in res.punts] == [b"arp"], res.dump_trace()
+    assert_answered(sim.run(arp(MAC_A, "10.0.0.3", "10.0.0.4"), in_port=1), 1, MAC_A, "10.0.0.3", "10.0.0.4", MAC_B)
     res = sim.run(arp(MAC_A, "10.0.0.66", "10.0.0.4"), in_port=1)  # foreign sender IP
-    assert res.punts == [] and res.ports() == []
+    assert res.punts == [] and res.ports() == [], res.dump_trace()
+    res = sim.run(arp(MAC_D, "10.0.0.3", "10.0.0.4"), in_port=1)  # foreign sender MAC
+    assert res.punts == [] and res.ports() == [], res.dump_trace()
     res = sim.run(dhcp(MAC_B), in_port=1)  # someone else's MAC
     assert res.punts == []
