@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.testbed import Bed  # noqa: E402
 
 PORT = 5201
+HOT_PACKETS = 1000  # a megaflow that carried at least this many packets carried the iperf3 stream
 
 CT_PIPELINE = [
     "table=0,priority=10,ip,actions=ct(table=1,zone=1)",
@@ -73,9 +74,26 @@ def megaflows(ch) -> dict:
     """The chassis datapath's megaflows right after a run: count, recirculations, ct actions."""
     text = ch.appctl("dpctl/dump-flows", check=False)
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("flow-dump")]
-    return {"megaflows": len(lines), "sample": [ln[:400] for ln in lines if "eth_type(0x0800)" in ln][:3],
+    # the stream's own megaflows (both directions): what one of its packets costs; each one
+    # beyond the first of a direction is a recirculation
+    hot = [ln for ln in lines if int((re.findall(r"packets:(\d+)", ln) or ["0"])[0]) >= HOT_PACKETS]
+    return {"megaflows": len(lines), "hot": len(hot), "hot_ct": sum(ln.count("ct(") for ln in hot),
+            "hot_commits": sum(ln.count("ct(commit") for ln in hot),
+            "sample": [ln[:400] for ln in lines if "eth_type(0x0800)" in ln][:3],
             "recirc_ids": len(set(re.findall(r"recirc_id\((0x[0-9a-f]+)\)", text))),
-            "ct_actions": sum(ln.count("ct(") for ln in lines)}
+            "ct_actions": sum(ln.count("ct(") for ln in lines),
+            "ct_commits": sum(ln.count("ct(commit") for ln in lines),
+            # megaflows of established packets that still commit (+est matched, ct(commit in actions)
+            "est_commits": sum(1 for ln in lines if re.search(r"ct_state\([^)]*\+est", ln) and "ct(commit" in ln)}
+
+
+def passes_per_packet(ch) -> float | None:
+    """Datapath passes per packet on the chassis since the last pmd-stats-clear (1 + the
+    recirculations per packet; every ct(table=…) is one), from dpif-netdev/pmd-stats-show."""
+    text = ch.appctl("dpif-netdev/pmd-stats-show", check=False)
+    rx = sum(int(n) for n in re.findall(r"packets received:\s*(\d+)", text))
+    recirc = sum(int(n) for n in re.findall(r"packet recirculations:\s*(\d+)", text))
+    return round((rx + recirc) / rx, 2) if rx else None
 
 
 def wait_ping(a, b, timeout: float = 30.0) -> bool:
@@ -102,6 +120,7 @@ def main() -> int:
     rounds = 1 if args.quick else args.rounds
     res: dict[str, list[float]] = {}
     flows_seen: dict[str, dict] = {}
+    passes: dict[str, list[float | None]] = {}
     with Bed("bench-dataplane") as bed:
         bed.start_controller()
         c1, c2 = bed.add_chassis("c1"), bed.add_chassis("c2")
@@ -127,7 +146,9 @@ def main() -> int:
         def run(label: str, cli, srv, look: bool) -> None:
             c1.appctl("dpctl/del-flows", check=False)  # this case's megaflows only
             c2.appctl("dpctl/del-flows", check=False)
+            c1.appctl("dpif-netdev/pmd-stats-clear", check=False)
             mbps = iperf(cli, srv, secs)
+            passes.setdefault(label, []).append(passes_per_packet(c1))
             if mbps is not None:
                 res.setdefault(label, []).append(mbps)
             if look:
@@ -156,18 +177,21 @@ def main() -> int:
         if label not in med:
             print(f"  {label:30} failed")
             continue
-        line = f"  {label:30} {med[label]:8.0f} Mbit/s"
+        line = f"  {label:30} {med[label]:8.0f} Mbit/s  passes/pkt {passes.get(label)}"
         if normal:
             line += f"   {med[label] / normal:.2f}× NORMAL"
         if ct:
             line += f"   {med[label] / ct:.2f}× ct-only"
         if label in flows_seen:
             fs = flows_seen[label]
-            line += f"   (megaflows {fs['megaflows']}, recirc ids {fs['recirc_ids']}, ct() {fs['ct_actions']})"
+            line += (f"   (megaflows {fs['megaflows']}, recirc ids {fs['recirc_ids']}, ct() {fs['ct_actions']},"
+                     f" commits {fs['ct_commits']}, +est commits {fs['est_commits']};"
+                     f" stream: {fs['hot']} megaflows, ct() {fs['hot_ct']}, commits {fs['hot_commits']})")
         print(line)
     print(json.dumps({"bench": "dataplane", "rounds": rounds,
                       "mbps": {k: [round(x) for x in v] for k, v in res.items()},
-                      "median_mbps": {k: round(v) for k, v in med.items()}, "megaflows": flows_seen}))
+                      "median_mbps": {k: round(v) for k, v in med.items()}, "passes_per_packet": passes,
+                      "megaflows": flows_seen}))
     return 0
 
 

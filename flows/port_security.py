@@ -24,7 +24,8 @@ NS, MLD and DHCPv6 client traffic (546→547) pass from the port's allowed sourc
 openvswitch_firewall allows the same: ICMPv6 MLD query/RS/NS from its addresses, NA only for a
 target it holds, and drops RA and DHCPv6 server traffic from instances).
 A port with port security off (or a trusted `network:*` port) instead gets one P_BYPASS flow
-that jumps over the chassis-wide drops; the security-group tables have its bypass too.
+that jumps over the chassis-wide drops; the security-group tables have its bypass too, in their
+conntrack stages as well (flows.security_groups.ct_bypass_flows: its packets never enter ct()).
 """
 from __future__ import annotations
 

@@ -5,21 +5,26 @@ ingress = what a VM receives, keyed on reg7 = receiving port):
 
   EGRESS_CT / INGRESS_CT  (chassis-wide) ip/ipv6 → ct(zone = port key taken straight from
                           reg6/reg7, table = *_SG). NDP, MLD, RS (out) and RA (in) skip conntrack
-                          (ALWAYS_ALLOWED_ICMPV6).
+                          (ALWAYS_ALLOWED_ICMPV6). A port with port security off has its own
+                          P_CT_BYPASS flow (reg=key → *_SG) above these: its packets never
+                          enter conntrack, as in Neutron's openvswitch_firewall.
   EGRESS_SG / INGRESS_SG  priority high → low:
     P_BYPASS    (port)    port security off: reg=key → next table (no filtering)
     P_UNTRACKED (base)    -trk ARP / the always-allowed ICMPv6 → next
     P_INVALID   (base)    +inv → drop
     P_REPLY     (base)    +est+rpl or +rel with ct_mark=0 → next  (stateful replies, ICMP errors)
     P_REPLY_BLOCKED(base) +rpl / +rel otherwise (ct_mark=1: blocked) → drop
-    P_GROUP + g (group g) the group's rules as conjunctive matches; a completed conjunction
-                          → ct(commit, exec(ct_mark=0)) → next. New *and* established
-                          original-direction packets are evaluated, every packet.
-    P_EST_BLOCK (base)    +est, original direction, no rule matched any more →
+    P_GROUP + g (group g) the group's rules as conjunctive matches. New *and* established
+                          original-direction packets are evaluated, every packet; a completed
+                          conjunction (verdicts()): +new → ct(commit, exec(ct_mark=0)) → next;
+                          +est ct_mark=0 → next, *no commit* (Neutron commits +new only);
+                          +est ct_mark=1 (blocked, a rule allows it again) → commit mark 0 → next.
+    P_EST_BLOCK (base)    +est ct_mark=0, original direction, no rule matched any more →
                           ct(commit, exec(ct_mark=1)), drop. This is what makes deleting a rule
                           (or a group from a port) cut running connections: their next packet
                           marks the connection blocked, and the replies then drop at
-                          P_REPLY_BLOCKED. Re-adding the rule re-opens it (commit sets mark 0).
+                          P_REPLY_BLOCKED; later original packets (mark 1) drop at P_DEFAULT
+                          uncommitted. Re-adding the rule re-opens it (commit sets mark 0).
     P_DEFAULT   (base)    anything else → drop (default deny, incl. non-IP other than ARP/ND)
 
 Conjunctions, so flows grow O(members + rules), never O(members × rules). For group g (key g)
@@ -73,6 +78,7 @@ DIRECTIONS = (EGRESS, INGRESS)
 CS_NEW, CS_EST, CS_REL, CS_RPL, CS_INV, CS_TRK = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
 CT_MARK_BLOCKED = 1
 
+P_CT_BYPASS = 120       # *_CT: port security off (above the NDP 110 and ip 100 flows)
 P_BYPASS = 65000
 P_UNTRACKED = 64000
 P_INVALID = 63000
@@ -160,9 +166,39 @@ def conj_id(group_key: int, remote_key: int = 0) -> int:
     return (group_key << 16) | remote_key
 
 
-def _allow(d: Dir) -> tuple:
-    return (CT(commit=True, zone_reg=d.port_reg, actions=(SetField("ct_mark", 0),)),
-            GotoTable(d.next_table))
+def _commit(d: Dir, mark: int) -> CT:
+    return CT(commit=True, zone_reg=d.port_reg, actions=(SetField("ct_mark", mark),))
+
+
+def verdicts(d: Dir) -> list[tuple[dict, tuple]]:
+    """What a completed conjunction does, by connection state (extra match → actions).
+
+    Only a change of the entry is committed, as in Neutron's openvswitch_firewall: a new
+    connection (commit, mark 0) or a blocked one a rule allows again (re-open: commit mark 0).
+    An established, allowed connection that still matches goes on without a commit — the
+    lookup in *_CT already refreshed its state and timeout. The three matches are disjoint
+    (+new-est / +est-new with mark 0 / with mark 1), so no two verdicts tie at one priority.
+    """
+    nxt = GotoTable(d.next_table)
+    est = ct_state(CS_TRK | CS_EST, CS_NEW)
+    return [
+        ({"ct_state": ct_state(CS_TRK | CS_NEW, CS_EST)}, (_commit(d, 0), nxt)),
+        ({"ct_state": est, "ct_mark": 0}, (nxt,)),
+        ({"ct_state": est, "ct_mark": CT_MARK_BLOCKED}, (_commit(d, 0), nxt)),
+    ]
+
+
+def ct_bypass_flows(port: Record) -> list[Flow]:
+    """Port security off: the port's traffic skips conntrack both ways (owner: the port).
+
+    In *_CT above the chassis-wide ct() flows, keyed on the port's register, straight to its
+    P_BYPASS in *_SG: no ct(), no recirculation, as Neutron's openvswitch_firewall leaves such
+    ports out of conntrack. A secured peer still tracks the connection in its own zone (its
+    ingress rules decide, its replies are +est+rpl there), and NAT has its own zones.
+    """
+    key, ck = int(port["_key"]), port_cookie(port)
+    return [flow(d.ct_table, P_CT_BYPASS, ck, [GotoTable(d.sg_table)], match={d.port_reg: key})
+            for d in DIRS.values()]
 
 
 # --------------------------------------------------------------------------- base flows
@@ -194,9 +230,10 @@ def base_flows() -> list[Flow]:
             flow(d.sg_table, P_DEFAULT, ck, []),
         ]
         for eth in (ETH_IP, ETH_IPV6):
-            block = CT(commit=True, zone_reg=d.port_reg, actions=(SetField("ct_mark", CT_MARK_BLOCKED),))
-            out.append(flow(d.sg_table, P_EST_BLOCK, ck, [block],
-                            match=dict(ct_state=ct_state(CS_TRK | CS_EST, CS_RPL | CS_INV), eth_type=eth)))
+            # mark 0 only: an already blocked connection's packets drop at P_DEFAULT, uncommitted
+            out.append(flow(d.sg_table, P_EST_BLOCK, ck, [_commit(d, CT_MARK_BLOCKED)],
+                            match=dict(ct_state=ct_state(CS_TRK | CS_EST, CS_RPL | CS_INV), ct_mark=0,
+                                       eth_type=eth)))
     return out
 
 
@@ -417,7 +454,8 @@ def group_flows(idx: GroupIndex, gid: str) -> list[Flow]:
                     fs.conj(d.sg_table, prio, pure_match, Conjunction(conj_id(gkey, rgs[rgid]), 3, 3))
         for cid, eths in verdict_eths.items():
             for eth in eths:
-                fs.add(d.sg_table, prio, {"conj_id": cid, "eth_type": eth}, _allow(d))
+                for extra, actions in verdicts(d):
+                    fs.add(d.sg_table, prio, {"conj_id": cid, "eth_type": eth, **extra}, actions)
     return fs.flows()
 
 
@@ -521,8 +559,9 @@ def port_flows(idx: GroupIndex, port: Record) -> list[Flow]:
         log.error("port %s key %d exceeds the conntrack zone range; its traffic is dropped", port.get("id"), key)
         return []
     if not is_secured(port):
-        return [flow(d.sg_table, P_BYPASS, ck, [GotoTable(d.next_table)], match={d.port_reg: key})
-                for d in DIRS.values()]
+        return ct_bypass_flows(port) + [
+            flow(d.sg_table, P_BYPASS, ck, [GotoTable(d.next_table)], match={d.port_reg: key})
+            for d in DIRS.values()]
     out: list[Flow] = []
     for gid in dict.fromkeys(port.get("security_groups") or []):
         group = idx.group(gid)

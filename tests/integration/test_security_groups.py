@@ -5,6 +5,7 @@ control), so a blocked result is never just "flows not there yet".
 """
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -147,3 +148,50 @@ def test_deleting_the_rule_cuts_a_running_tcp_connection(env):
     assert lst.received().count("line") == n, "connection resumed"
     assert "mark=1" in conntrack(c2), conntrack(c2)
     assert tcp(a, b, 5011)  # other connections are unaffected
+
+
+def _entries(table: str, src: str, dst: str) -> list[str]:
+    """Conntrack entries (dpctl/dump-conntrack lines) of connections from `src` to `dst`."""
+    return [ln for ln in table.splitlines() if f"orig=(src={src},dst={dst}," in ln]
+
+
+def _trace(chassis, src, dst) -> str:
+    """ofproto/trace of a TCP packet src → dst from src's tap (datapath actions, recirculations followed)."""
+    return chassis.appctl("ofproto/trace", chassis.bridge,
+                          f"in_port={src.tap},tcp,dl_src={src.mac},dl_dst={dst.mac},nw_src={src.ip},"
+                          f"nw_dst={dst.ip},nw_ttl=64,tp_src=40000,tp_dst=5020", check=False)
+
+
+def test_conntrack_only_for_secured_ports_and_no_commit_when_established(env):
+    """Ports without port security leave no conntrack entry (they bypass ct() both ways); one
+    sending to a secured port is tracked in that port's zone only, and its ingress rules
+    apply. Packets of an established connection run on megaflows without ct(commit)."""
+    bed, c1, c2 = env
+    api = bed.api
+    net, _ = fresh_network(api, "sg-ct")
+    web = group(api, "web")
+    rule(api, web, "ingress", "tcp", (5020, 5030))
+    open_port = {"port_security_enabled": False, "security_groups": []}
+    p, q = (bed.add_vm(c1, api.port(net, **open_port)) for _ in range(2))
+    a, b = (bed.add_vm(c1, vm_port(api, net, [web])) for _ in range(2))
+    assert eventually(lambda: tcp(p, q, 5020) and tcp(a, b, 5020)), bed.diagnostics()
+    assert tcp(q, p, 5021) and tcp(p, a, 5022)
+    assert not tcp(p, a, 5040), "a's ingress rules do not apply to a port without port security"
+    table = conntrack(c1)
+    assert not _entries(table, p.ip, q.ip) and not _entries(table, q.ip, p.ip), table
+    assert _entries(table, a.ip, b.ip), table  # positive control: secured ports are tracked
+    zones = {ln.split("zone=")[1].split(",")[0] for ln in _entries(table, p.ip, a.ip) if "zone=" in ln}
+    assert len(zones) == 1, table  # a's zone only, not p's
+    # an uncommitted ct() leaves no entry, so ask the switch what a packet does: p ↔ q no ct()
+    for src, dst in ((p, q), (q, p)):
+        assert "ct(" not in _trace(c1, src, dst), _trace(c1, src, dst)
+    assert "ct(" in _trace(c1, a, b), _trace(c1, a, b)  # positive control
+
+    lst = b.nc_listen(5025, timeout=40)
+    a.popen(["sh", "-c", f"for i in $(seq 1 200); do echo line$i; sleep 0.1; done | nc -n -w 25 {b.ip} 5025"])
+    assert eventually(lambda: lst.received().count("line") >= 20, timeout=15), "stream never flowed"
+    dp = [ln for ln in c1.appctl("dpctl/dump-flows", check=False).splitlines() if "ct_state(" in ln]
+    established = [ln for ln in dp if re.search(r"ct_state\([^)]*\+est", ln)]
+    assert established, "\n".join(dp)  # positive control: the stream's megaflows are there
+    recommits = [ln for ln in established if "ct(commit" in ln]
+    assert not recommits, "established packets are committed again:\n" + "\n".join(recommits)

@@ -111,6 +111,8 @@ def test_port_security_off_has_only_bypass_flows():
     flows = flows_of(t, {a["id"]: 1, b["id"]: 2})[ps.port_cookie(a)]
     mine = [f for f in flows if f.table in (T.PORT_SEC, T.EGRESS_SG, T.INGRESS_SG)]
     assert len(mine) == 3 and all(f.priority >= ps.P_BYPASS for f in mine)
+    ct = [f for f in flows if f.table in (T.EGRESS_CT, T.INGRESS_CT)]  # conntrack skipped both ways
+    assert len(ct) == 2 and not any(type(a).__name__ == "CT" for f in ct for a in f.actions)
 
 
 def test_trusted_network_ports_are_not_filtered():
