@@ -42,6 +42,8 @@ import time
 import uuid
 from pathlib import Path
 
+import requests
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -194,7 +196,17 @@ class Bench:
             shutil.rmtree(self.dir, ignore_errors=True)
 
     def stats(self) -> dict:
-        return self.api.get("/v2.0/tenantflow/stats")
+        """The controller's stats; at 10,000 ports its API can stall > 10 s while the worker
+        compiles (GIL), so a read timeout is retried (bounded) and the stall recorded."""
+        for _ in range(30):
+            t0 = time.perf_counter()
+            try:
+                return self.api.get("/v2.0/tenantflow/stats")
+            except requests.exceptions.Timeout:
+                stall = time.perf_counter() - t0
+                self.result["api_stalls"] = self.result.get("api_stalls", 0) + 1
+                print(f"  (stats API did not answer in {stall:.1f} s; retrying)", file=sys.stderr)
+        raise RuntimeError("stats API unresponsive")
 
     def dp_stats(self) -> dict:
         for d in self.stats()["datapaths"].values():
@@ -437,6 +449,68 @@ class Bench:
                         "new_flows": final - before})
         return out
 
+    def restart(self, timeout: float = 300.0) -> dict:
+        """Controller restarted on the same store, switch keeping its flows (fail-mode secure):
+        seconds from the new process's start until it is connected, idle, has read the switch
+        (one resync) and wants exactly what the switch holds; flow-mods it sent (target 0)."""
+        before = self.counter.count()
+        self.ctl.stop()
+        t0 = time.perf_counter()
+        self.ctl.start(self.ctl.extra_args, self.ctl.env, timeout=120)
+        self.api = self.ctl.client()
+        api_s = time.perf_counter() - t0
+        deadline = time.monotonic() + timeout
+        connected_s = None
+        while time.monotonic() < deadline:
+            st = self.stats()
+            d = next((v for v in st["datapaths"].values() if v.get("chassis") == CHASSIS), {})
+            if connected_s is None and d.get("connected"):
+                connected_s = time.perf_counter() - t0  # OVS's reconnect backoff ends here
+            if (st.get("idle") and d.get("connected") and d.get("resyncs", 0) >= 1
+                    and d.get("desired_flows") == d.get("installed_flows") == self.counter.count()):
+                break
+            time.sleep(0.05)
+        else:
+            raise RuntimeError(f"controller not ready {timeout}s after a restart; see {self.ctl.log_path}")
+        ready = time.perf_counter() - t0
+        d = self.dp_stats()
+        return {"ready_s": round(ready, 3), "api_up_s": round(api_s, 3),
+                "connected_s": round(connected_s if connected_s is not None else ready, 3),
+                "flow_mods": d.get("flow_mods", 0), "bundles": d.get("bundles", 0), "resyncs": d.get("resyncs", 0),
+                "flows_before": before, "flows_after": self.counter.count(),
+                "rss_kb": rss_kb(self.ctl.proc.pid)}
+
+    def cold_restart(self, bundle: int, timeout: float = 300.0) -> dict:
+        """Controller restarted onto a switch that lost every flow (vswitchd restarted empty): the
+        reconciler's first sync, with TENANTFLOW_FIRST_SYNC_BUNDLE=`bundle` (0: one bundle of the
+        whole diff; else bundles of at most that many flow-mods, each confirmed first). Seconds
+        from the switch reconnecting until it holds every flow, bundles sent."""
+        want = self.counter.count()
+        self.ctl.stop()
+        run(["ovs-ofctl", "-O", "OpenFlow13", "del-flows", BRIDGE], env=self.ovs.env)
+        env = dict(self.ctl.env, TENANTFLOW_FIRST_SYNC_BUNDLE=str(bundle))
+        t0 = time.perf_counter()
+        self.ctl.start(self.ctl.extra_args, env, timeout=120)
+        self.api = self.ctl.client()
+        deadline = time.monotonic() + timeout
+        connected_s = None
+        while time.monotonic() < deadline:
+            d = self.dp_stats()
+            if connected_s is None and d.get("connected"):
+                connected_s = time.perf_counter() - t0
+            if connected_s is not None and self.counter.count() >= want and self.stats().get("idle"):
+                break
+            time.sleep(0.02)
+        else:
+            raise RuntimeError(f"cold restart: switch not refilled in {timeout}s; see {self.ctl.log_path}")
+        done = time.perf_counter() - t0
+        d = self.dp_stats()
+        return {"bundle_limit": bundle, "connected_s": round(connected_s, 3),
+                "refill_s": round(done - connected_s, 3), "flow_mods": d.get("flow_mods", 0),
+                "bundles": d.get("bundles", 0), "resyncs": d.get("resyncs", 0),
+                "biggest_flush_s": round(d.get("biggest_flush_seconds") or 0, 3),
+                "rss_kb": rss_kb(self.ctl.proc.pid)}
+
     def ofctl_baseline(self) -> dict:
         """Dump the switch's flows and re-add exactly them to an empty bridge with one bundle."""
         self.ovs.add_bridge(BASE_BRIDGE, fail_mode="secure")
@@ -497,6 +571,10 @@ class Bench:
                     "plug": summary([p["plug_s"] for p in plugs]),
                     "ovs_port": summary([p["ovs_port_s"] for p in plugs])}
         res["rss_kb_end"] = rss_kb(self.ctl.proc.pid)
+        if self.args.restart:
+            res["restart"] = self.restart()
+            # same-run A/B of the first sync onto an empty switch: one bundle vs bounded bundles
+            res["cold_restart"] = [self.cold_restart(b) for b in self.args.cold_ab]
         res["ofctl_baseline"] = self.ofctl_baseline()
         res["loadavg_end"] = loadavg()
         return res
@@ -584,6 +662,17 @@ def report(res: dict) -> None:
     print(f"  bulk: {b['flow_mods']} flow-mods in {b['bundles']} bundles; API→switch rate {big:.0f} flows/s")
     print(f"  ovs-ofctl --bundle add-flows of the same {base['flows']} flows: {base['seconds']:.3f} s "
           f"= {base['flows_per_s']} flows/s; whole API→switch path vs that: {big / max(base['flows_per_s'], 1):.2f}")
+    if "restart" in res:
+        r = res["restart"]
+        print(f"  restart (same store, switch keeps its flows): ready after {r['ready_s']:.2f} s (API up"
+              f" {r['api_up_s']:.2f} s, switch reconnected {r['connected_s']:.2f} s: the controller's part"
+              f" {r['ready_s'] - r['connected_s']:.2f} s), {r['flow_mods']} flow-mods sent, {r['resyncs']} resync(s),"
+              f" switch {r['flows_before']} → {r['flows_after']} flows, RSS {r['rss_kb']['VmRSS'] / 1024:.1f} MB"
+              "   target 0 flow-mods, ≤ 5 s")
+    for c in res.get("cold_restart", []):
+        print(f"  cold restart (switch emptied), bundles ≤ {c['bundle_limit'] or 'all'}: switch refilled"
+              f" {c['refill_s']:.2f} s after it reconnected ({c['connected_s']:.2f} s), {c['flow_mods']}"
+              f" flow-mods in {c['bundles']} bundles, {c['resyncs']} resync(s)")
     print(f"  controller RSS idle (connected, no topology) {res['rss_kb_idle']['VmRSS'] / 1024:.1f} MB")
     print(f"  controller RSS after bulk {res['rss_kb_after_bulk']['VmRSS'] / 1024:.1f} MB, end "
           f"{res['rss_kb_end']['VmRSS'] / 1024:.1f} MB (peak {res['rss_kb_end']['VmHWM'] / 1024:.1f} MB)"
@@ -615,6 +704,10 @@ def main() -> int:
     ap.add_argument("--hub", choices=["native", "eventlet", "both"], default="both")
     ap.add_argument("--order", choices=["before", "after", "both"], default="both",
                     help="taps created before the POST (main figure), after it, or both")
+    ap.add_argument("--restart", action=argparse.BooleanOptionalAction, default=True,
+                    help="restart the controller at the end: ready time and flow-mods sent (target 0)")
+    ap.add_argument("--cold-ab", type=int, nargs="*", default=[0, 20000, 0, 20000], metavar="N",
+                    help="cold restarts (switch emptied) with TENANTFLOW_FIRST_SYNC_BUNDLE=N each (0: one bundle)")
     ap.add_argument("--profile", action="store_true", help="py-spy the controller (bulk, first extra port)")
     ap.add_argument("--env", action="append", default=[], metavar="K=V", help="extra env for tenantflow serve")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, flow dumps)")

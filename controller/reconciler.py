@@ -15,6 +15,7 @@ drive it with a fake switch and integration tests with a real os-ken Datapath.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -27,6 +28,11 @@ from flows.tables import MAX_METER_ID, OWNER_SHIFT, Owner, owner_label
 
 LOG = logging.getLogger(__name__)
 SEND_CHUNK = 2000  # flow-mods per write of a bundle: the switch parses one while we encode the next
+# First sync onto a switch holding none of our flows: bundles of at most this many flow-mods, each
+# confirmed before the next (0: one bundle). Atomicity buys nothing there (all adds, nothing to
+# replace), and one bundle of 160k flow-mods keeps OVS from answering anything until it commits.
+# Env override for same-run comparisons (bench/bench_scale.py --env).
+FIRST_SYNC_BUNDLE = int(os.environ.get("TENANTFLOW_FIRST_SYNC_BUNDLE", "0"))
 
 OURS = frozenset(int(o) for o in Owner if o != Owner.LEARNED)  # cookie kinds we may delete
 
@@ -100,6 +106,7 @@ class Reconciler:
         self.name = name
         self.encoder = encoder or wire.Encoder()
         self.timeout = timeout
+        self.first_sync_bundle = FIRST_SYNC_BUNDLE
         self.xids = xids or XidSource()
         self.stats = Stats()
         self._send: Callable[[bytes], bool] | None = None
@@ -380,7 +387,7 @@ class Reconciler:
             t0 = time.monotonic()
             try:
                 self._send_meters(meters_before)
-                sent = self._send_bundle(ops) if ops else 0
+                sent = self._send_slices(ops) if ops else 0
                 self._send_meters(meters_after)
             except Exception as exc:
                 # Fail closed: nothing is forgotten. What the switch holds is uncertain (the bundle
@@ -403,6 +410,20 @@ class Reconciler:
             metrics.observe_flush(self.name, st.last_flush_seconds)
             LOG.info("flushed %d flow-mods to %s in %.3fs", sent, self.name, st.last_flush_seconds)
             return sent
+
+    def _send_slices(self, ops: list) -> int:
+        """One bundle, or, on a first sync (the switch holds none of our flows, so every op is an
+        add), bundles of at most `first_sync_bundle`, each committed and confirmed before the next.
+        Still fail-closed in between: ops go by table, then descending priority, so a table filled
+        up to some priority gives a packet either its final verdict or the table-miss drop."""
+        size = self.first_sync_bundle
+        if size <= 0 or len(ops) <= size or self.installed:
+            return self._send_bundle(ops)
+        sent = 0
+        for start in range(0, len(ops), size):
+            sent += self._send_bundle(ops[start:start + size])
+            self._xid_ops = []
+        return sent
 
     def _send_bundle(self, ops: list) -> int:
         enc = self.encoder

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import logging
+import struct
 
 import pytest
 
 from controller import wire
-from controller.reconciler import Reconciler
+from controller.reconciler import Reconciler, ReconcileError
 from flows.flow import Flow, GotoTable, Output, SetField, make_match
 from flows.tables import Owner, cookie
 from tests.unit.fakeswitch import FakeSwitch
@@ -176,3 +177,66 @@ def test_the_keepalive_is_patient_while_a_bundle_is_out_and_strict_again_after()
     assert seen and min(seen) >= 30          # lenient for the whole reply timeout while waiting
     assert dp.max_unreplied_echo_requests == 4 and dp.unreplied_echo_requests == []
     assert echo_patience(_OskenDatapath(misses=0, interval=1.0), 30) is None  # keep-alive off
+
+
+def _bundle_opens(buf: bytes) -> int:
+    return sum(1 for mtype, _x, msg in wire.iter_messages(buf) if mtype == wire.OFPT_EXPERIMENTER
+               and struct.unpack_from("!I", msg, 12)[0] == wire.ONF_ET_BUNDLE_CONTROL
+               and struct.unpack_from("!H", msg, 20)[0] == wire.BUNDLE_OPEN_REQUEST)
+
+
+def test_a_first_sync_onto_an_empty_switch_goes_in_bounded_bundles_each_confirmed_first(rig):
+    """First sync (the switch holds none of our flows): bundles of at most first_sync_bundle, the
+    next one opened only once the switch has committed the previous (its table has grown); sent
+    by table, then descending priority, so every prefix fails closed. Afterwards a change is one
+    bundle again, whatever its size, and a resync of the same state sends nothing."""
+    rec, sw = rig
+    rec.first_sync_bundle = 4
+    for k in range(1, 8):
+        rec.set_owner(cookie(Owner.PORT, k), port_flows(k, k))
+    table_at_open: list[int] = []
+    send = sw.send
+
+    def spy(buf: bytes) -> bool:
+        table_at_open.extend([len(sw.table)] * _bundle_opens(buf))
+        return send(buf)
+    rec.attach(spy)
+    assert rec.resync() == 14
+    assert table_at_open == [0, 4, 8, 12]  # 4 + 4 + 4 + 2, each committed before the next opens
+    assert rec.stats.bundles == 4 and len(sw.table) == 14
+    order = [(f.table, -f.priority) for f in sorted((f for o in rec.owners() for f in rec.desired_flows(o)),
+                                                     key=lambda f: (f.table, -f.priority))]
+    assert order == sorted(order)
+    table_at_open.clear()
+    for k in range(1, 8):
+        rec.set_owner(cookie(Owner.PORT, k), port_flows(k, k + 20))  # 7 new keys + 7 deletes + 7 overwrites
+    assert rec.flush() == 21
+    assert table_at_open == [14]  # not a first sync: one atomic bundle
+    assert rec.resync() == 0
+
+
+def test_a_first_sync_failing_midway_keeps_what_committed_and_the_resync_sends_the_rest(rig):
+    rec, sw = rig
+    rec.first_sync_bundle = 4
+    for k in range(1, 6):
+        rec.set_owner(cookie(Owner.PORT, k), port_flows(k, k))
+    send = sw.send
+    armed = [True]
+
+    def fail_second(buf: bytes) -> bool:
+        if armed[0] and _bundle_opens(buf) and len(sw.table) == 4:
+            sw.fail_commits, armed[0] = 1, False  # the second bundle's commit fails, once
+        return send(buf)
+    rec.attach(fail_second)
+    with pytest.raises(ReconcileError):
+        rec.resync()
+    assert len(sw.table) == 4 and len(rec.installed) == 4 and not rec.installed_known
+    assert rec.resync() == 6 and len(sw.table) == 10  # the switch now holds some: one bundle
+
+
+def test_first_sync_bundle_zero_means_one_bundle(rig):
+    rec, sw = rig
+    rec.first_sync_bundle = 0
+    for k in range(1, 8):
+        rec.set_owner(cookie(Owner.PORT, k), port_flows(k, k))
+    assert rec.resync() == 14 and rec.stats.bundles == 1
