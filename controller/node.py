@@ -79,6 +79,23 @@ def ensure_bridge(bridge: str, dp_type: str, dpid: str, controllers: list[str], 
     if controllers and have_ctl != sorted(controllers):
         vsctl("set-controller", bridge, *controllers)
         changes.append(f"bridge {bridge}: controllers {' '.join(controllers)}")
+    if controllers:
+        ensure_fast_reconnect(bridge, changes)
+
+
+# OVS retries a lost controller with exponential backoff up to max_backoff (8 s by default), so a
+# restarted controller could wait 8 s for its switches; 1 s keeps restarts and failovers short
+# and costs one TCP connect attempt per second while a controller is down.
+RECONNECT_MAX_BACKOFF_MS = 1000
+
+
+def ensure_fast_reconnect(bridge: str, changes: list[str]) -> None:
+    """Every Controller record of the bridge gets max_backoff=RECONNECT_MAX_BACKOFF_MS."""
+    uuids = (_get("bridge", bridge, "controller") or "").strip("[]").replace(",", " ").split()
+    for uuid in uuids:
+        if _unquote(_get("controller", uuid, "max_backoff")) != str(RECONNECT_MAX_BACKOFF_MS):
+            vsctl("set", "controller", uuid, f"max_backoff={RECONNECT_MAX_BACKOFF_MS}")
+            changes.append(f"bridge {bridge}: controller {uuid[:8]} max_backoff={RECONNECT_MAX_BACKOFF_MS}")
 
 
 def _bridge_exists(bridge: str) -> bool:

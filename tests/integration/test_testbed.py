@@ -105,6 +105,8 @@ def test_chassis_connects_to_controller(bed: Bed) -> None:
     ch = bed.add_chassis("c1")              # runs tenantflow node init
     assert ch.wait_connected(timeout=20), bed.diagnostics()
     assert ch.ovs_vsctl("get", "bridge", "br-int", "fail_mode") == "secure"
+    # node init: a restarted controller is retried within 1 s, not OVS's default 8 s backoff
+    assert ch.ovs_vsctl("--bare", "--columns=max_backoff", "list", "controller").split() == ["1000"]
     names = [c["name"] for c in bed.api.list("chassis")]
     assert "c1" in names
 
