@@ -1,9 +1,10 @@
-"""Defensive parsing and building of every frame the controller reads or sends (ARP, DHCP, IPv4).
+"""Defensive parsing and building of every frame the controller reads or sends (DHCP, IPv4, and
+the ARP requests it sends: gratuitous ARPs, external next hops; ARP answers are switch flows).
 
 One place for packet code: apps import their builders and parsers from here.
 
 Why os-ken's packet library and not scapy: it is already loaded by the runtime, imports in
-~0.2 s (scapy ~1 s+), and decodes an ARP frame several times faster, which matters on the
+~0.2 s (scapy ~1 s+), and decodes frames several times faster, which matters on the
 packet-in path. Its parser raises assorted exceptions (struct.error, UnicodeDecodeError, ...)
 on garbage and silently truncates, so every entry point here catches, validates what it got
 and returns None for anything it cannot vouch for: callers count and drop.
@@ -48,18 +49,6 @@ MSG_NAMES = {DISCOVER: "DISCOVER", OFFER: "OFFER", REQUEST: "REQUEST", DECLINE: 
 
 
 @dataclass(frozen=True, slots=True)
-class ArpFrame:
-    """An Ethernet/IPv4 ARP packet, addresses as canonical text."""
-    eth_src: str
-    eth_dst: str
-    op: int
-    sha: str
-    spa: str
-    tha: str
-    tpa: str
-
-
-@dataclass(frozen=True, slots=True)
 class DhcpFrame:
     """A BOOTREQUEST from a client, with its options as {tag: bytes}."""
     eth_src: str
@@ -88,35 +77,6 @@ class DhcpFrame:
 
 def _canon_mac(text: str) -> str:
     return text.lower()
-
-
-def parse_arp(data: bytes) -> ArpFrame | None:
-    """Decode an untagged Ethernet/IPv4 ARP frame, or None if it is anything else."""
-    try:
-        if not 28 + 14 <= len(data) <= MAX_FRAME:
-            return None
-        eth, _, rest = ethernet.ethernet.parser(bytes(data))
-        if eth.ethertype != ETH_TYPE_ARP:
-            return None
-        a, _, _ = arp.arp.parser(rest)
-        if a.hwtype != 1 or a.proto != ETH_TYPE_IP or a.hlen != 6 or a.plen != 4:
-            return None
-        return ArpFrame(_canon_mac(eth.src), _canon_mac(eth.dst), int(a.opcode), _canon_mac(a.src_mac),
-                        a.src_ip, _canon_mac(a.dst_mac), a.dst_ip)
-    except Exception:  # noqa: BLE001 - os-ken raises many kinds on garbage; caller counts the drop
-        LOG.debug("unparseable ARP frame (%d bytes)", len(data), exc_info=True)
-        return None
-
-
-def build_arp_reply(request: ArpFrame, answer_mac: str) -> bytes:
-    """The ARP reply `tpa is-at answer_mac`, addressed to the requester only."""
-    pkt = packet.Packet()
-    pkt.add_protocol(ethernet.ethernet(dst=request.sha, src=answer_mac, ethertype=ETH_TYPE_ARP))
-    pkt.add_protocol(arp.arp(hwtype=1, proto=ETH_TYPE_IP, hlen=6, plen=4, opcode=arp.ARP_REPLY,
-                             src_mac=answer_mac, src_ip=request.tpa,
-                             dst_mac=request.sha, dst_ip=request.spa))
-    pkt.serialize()
-    return bytes(pkt.data)
 
 
 def build_arp_request(src_mac: str, src_ip: str, target_ip: str, vid: int = 0) -> bytes:

@@ -43,13 +43,13 @@ class PuntApp:
         return TokenBuckets(rate, self._burst or burst or max(2 * self.default_rate, 2 * rate))
 
     def configure(self, settings) -> None:
-        """Deployment settings (topology.model.settings.Settings.punt, `tenantflow serve --arp-rate …`):
+        """Deployment settings (topology.model.settings.Settings.punt, `tenantflow serve --dhcp-rate …`):
         this app's token bucket and the punt meters' bands; explicit constructor arguments win."""
         limits = getattr(settings, "punt", None)
         if limits is None:
             return
         self.limit = self._buckets(limits.rates.get(self.name), limits.bursts.get(self.name))
-        self.meters = qos.punt_meters(limits.meters, limits.rates.get("dhcp"), limits.rates.get("arp"))
+        self.meters = qos.punt_meters(limits.meters, limits.rates.get("dhcp"))
 
     # ---------------------------------------------------------------- FlowApp
     def owners_for_change(self, view, change: Change) -> Iterable[int]:

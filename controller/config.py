@@ -101,11 +101,11 @@ GATEWAY_OPTS = [
 
 # Controller-answered packets (apps/punt.py, flows/qos.py punt meters, apps/ipv6_ra.py, apps/router_icmp.py;
 # docs/services.md): → topology.model.settings.PuntLimits → each app's configure(). None = the app's default.
-PUNT_APPS = {"arp": 50, "dhcp": 10, "dhcp6": 10, "ra": 2, "ndp": 50}  # app name → its default answers/s (help)
+PUNT_APPS = {"dhcp": 10, "dhcp6": 10, "ra": 2, "ndp": 50}  # app name → its default answers/s (help)
 PUNT_OPTS: list[cfg.Opt] = [
     cfg.BoolOpt("punt-meters", default=True,
-                help="OpenFlow meters on the ARP (per network) and DHCP (per port) punts, 4x the app's rate "
-                     "(at least 500 and 100 packets/s): a flood is cut in the switch"),
+                help="OpenFlow meters on the DHCP punts (per port), 4x the app's rate (at least 100 "
+                     "packets/s): a flood is cut in the switch (ARP is answered there, nothing to meter)"),
 ]
 for _app, _rate in PUNT_APPS.items():
     PUNT_OPTS += [

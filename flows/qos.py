@@ -11,7 +11,8 @@ encoding is the plain OFPIT_METER instruction, so the flow body OVS echoes back 
 
 Meter ids are a pure function of the owner's key (stable across restarts, nothing allocated):
   purpose * 65536 + key, keys being 1..65535 (topology.store.writetx.KeyPool), purposes
-  0 DHCP punt (port key), 1 QoS egress (port), 2 QoS ingress (port), 3 ARP punt (network key);
+  0 DHCP punt (port key), 1 QoS egress (port), 2 QoS ingress (port), 3 reserved (network key: the
+  ARP punt meters of controllers before ARP was answered in the switch, still attributed so they go);
 the largest id, 262143, stays within OVS's userspace max_meter (262144, `ovs-ofctl meter-features`).
 
 Directions as Neutron's: egress = from the VM (metered and DSCP-marked where it enters the
@@ -40,10 +41,9 @@ PURPOSE_DHCP_PUNT, PURPOSE_EGRESS, PURPOSE_INGRESS, PURPOSE_ARP_PUNT = (
 OFPMF_KBPS, OFPMF_PKTPS, OFPMF_BURST = 1, 2, 4
 DEFAULT_BURST_RATE = 0.8  # Neutron's qos_consts.DEFAULT_BURST_RATE: burst = 80% of max_kbps when 0
 
-# Punt meters (docs/services.md measured them): per port for DHCP, per network for ARP, in
-# packets/s with a burst, above the apps' own token buckets so those still decide who is answered.
+# Punt meters (docs/services.md measured them): per port for DHCP, in packets/s with a burst,
+# above the app's own token bucket so that still decides who is answered. (ARP no longer punts.)
 PUNT_DHCP_RATE, PUNT_DHCP_BURST = 100, 200
-PUNT_ARP_RATE, PUNT_ARP_BURST = 500, 1000
 
 P_DSCP = 110      # CLASSIFY: in_port + ethertype → mark (and meter), above l2.CLASSIFY_PRIORITY
 P_EGRESS = 105    # CLASSIFY: in_port → meter
@@ -97,32 +97,26 @@ METER_TYPES = (MeterUse, MeteredController)  # what the reconciler collects mete
 @dataclass(frozen=True, slots=True)
 class PuntMeters:
     """The punt meters' bands, from the controller's settings (topology.model.settings.PuntLimits,
-    `tenantflow serve --punt-meters/--arp-rate/--dhcp-rate`): a value, so flows/ stays pure."""
+    `tenantflow serve --punt-meters/--dhcp-rate`): a value, so flows/ stays pure."""
     enabled: bool = True
     dhcp_rate: int = PUNT_DHCP_RATE
     dhcp_burst: int = PUNT_DHCP_BURST
-    arp_rate: int = PUNT_ARP_RATE
-    arp_burst: int = PUNT_ARP_BURST
 
     def dhcp(self, port_key: int) -> MeteredController | None:
         """The per-port DHCP punt meter, or None when punt meters are off."""
         return dhcp_punt_meter(port_key, self) if self.enabled else None
 
-    def arp(self, network_key: int) -> MeteredController | None:
-        """The per-network ARP punt meter, or None when punt meters are off."""
-        return arp_punt_meter(network_key, self) if self.enabled else None
-
 
 def _lifted(default: int, app_rate: float | None) -> int:
     """Punt meters sit above the apps' token buckets; lifting those (benchmarks and fuzz tests
-    raise --arp-rate/--dhcp-rate) lifts the meter with them (4× the app's rate, never below ours)."""
+    raise --dhcp-rate) lifts the meter with them (4× the app's rate, never below ours)."""
     return int(min(U32 // 2, max(default, 4 * (app_rate or 0.0))))
 
 
-def punt_meters(enabled: bool = True, dhcp_rate: float | None = None, arp_rate: float | None = None) -> PuntMeters:
-    """PuntMeters for the apps' configured DHCP/ARP answer rates (None: the apps' defaults)."""
-    dhcp, arp = _lifted(PUNT_DHCP_RATE, dhcp_rate), _lifted(PUNT_ARP_RATE, arp_rate)
-    return PuntMeters(enabled, dhcp, 2 * dhcp, arp, 2 * arp)
+def punt_meters(enabled: bool = True, dhcp_rate: float | None = None) -> PuntMeters:
+    """PuntMeters for the DHCP app's configured answer rate (None: the app's default)."""
+    dhcp = _lifted(PUNT_DHCP_RATE, dhcp_rate)
+    return PuntMeters(enabled, dhcp, 2 * dhcp)
 
 
 DEFAULT_PUNT_METERS = PuntMeters()
@@ -130,7 +124,7 @@ DEFAULT_PUNT_METERS = PuntMeters()
 
 def punt(userdata: bytes, meter_id: int, meter: MeteredController | None) -> Controller:
     """The punt action of flows/services.py: an explicit `meter_id` (a meter managed elsewhere)
-    wins; else the per-port / per-network punt meter (None: punt meters are off)."""
+    wins; else the per-port punt meter (None: punt meters are off)."""
     if meter_id or meter is None:
         return Controller(userdata=userdata, meter_id=meter_id)
     return MeteredController(userdata=userdata, meter_id=meter.meter_id, flags=meter.flags, rate=meter.rate,
@@ -146,11 +140,6 @@ def meter_id(purpose: int, key: int) -> int:
 def dhcp_punt_meter(port_key: int, bands: PuntMeters = DEFAULT_PUNT_METERS) -> MeteredController:
     return MeteredController(meter_id=meter_id(PURPOSE_DHCP_PUNT, port_key), rate=bands.dhcp_rate,
                              burst=bands.dhcp_burst)
-
-
-def arp_punt_meter(network_key: int, bands: PuntMeters = DEFAULT_PUNT_METERS) -> MeteredController:
-    return MeteredController(meter_id=meter_id(PURPOSE_ARP_PUNT, network_key), rate=bands.arp_rate,
-                             burst=bands.arp_burst)
 
 
 def kbps_meter(purpose: int, port_key: int, max_kbps: int, max_burst_kbps: int) -> MeterUse:

@@ -1,10 +1,12 @@
 """Punt limits reach the apps and the pure punt-meter compiler through Settings, never the
-environment: `tenantflow serve --arp-rate …` (and the deprecated TENANTFLOW_* variables, read
+environment: `tenantflow serve --dhcp-rate …` (and the deprecated TENANTFLOW_* variables, read
 only by controller/config.py) → Settings.punt → each app's configure() → flows."""
 from __future__ import annotations
 
 import ast
 from pathlib import Path
+
+import pytest
 
 from apps.arp import ArpApp
 from apps.dhcp import DhcpApp
@@ -32,8 +34,8 @@ def test_no_environment_reads_in_flows_or_apps():
 
 def test_defaults_unchanged():
     m = qos.punt_meters()
-    assert (m.dhcp_rate, m.dhcp_burst, m.arp_rate, m.arp_burst) == (100, 200, 500, 1000)
-    assert qos.punt_meters(True, 10, 50) == m == qos.DEFAULT_PUNT_METERS  # the apps' own defaults lift nothing
+    assert (m.dhcp_rate, m.dhcp_burst) == (100, 200)
+    assert qos.punt_meters(True, 10) == m == qos.DEFAULT_PUNT_METERS  # the app's own default lifts nothing
     arp = ArpApp()
     arp.configure(Settings())
     assert (arp.limit.rate, arp.limit.burst, arp.meters) == (50.0, 100.0, qos.DEFAULT_PUNT_METERS)
@@ -48,18 +50,19 @@ def test_defaults_unchanged():
 
 def test_rates_lift_buckets_and_meters():
     dhcp = DhcpApp()
-    dhcp.configure(_settings(rates={"dhcp": 1000.0, "arp": 10.0}, bursts={"dhcp": 3000.0}))
+    dhcp.configure(_settings(rates={"dhcp": 1000.0, "dhcp6": 10.0}, bursts={"dhcp": 3000.0}))
     assert (dhcp.limit.rate, dhcp.limit.burst) == (1000.0, 3000.0)
-    assert (dhcp.meters.dhcp_rate, dhcp.meters.dhcp_burst, dhcp.meters.arp_rate) == (4000, 8000, 500)
+    assert (dhcp.meters.dhcp_rate, dhcp.meters.dhcp_burst) == (4000, 8000)  # another app's rate: not DHCP's
     assert dhcp.dns_domain == "openstacklocal"  # DhcpApp's own configure still runs
     band = dhcp.meters.dhcp(5)
     assert band is not None and (band.rate, band.burst) == (4000, 8000)
 
 
 def test_explicit_arguments_win_over_settings():
-    arp = ArpApp(rate=7.0, burst=9.0)
-    arp.configure(_settings(rates={"arp": 1000.0}, bursts={"arp": 2000.0}))
-    assert (arp.limit.rate, arp.limit.burst) == (7.0, 9.0)
+    dhcp = DhcpApp(rate=7.0, burst=9.0)
+    dhcp.configure(_settings(rates={"dhcp": 1000.0}, bursts={"dhcp": 2000.0}))
+    assert (dhcp.limit.rate, dhcp.limit.burst) == (7.0, 9.0)
+    assert dhcp.meters.dhcp_rate == 4000  # the meter still follows the configured rate
     ra = Ipv6RaApp(min_interval=5.0, max_interval=10.0)
     ra.configure(_settings(ra_min_interval=50.0, ra_max_interval=200.0))
     assert (ra.min_interval, ra.max_interval) == (5.0, 10.0)
@@ -78,32 +81,43 @@ def test_ra_intervals_and_router_icmp_from_settings():
 
 def test_punt_meters_off_gives_plain_punts():
     m = qos.punt_meters(enabled=False)
-    assert m.dhcp(5) is None and m.arp(5) is None
+    assert m.dhcp(5) is None
     assert qos.punt(b"dhcp", 0, m.dhcp(5)) == Controller(userdata=b"dhcp")
-    app = ArpApp()
+    app = DhcpApp()
     app.configure(_settings(meters=False))
     assert app.meters.enabled is False
 
 
 def test_serve_flags_fill_settings():
-    cfg = config.load(["--store", "memory://", "--arp-rate", "1000", "--dhcp-burst", "40", "--nopunt-meters",
+    cfg = config.load(["--store", "memory://", "--dhcp-rate", "1000", "--dhcp-burst", "40", "--nopunt-meters",
                        "--ra-max-interval", "60", "--router-icmp-dst-burst", "9"])
     p = cfg.settings.punt
     assert (p.rates, p.bursts, p.meters, p.ra_max_interval, p.router_icmp_dst_burst) == \
-        ({"arp": 1000.0}, {"dhcp": 40.0}, False, 60.0, 9.0)
+        ({"dhcp": 1000.0}, {"dhcp": 40.0}, False, 60.0, 9.0)
     assert config.load(["--store", "memory://"]).settings.punt == PuntLimits()
 
 
+@pytest.mark.parametrize("flag", ["--arp-rate", "--arp-burst"])
+def test_arp_limits_are_gone(flag):
+    """ARP is answered by switch flows (flows/arp_responder.py): no ARP rate, burst or meter to set."""
+    with pytest.raises(SystemExit):
+        config.load(["--store", "memory://", flag, "10"])
+    assert not any("arp" in o.dest for o in config.PUNT_OPTS)
+    assert not hasattr(qos, "arp_punt_meter") and not hasattr(qos.DEFAULT_PUNT_METERS, "arp")
+
+
 def test_deprecated_environment_is_the_default_and_flags_win(monkeypatch):
-    monkeypatch.setenv("TENANTFLOW_ARP_RATE", "100000")
+    monkeypatch.setenv("TENANTFLOW_ARP_RATE", "100000")          # no such option any more: ignored
+    monkeypatch.setenv("TENANTFLOW_DHCP_BURST", "300")
     monkeypatch.setenv("TENANTFLOW_DHCP_RATE", "nonsense")       # ignored (logged)
     monkeypatch.setenv("TENANTFLOW_RA_MIN_INTERVAL", "-3")       # ignored (logged)
     monkeypatch.setenv("TENANTFLOW_ROUTER_ICMP_BURST", "12")
     monkeypatch.setenv("TENANTFLOW_PUNT_METERS", "0")
     p = config.load(["--store", "memory://"]).settings.punt
-    assert (p.rates, p.ra_min_interval, p.router_icmp_burst, p.meters) == ({"arp": 100000.0}, None, 12.0, False)
-    p = config.load(["--store", "memory://", "--arp-rate", "3", "--punt-meters"]).settings.punt
-    assert (p.rates, p.meters) == ({"arp": 3.0}, True)
+    assert (p.rates, p.bursts, p.ra_min_interval, p.router_icmp_burst, p.meters) == \
+        ({}, {"dhcp": 300.0}, None, 12.0, False)
+    p = config.load(["--store", "memory://", "--dhcp-burst", "3", "--punt-meters"]).settings.punt
+    assert (p.bursts, p.meters) == ({"dhcp": 3.0}, True)
 
 
 def test_one_ipv6_pseudo_header():

@@ -116,7 +116,7 @@ def test_shared_meter_of_two_flows_lives_while_one_uses_it(rig):
 
 def test_punt_meters_and_ids():
     assert qos.dhcp_punt_meter(5).meter_id == 5
-    assert qos.arp_punt_meter(65535).meter_id == 4 * 65536 - 1 < 262144
+    assert qos.meter_id(qos.PURPOSE_ARP_PUNT, 65535) == 4 * 65536 - 1 < 262144  # reserved purpose, still in range
     punt = qos.punt(b"dhcp", 0, qos.dhcp_punt_meter(5))
     assert punt.ofctl() == "controller(max_len=65535,userdata=64.68.63.70,meter_id=5)"
     assert qos.punt(b"dhcp", 2, qos.dhcp_punt_meter(5)) == Controller(userdata=b"dhcp", meter_id=2)

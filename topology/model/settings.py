@@ -12,14 +12,14 @@ DEFAULT_PROJECT_ID = "b1f2d8a6e6a54a48a6c2c4f1f0d0a001"
 
 @dataclass
 class PuntLimits:
-    """Limits of the controller-answered packets (`tenantflow serve --arp-rate …`, docs/services.md).
+    """Limits of the controller-answered packets (`tenantflow serve --dhcp-rate …`, docs/services.md).
 
     Why here: apps get them through `configure(settings)` and hand them to the pure flow
     compilers (the punt meters' bands); nothing under apps/ or flows/ reads the environment.
     None = the app's own default (apps/*.py `default_rate`; burst max(2×default, 2×rate)).
     """
-    meters: bool = True                                         # OpenFlow meters on the ARP/DHCP punts
-    rates: dict[str, float] = field(default_factory=dict)      # app name (arp dhcp dhcp6 ra ndp) → /s per port
+    meters: bool = True                                         # OpenFlow meters on the DHCP punts
+    rates: dict[str, float] = field(default_factory=dict)      # app name (dhcp dhcp6 ra ndp) → /s per port
     bursts: dict[str, float] = field(default_factory=dict)     # app name → bucket size
     ra_min_interval: float | None = None                        # unsolicited RAs (Neutron's 30 s)
     ra_max_interval: float | None = None                        # (Neutron's 100 s)
