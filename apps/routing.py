@@ -1,5 +1,6 @@
 """RoutingApp: distributed east-west routing (flows.routing) and routers that answer ICMP
-(flows.router_icmp, apps.router_icmp), one owner per router."""
+(flows.router_icmp, apps.router_icmp), one owner per router; each port's neighbour entries in its
+routers are the port's own (flows.routing.port_neighbor_flows), so a new port does not recompile them."""
 from __future__ import annotations
 
 from typing import Iterable
@@ -32,8 +33,13 @@ class RoutingApp:
     def owners_for_chassis(self, view, ctx) -> Iterable[int]:
         return routing.owners_on_chassis(view, ctx)
 
+    def owners_for_port_location(self, view, ctx, port) -> Iterable[int]:
+        return routing.owners_for_port_location(view, ctx, port)
+
     def compile(self, view, ctx, owner: int) -> Iterable[Flow]:
         kind, router = owner_record(view, owner)
+        if kind is Owner.PORT and router is not None:  # the port's neighbour entries in its routers
+            return routing.port_neighbor_flows(view, ctx, router)
         if kind is not Owner.ROUTER or router is None:
             return ()
         flows = routing.router_flows(view, ctx, router)

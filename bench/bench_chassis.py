@@ -14,7 +14,9 @@ started here:
   6. with K > 1, TIMED "kill -9 of a controller" → every chassis it owned has a confirmed master
      among the survivors, then → converged (the heirs compile what they inherit: only owners
      compile, docs/ha.md); flow-mods the survivors sent on takeover (0 = nothing changed);
-  7. RSS of every controller (VmRSS/VmHWM).
+  7. RSS of every controller (VmRSS/VmHWM);
+  8. for 4 and 5, CPU seconds of the controllers, all ovs-vswitchd, all ovsdb-server, etcd and
+     this bench (/proc/<pid>/stat): where the seconds go on a machine whose cores they share.
 
 Usage (make bench runs --quick): scripts/netns-run tf-bench -- .venv/bin/python bench/bench_chassis.py
 [--quick] [--chassis C] [--ports P] [--networks N] [--routers R] [--controllers 1,3].
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import statistics
 import sys
@@ -47,6 +50,18 @@ def rss_kb(pid: int) -> dict[str, int]:
             if line.startswith(("VmRSS:", "VmHWM:")):
                 out[line.split(":")[0]] = int(line.split()[1])
     return out
+
+
+def cpu_s(pid: int | None) -> float:
+    """User + system CPU seconds of a process so far (0 when it is gone)."""
+    if pid is None:
+        return 0.0
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def stats(ctl: Controller) -> dict:
@@ -104,7 +119,11 @@ class Cloud:
 
     def converged(self, ports: set[str]) -> bool:
         """Every port bound, every controller idle, every chassis' master in sync."""
-        if ports:
+        if ports and len(ports) <= 10:  # one more port: ask for it, not for the list of all ports
+            # (listing thousands of ports every 50 ms cost the controller more CPU than the change)
+            if not all(self.bed.api.get(f"/v2.0/ports/{pid}")["port"].get("binding:host_id") for pid in ports):
+                return False
+        elif ports:
             bound = {p["id"] for p in self.bed.api.get("/v2.0/ports", fields=["id", "binding:host_id"])["ports"]
                      if p.get("binding:host_id")}
             if not ports <= bound:
@@ -136,6 +155,22 @@ class Cloud:
                 first = None
             time.sleep(0.05)
         raise RuntimeError("no convergence")
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds so far: controllers, every ovs-vswitchd, every ovsdb-server, etcd, this bench."""
+        ovs = [ch.ovs for ch in self.bed.chassis.values()]
+        own = os.times()
+        return {"controllers": sum(cpu_s(c.proc.pid) for c in self.live() if c.proc),
+                "ovs_vswitchd": sum(cpu_s(o._pid("ovs-vswitchd")) for o in ovs),
+                "ovsdb_server": sum(cpu_s(o._pid("ovsdb-server")) for o in ovs),
+                "etcd": cpu_s(getattr(getattr(self.etcd, "proc", None), "pid", None)),
+                "bench": own.user + own.system}
+
+    @staticmethod
+    def cpu_delta(before: dict[str, float], after: dict[str, float], wall: float) -> dict[str, float]:
+        out = {k: round(after[k] - before[k], 2) for k in after}
+        out["wall"] = round(wall, 2)
+        return out
 
     def flow_mods(self) -> int:
         return sum(dp.get("flow_mods", 0) for c in self.live() for dp in stats(c)["datapaths"].values())
@@ -177,14 +212,19 @@ class Cloud:
             self.add_taps(ch, ids[ci::len(chassis)])
         self.settle(set(), time.perf_counter())
         mods0 = self.flow_mods()
+        cpu0 = self.cpu()
         t0 = time.perf_counter()
         api.post("/v2.0/ports", {"ports": [{"id": pid, "network_id": nets[i % len(nets)]["id"], "name": f"p{i}"}
                                            for i, pid in enumerate(ids)]})
         res["api_to_all_flows_s"] = round(self.settle(set(ids), t0), 3)
+        # CPU seconds spent meanwhile (to the end of the settle polls), per process kind
+        res["cpu_bulk_s"] = self.cpu_delta(cpu0, self.cpu(), time.perf_counter() - t0)
         res["flow_mods_bulk"] = self.flow_mods() - mods0
         res["flows_total"] = sum(dp["installed_flows"] for c in self.live() for dp in stats(c)["datapaths"].values()
                                  if dp.get("master"))
         one = []
+        cpu0 = self.cpu()
+        t_one = 0.0
         for r in range(a.one_more):
             pid = str(uuid.uuid4())
             self.add_taps(chassis[r % len(chassis)], [pid])
@@ -192,7 +232,10 @@ class Cloud:
             t0 = time.perf_counter()
             api.post("/v2.0/ports", {"port": {"id": pid, "network_id": nets[r % len(nets)]["id"]}})
             one.append(self.settle({pid}, t0))
+            t_one += time.perf_counter() - t0
         res["one_more_port_s_median"] = round(statistics.median(one), 3) if one else None
+        res["one_more_port_s"] = [round(x, 3) for x in one]
+        res["cpu_one_more_s"] = self.cpu_delta(cpu0, self.cpu(), t_one)  # incl. the taps and settles
         res["rss_kb"] = [rss_kb(c.proc.pid) for c in self.live() if c.proc]
         res["compiled_per_controller"] = sorted(
             sum(1 for dp in stats(c)["datapaths"].values() if dp.get("compiled")) for c in self.live())
@@ -235,7 +278,7 @@ def main() -> int:
             cloud.close()
     keys = ["controllers", "chassis_up_s", "masters_per_controller", "api_to_all_flows_s", "flow_mods_bulk",
             "flows_total", "one_more_port_s_median", "compiled_per_controller", "takeover_s", "takeover_chassis",
-            "takeover_converged_s", "takeover_flow_mods"]
+            "takeover_converged_s", "takeover_flow_mods", "cpu_bulk_s", "one_more_port_s"]
     for key in keys:
         print(f"{key:24}" + "".join(f"{str(r.get(key, '-')):>22}" for r in results))
     for r in results:

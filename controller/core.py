@@ -58,9 +58,9 @@ class AppCompiler:
     def compile_owner(self, view, ctx: ChassisContext, owner: int) -> frozenset[Flow]:
         return frozenset(compiler.compile_owner(self.flow_apps, view, ctx, owner))
 
-    def owners_for_port_location(self, view, port_id: str) -> set[int]:
-        """Owners a port's tap appearing on / vanishing from a chassis may bring there."""
-        return set(compiler.owners_for_port_location(self.flow_apps, view, port_id))
+    def owners_for_port_location(self, view, port_id: str, ctx: ChassisContext | None = None) -> set[int]:
+        """Owners a port's tap appearing on / vanishing from ctx's chassis may bring there."""
+        return set(compiler.owners_for_port_location(self.flow_apps, view, port_id, ctx))
 
     def owners_for_chassis(self, view, ctx: ChassisContext) -> set[int]:
         return set(compiler.owners_for_chassis(self.flow_apps, view, ctx))
@@ -218,6 +218,9 @@ class Core:
         # chassis that becomes ours compiles afresh before its first (resync) flush.
         self.is_master: Callable[[int], bool] = is_master or (lambda dpid: True)
         self.compiles: Callable[[int], bool] = lambda dpid: True
+        # HA standby share: another member's chassis we would inherit, compiled (warm, never
+        # sent) after our own chassis' flushes, so a standby compile never delays them
+        self.standby: Callable[[int], bool] = lambda dpid: False
         self.ha_stats: Callable[[], dict] = lambda: {"mode": "single"}  # who owns which chassis
         # Gateway failover (controller/gateway.py): chassis liveness into the store, gateway
         # ports' binding:host_id, GARPs. HA: `owned_elsewhere(dpid)` = another live controller
@@ -440,20 +443,25 @@ class Core:
             # groups with their member lists) compile once rather than once per slice of it
             self._carry = (dirty, inputs, rebuild_ctx)
             return
-        for e in self.registry.connected():
+        sends: list[tuple[DatapathEntry, Callable[[], None]]] = []
+        entries = list(self.registry.connected())
+        warm = [e for e in entries if self.standby(e.dpid)]
+        for e in [e for e in entries if not self.standby(e.dpid)] + [None] + warm:
+            if e is None:  # own chassis compiled: flush them before any standby compile
+                self._send_all(sends)
+                sends = []
+                continue
             try:
                 extra, moved = self._refresh_context(e) if rebuild_ctx or e.ctx is None else (set(), set())
-                self._converge(e, dirty | extra if extra else dirty, inputs | moved if moved else inputs)
+                send = self._converge(e, dirty | extra if extra else dirty, inputs | moved if moved else inputs)
             except Exception as exc:  # noqa: BLE001 — one datapath's failure never skips the others
-                LOG.exception("convergence of datapath %s (%s) failed; full recompute and resync",
-                              dpid_name(e.dpid), e.chassis)
-                e.needs_full = e.needs_resync = True
-                e.reconcile_errors += 1
-                e.last_error = f"{type(exc).__name__}: {exc}"
-            if e.needs_retry() and self.is_master(e.dpid):
-                self._schedule_retry(e)
+                self._convergence_failed(e, exc)
+                send = None
+            if send is not None:
+                sends.append((e, send))
             else:
-                e.retry_attempt = 0
+                self._after_converge(e)
+        self._send_all(sends)
         if gateway_due:
             self._gateway_duties()
         if self._bindings_pending and not any(e.flush_deferred for e in self.registry.connected()):
@@ -461,6 +469,42 @@ class Core:
             # is never ACTIVE before its flows are there (a deferred flush keeps them waiting)
             self._bind_q.put(self._bindings_pending)
             self._bindings_pending = []
+
+    def _convergence_failed(self, e: DatapathEntry, exc: Exception) -> None:
+        LOG.error("convergence of datapath %s (%s) failed; full recompute and resync",
+                  dpid_name(e.dpid), e.chassis, exc_info=exc)
+        e.needs_full = e.needs_resync = True
+        e.reconcile_errors += 1
+        e.last_error = f"{type(exc).__name__}: {exc}"
+
+    def _after_converge(self, e: DatapathEntry) -> None:
+        if e.needs_retry() and self.is_master(e.dpid):
+            self._schedule_retry(e)
+        else:
+            e.retry_attempt = 0
+
+    def _send_all(self, sends: list[tuple[DatapathEntry, Callable[[], None]]]) -> None:
+        """Send every datapath's bundle of this batch at once and wait for all the barriers.
+
+        Why: compiled one after the other, the bundles used to go out one after the other too,
+        each waiting for its switch's barrier before the next chassis was even sent to — so a
+        change touching C chassis cost C switch round trips (and each switch's commit time) in
+        series. Each datapath has its own reconciler and connection; the sends overlap, and the
+        batch ends when the slowest switch has answered (or its reply timeout fired)."""
+        def one(e: DatapathEntry, send: Callable[[], None]) -> None:
+            try:
+                send()
+            except Exception as exc:  # noqa: BLE001 — one datapath's failure never skips the others
+                self._convergence_failed(e, exc)
+
+        if len(sends) > 1:
+            threads = [hub.spawn(one, e, send) for e, send in sends[1:]]
+            one(*sends[0])
+            hub.joinall(threads)
+        elif sends:
+            one(*sends[0])
+        for e, _send in sends:
+            self._after_converge(e)
 
     # ------------------------------------------------------------------ gateway failover
     def _wake_liveness_at(self, when: float) -> None:
@@ -584,20 +628,22 @@ class Core:
                 if old is None or e.needs_full or not e.compiled or _differs_beyond_ports(old, ctx):
                     e.needs_full = True
                 else:
-                    extra = self._location_owners(old.local_ports, ctx.local_ports)
+                    extra = self._location_owners(old.local_ports, ctx.local_ports, ctx)
                     moved = engine.location_inputs(old.local_ports, ctx.local_ports)
                 LOG.info("chassis %s: %d local ports, uplinks %s, tunnels %s", ctx.name, len(ctx.local_ports),
                          ctx.uplinks, ctx.tunnel_ports)
         self._update_bindings(e, up, old)
         return extra, moved
 
-    def _location_owners(self, before: dict[str, int], after: dict[str, int]) -> set[int]:
-        """Owners touched by ports that appeared, vanished or changed ofport (view lock held)."""
+    def _location_owners(self, before: dict[str, int], after: dict[str, int],
+                         ctx: ChassisContext | None = None) -> set[int]:
+        """Owners touched by ports that appeared, vanished or changed ofport on ctx's chassis
+        (view lock held)."""
         changed = {p for p in before.keys() | after.keys() if before.get(p) != after.get(p)}
         owners: set[int] = set()
         for pid in changed:
             try:
-                owners |= self.compiler.owners_for_port_location(self.view, pid)
+                owners |= self.compiler.owners_for_port_location(self.view, pid, ctx)
             except Exception:  # noqa: BLE001 — fall back to a full recompile, logged with the port
                 LOG.exception("owners for location change of port %s failed; full recompile", pid)
                 for e in self.registry.all():
@@ -680,16 +726,17 @@ class Core:
         self.deferred_flushes += 1
         return True
 
-    def _converge(self, e: DatapathEntry, dirty: set[int], inputs: set[tuple]) -> None:
+    def _converge(self, e: DatapathEntry, dirty: set[int], inputs: set[tuple]) -> Callable[[], None] | None:
+        """Compile `e`'s dirty owners; returns its send (run by _send_all), or None (nothing to send)."""
         if e.ctx is None:
-            return
+            return None
         if not self.compiles(e.dpid):  # HA: another controller owns it — its compile, not ours
             if e.compiled or e.reconciler.owners():
                 LOG.info("chassis %s is owned elsewhere: its desired flows are dropped here", e.ctx.name)
                 e.drop_compiled()
             e.needs_full = e.needs_resync = True
             self._announce.pop(e.dpid, None)
-            return
+            return None
         rec = e.reconciler
         t0 = time.monotonic()
         with self.view_lock:
@@ -725,11 +772,18 @@ class Core:
             # every flow the previous master left, so nothing goes out until a full compile works.
             e.needs_resync = True
             self._announce.pop(e.dpid, None)  # the master announces
-            return
+            return None
         if not e.needs_resync and rec.installed_known and self._defer_flush():
             e.flush_deferred = True  # the batch already queued sends it, with its own changes
-            return
+            return None
         e.flush_deferred = False
+        return lambda: self._send(e, t0, t1)
+
+    def _send(self, e: DatapathEntry, t0: float, t1: float) -> None:
+        """Converge the switch with what _converge compiled (see _send_all: runs alongside the
+        other datapaths' sends of the batch)."""
+        rec = e.reconciler
+        name = e.ctx.name if e.ctx is not None else dpid_name(e.dpid)
         try:
             if e.needs_resync or not rec.installed_known:
                 sent = rec.resync()
@@ -738,16 +792,16 @@ class Core:
                 sent = rec.flush()
         except Exception as exc:  # noqa: BLE001 — whatever it was, the switch is read back next time
             if isinstance(exc, ReconcileError):
-                LOG.error("reconcile of %s failed: %s; will resync", e.ctx.name, exc)
+                LOG.error("reconcile of %s failed: %s; will resync", name, exc)
             else:
-                LOG.exception("reconcile of %s failed; will resync", e.ctx.name)
+                LOG.exception("reconcile of %s failed; will resync", name)
             e.needs_resync = True
             e.reconcile_errors += 1
             e.last_error = f"{type(exc).__name__}: {exc}"
             return
         if sent or e.needs_full:
-            LOG.info("chassis %s: compile %.3fs, %d flow-mods in %.3fs", e.ctx.name, t1 - t0, sent,
-                     time.monotonic() - t1)
+            LOG.info("chassis %s: compile %.3fs, %d flow-mods in %.3fs (sent with the batch's others)",
+                     name, t1 - t0, sent, time.monotonic() - t1)
         garps = self._announce.pop(e.dpid, None)
         if garps and e.datapath is not None:  # the flows that answer for them are on the switch now
             self._send_announcements(e.dpid, e.datapath, garps, self.gateway.garp_count - 1)

@@ -29,6 +29,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from collections import Counter
 from typing import Any, Callable, Iterable, Mapping
 
@@ -87,6 +88,25 @@ def _best_move(plan: dict[int, str], live: list[str], load: Counter[str],
     return None
 
 
+def standby_share(current: Mapping[int, str], members: Iterable[str],
+                  eligible: Mapping[int, set[str]], me: str) -> set[int]:
+    """The chassis `me` would inherit if their current owner died: one balance() per other live
+    member, on the same snapshot, with that member removed. Why: `me` keeps exactly these warm
+    (compiled, never flushed), so a takeover is a pure diff — ≈ one more share of compile work
+    per member, not K× (each chassis has one heir per possible death of its owner)."""
+    live = set(members)
+    out: set[int] = set()
+    for dead in sorted(live - {me}):
+        theirs = {d for d, o in current.items() if o == dead}
+        if not theirs:
+            continue
+        rest = {d: o for d, o in current.items() if o != dead}
+        elig = {d: s - {dead} for d, s in eligible.items()}
+        plan = balance(rest, live - {dead}, elig)
+        out |= {d for d in theirs if plan.get(d) == me}
+    return out
+
+
 # ------------------------------------------------------------------ single controller
 class SoloOwnership:
     """One controller, no etcd: master of every datapath, as before HA existed."""
@@ -98,6 +118,9 @@ class SoloOwnership:
 
     def compiles(self, dpid: int) -> bool:
         return True
+
+    def is_standby(self, dpid: int) -> bool:
+        return False
 
     def owned_elsewhere(self, dpid: int) -> bool:
         return False
@@ -163,6 +186,10 @@ class EtcdOwnership:
         self._alive_sent = 0.0                 # monotonic send time of the last successful keep-alive
         self.fenced = True                     # no lease yet: nothing is ours
         self.owners: dict[int, tuple[str, int]] = {}   # dpid → (owner, generation) as last read
+        self.standby: set[int] = set()                 # others' chassis we would inherit (kept warm)
+        self.instance = uuid.uuid4().hex               # this process, in our member key's value
+        self.duplicate: str | None = None              # another live process claims our member id
+        self._foreign_since: float | None = None       # joining: our id's key held by another process
         self.members: dict[str, dict] = {}
         self.moves = 0                                  # assignments this member wrote
         self.errors = 0
@@ -182,8 +209,16 @@ class EtcdOwnership:
         round that read the assignment, before the switch confirms MASTER, so the compile overlaps
         the role round trip — or we are its confirmed master. Not cleared by fencing: through an
         etcd outage the owner stays warm and resumes with a pure diff. The other members' chassis
-        are not compiled here (the compile work is shared, not repeated K times)."""
-        return self.owners.get(dpid, ("", 0))[0] == self.member_id or self.roles.is_master(dpid)
+        are not compiled here — except our *standby* share (`standby_share`): the chassis we
+        would inherit if their owner died, kept warm so that takeover is a pure diff."""
+        return (self.owners.get(dpid, ("", 0))[0] == self.member_id or self.roles.is_master(dpid)
+                or dpid in self.standby)
+
+    def is_standby(self, dpid: int) -> bool:
+        """Compiled only as a standby (another member owns it): the core compiles it after its
+        own chassis' flushes and never sends to it."""
+        return dpid in self.standby and self.owners.get(dpid, ("", 0))[0] != self.member_id \
+            and not self.roles.is_master(dpid)
 
     def owned_elsewhere(self, dpid: int) -> bool:
         """Another live member owns `dpid` (as last read): it speaks for that chassis' liveness
@@ -230,7 +265,9 @@ class EtcdOwnership:
     def stats(self) -> dict:
         me = self.member_id
         return {"mode": self.mode, "member_id": me, "fenced": self.fenced, "lease_ttl": self.ttl,
-                "members": sorted(self.members), "moves_written": self.moves, "errors": self.errors,
+                "members": sorted(self.members), "duplicate_id": self.duplicate,
+                "standby": [f"{d:016x}" for d in sorted(self.standby)],
+                "moves_written": self.moves, "errors": self.errors,
                 "last_error": self._last_error,
                 "owners": {f"{d:016x}": {"owner": o, "generation": g, "mine": o == me}
                            for d, (o, g) in sorted(self.owners.items())},
@@ -238,7 +275,7 @@ class EtcdOwnership:
 
     # ------------------------------------------------------------------ loop
     def _loop(self) -> None:
-        while not self._stop.is_set():
+        while not self._stop.is_set() and self.duplicate is None:
             try:
                 self.tick()
                 if self._last_error is not None:
@@ -267,13 +304,17 @@ class EtcdOwnership:
         """One round: keep our lease, publish our datapaths, read, rebalance, apply roles."""
         self._keep_alive()
         dpids = sorted(self.roles.dpids())
+        if self._published is None and self._held_by_other():
+            return  # a predecessor's key waits for its lease to expire, or a duplicate: not ours yet
         if self._published != (self._lease.id, tuple(dpids)):
-            value = json.dumps({"id": self.member_id, "address": self.address,
+            value = json.dumps({"id": self.member_id, "address": self.address, "instance": self.instance,
                                 "dpids": [f"{d:016x}" for d in dpids]}).encode()
             self._txn([], [{"request_put": {"key": _b64(self._members_prefix + self.member_id.encode()),
                                             "value": _b64(value), "lease": self._lease.id}}])
             self._published = (self._lease.id, tuple(dpids))
         members, owners = self._read()
+        if self._claimed_elsewhere(members):
+            return
         plan = balance({d: o for d, (o, _m) in owners.items()}, members,
                        self._eligible(members))
         changed = {d: o for d, o in plan.items() if owners.get(d, ("", 0))[0] != o}
@@ -289,7 +330,57 @@ class EtcdOwnership:
         if self.fenced:
             LOG.info("member %s is live in etcd: taking its chassis", self.member_id)
         self.fenced = False
+        current = {d: o for d, (o, _g) in owners.items()}
+        standby = standby_share(current, members, self._eligible(members), self.member_id)
+        if standby != self.standby:
+            LOG.info("standby (kept warm, never sent): %s",
+                     ", ".join(f"{d:016x}" for d in sorted(standby)) or "none")
+        added = standby - self.standby
+        self.standby = standby
+        for d in sorted(added):
+            self.on_owned(d)  # compile it when the core gets to it (after its own flushes)
         self.roles.apply({d: (o == self.member_id, g) for d, (o, g) in owners.items()})
+
+    def _held_by_other(self) -> bool:
+        """Before (re)writing our member key: does another process' instance hold it? A killed
+        predecessor's key vanishes within the TTL (its lease is not renewed); one still there
+        after TTL + two rounds is renewed by a live process with our id — refuse to join."""
+        members, _owners = self._read()
+        value = members.get(self.member_id, (0, {}))[1]
+        other = value.get("instance") if isinstance(value, dict) else None
+        if not other or other == self.instance:
+            self._foreign_since = None
+            return False
+        now = time.monotonic()
+        if self._foreign_since is None:
+            self._foreign_since = now
+            LOG.warning("member key %s is held by instance %s: waiting up to %.1fs for its lease to "
+                        "expire (a killed predecessor) before joining", self.member_id, other,
+                        self.ttl + 2 * self.interval)
+        elif now - self._foreign_since > self.ttl + 2 * self.interval:
+            self._claim_conflict(other)
+        return True
+
+    def _claimed_elsewhere(self, members: Mapping[str, tuple[int, dict]]) -> bool:
+        """Two live processes with the same --controller-id would overwrite each other's member
+        key and both act as one member (two masters of the same chassis). Our key holding
+        another process' instance token means exactly that: step down on every datapath, stop
+        the ownership loop, and say so loudly (stats `ha.duplicate_id`)."""
+        value = members.get(self.member_id, (0, {}))[1]
+        other = value.get("instance") if isinstance(value, dict) else None
+        if not other or other == self.instance:
+            return False
+        self._claim_conflict(other)
+        return True
+
+    def _claim_conflict(self, other: str) -> None:
+        self.duplicate = (f"member id {self.member_id!r} is claimed by another live process "
+                          f"(instance {other}, ours {self.instance})")
+        LOG.error("DUPLICATE --controller-id: %s; stepping down on every datapath and leaving the "
+                  "cloud: give each controller its own id", self.duplicate)
+        self.fenced = True
+        self.standby = set()
+        self.roles.apply({d: (False, g) for d, (_o, g) in self.owners.items()})
 
     def _keep_alive(self) -> None:
         sent = time.monotonic()

@@ -135,6 +135,7 @@ def build_ownership(cfg, core):
                               interval=ha.interval, on_master=core.request_resync, xids=core.xids)
     core.is_master = ownership.is_master
     core.compiles = ownership.compiles  # compile only the chassis we own (the work is shared)
+    core.standby = ownership.is_standby  # and keep our standby share warm, after our own flushes
     core.owned_elsewhere = ownership.owned_elsewhere  # gateway liveness: the owner speaks for a chassis
 
     def ha_stats() -> dict:  # the ownership as etcd has it, with chassis names for people

@@ -133,13 +133,20 @@ def changed_owners(apps: Iterable, view: View, changes: Iterable[Change]) -> set
     return owners
 
 
-def owners_for_port_location(apps: Iterable, view: View, port_id: str) -> set[int]:
-    """Owners to recompute when a port's tap appears on / vanishes from a chassis (ctx.local_ports
-    changed) without a store write: treated as a re-sync change of that port (old == new)."""
+def owners_for_port_location(apps: Iterable, view: View, port_id: str, ctx=None) -> set[int]:
+    """Owners to recompute when a port's tap appears on / vanishes from ctx's chassis (ctx: the
+    context after the change) without a store write. An app with `owners_for_port_location(view,
+    ctx, port)` answers for that chassis exactly; the others (and ctx=None) treat it as a re-sync
+    change of that port (old == new), which names what it may touch on any chassis."""
     port = view.port(port_id)
     if port is None:
         return set()
-    return owners_for_change(apps, view, Change(view.revision, "port", port_id, port, port))
+    change = Change(view.revision, "port", port_id, port, port)
+    owners: set[int] = set()
+    for app in apps:
+        exact = getattr(app, "owners_for_port_location", None) if ctx is not None else None
+        owners.update(exact(view, ctx, port) if exact is not None else app.owners_for_change(view, change))
+    return owners
 
 
 def check_conflicts(flows_by_owner: Mapping[int, frozenset[Flow]], chassis: str = "?") -> None:

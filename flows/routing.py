@@ -27,6 +27,7 @@ router only has gateway entries on the networks it is attached to.
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from flows.fields import ipv4
 from flows.flow import (CheckPktLarger, DecTtl, Flow, GotoTable, Move, Output, PushVlan, SetField, WriteMetadata,
                         flow)
 from flows.tables import F, R, T, Owner, cookie
+from flows.engine import fact
 from flows.view_helpers import (is_overlay, is_provider, is_up, network_present, port_mac, remote_chassis,
                                 segmentation_id)
 from flows import gateway, provider
@@ -85,6 +87,9 @@ def router_cookie(router: Record) -> int:
     return cookie(Owner.ROUTER, router["_key"])
 
 
+# Parsed addresses are immutable values of their text: cached, since every compile of a port's
+# neighbour entries (one per port per chassis) parses the same few strings again.
+@functools.lru_cache(maxsize=1 << 16)
 def _parse_ip(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         return ipaddress.ip_address(text) if text else None
@@ -92,6 +97,7 @@ def _parse_ip(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address
         return None
 
 
+@functools.lru_cache(maxsize=1 << 12)
 def _parse_net(text: str | None) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
     try:
         return ipaddress.ip_network(text, strict=False) if text else None
@@ -292,6 +298,11 @@ def route_flows(view: View, router: Record, legs: list[Leg], ext_legs: list[Leg]
     return list(out.values())
 
 
+@functools.lru_cache(maxsize=1 << 12)
+def _tunnel_ip(text: str) -> int:
+    return ipv4(text)
+
+
 def _deliver(view: View, ctx, net: Record, port: Record) -> list | None:
     """Actions after eth_dst=<port MAC> that get the packet to `port`, or None (unreachable here)."""
     if port["id"] in ctx.local_ports or network_present(view, ctx, net["id"]):
@@ -304,7 +315,7 @@ def _deliver(view: View, ctx, net: Record, port: Record) -> list | None:
         if ofport is None or not chassis.get("tunnel_ip"):
             return None
         return [SetField(R.OUT_PORT, port["_key"]), SetField("tunnel_id", segmentation_id(net)),
-                SetField("tun_ipv4_dst", ipv4(chassis["tunnel_ip"])), Output(ofport)]
+                SetField("tun_ipv4_dst", _tunnel_ip(chassis["tunnel_ip"])), Output(ofport)]
     if is_provider(net):
         uplink = provider.uplink_ofport(ctx, net)
         if uplink is None:
@@ -315,8 +326,8 @@ def _deliver(view: View, ctx, net: Record, port: Record) -> list | None:
 
 
 def neighbor_flows(view: View, ctx, router: Record, legs: list[Leg]) -> list[Flow]:
-    """Next hop → MAC for every addressed port of the router's networks (not router ports)."""
-    ck, rkey = router_cookie(router), router["_key"]
+    """Next hop → MAC for every addressed port of the router's networks (not router ports), as
+    the ports' owners declare them (port_neighbor_flows), for tools and tests that want them all."""
     out: dict[tuple, Flow] = {}
     for net_id in sorted({leg.network["id"] for leg in legs}):
         net = view.network(net_id)
@@ -324,23 +335,85 @@ def neighbor_flows(view: View, ctx, router: Record, legs: list[Leg]) -> list[Flo
             continue
         cidrs = [leg.cidr for leg in legs if leg.network["id"] == net_id]
         for port in sorted(view.ports_of_network(net_id), key=lambda p: p["id"]):
-            owner = port.get("device_owner") or ""
-            if owner in (DEVICE_ROUTER_INTERFACE, DEVICE_ROUTER_GATEWAY) or not is_up(port):
-                continue
-            pmac = port_mac(port)
-            if pmac is None or port.get("_key") is None:
-                continue
-            deliver = _deliver(view, ctx, net, port)
-            if deliver is None:
-                continue
-            for fip in port.get("fixed_ips") or ():
-                ip = _v4(fip.get("ip_address"))
-                if ip is None or not any(ip in c for c in cidrs):
-                    continue
-                f = flow(T.L3_NEIGHBOR, PRIO_NEIGHBOR, ck, [SetField("eth_dst", pmac), *deliver],
-                         match={R.ROUTER: rkey, "metadata": net["_key"], R.NEXTHOP: int(ip)})
+            for f in _neighbor4(view, ctx, router, net, port, cidrs, router_cookie(router)):
                 out.setdefault(f.key, f)
     return list(out.values())
+
+
+def _neighbor_port_ok(port: Record) -> bool:
+    owner = port.get("device_owner") or ""
+    return owner not in (DEVICE_ROUTER_INTERFACE, DEVICE_ROUTER_GATEWAY) and is_up(port) \
+        and port_mac(port) is not None and port.get("_key") is not None
+
+
+def _neighbor4(view: View, ctx, router: Record, net: Record, port: Record, cidrs: list, ck: int) -> list[Flow]:
+    """The L3_NEIGHBOR entries of one port in one router (IPv4), with cookie `ck`."""
+    if not _neighbor_port_ok(port):
+        return []
+    ips = [ip for ip in (_v4(fip.get("ip_address")) for fip in port.get("fixed_ips") or ())
+           if ip is not None and any(ip in c for c in cidrs)]
+    if not ips:
+        return []
+    deliver = _deliver(view, ctx, net, port)
+    if deliver is None:
+        return []
+    pmac = port_mac(port)
+    assert pmac is not None  # _neighbor_port_ok
+    return [flow(T.L3_NEIGHBOR, PRIO_NEIGHBOR, ck, [SetField("eth_dst", pmac), *deliver],
+                 match={R.ROUTER: router["_key"], "metadata": net["_key"], R.NEXTHOP: int(ip)}) for ip in ips]
+
+
+def port_neighbor_flows(view: View, ctx, port: Record) -> list[Flow]:
+    """Owner.PORT's routing flows: the port's L3_NEIGHBOR entries (IPv4 and IPv6) in every router
+    of its network present on ctx's chassis.
+
+    Why the port owns them, not the router: a router's neighbour table has one entry per port of
+    all its networks, so with the router owning them every port created, bound or moved
+    recompiled the whole router on every chassis it is present on (O(ports of its networks) ×
+    chassis per port). Owned by the port, one more port compiles its own entries only."""
+    if not _neighbor_port_ok(port):
+        return []
+    net = view.network(port.get("network_id"))
+    if net is None:
+        return []
+    routers = routers_of_network(view, net["id"])
+    if not routers:
+        return []
+    ck = cookie(Owner.PORT, port["_key"])
+    out: dict[tuple, Flow] = {}
+    for router in routers:
+        scope = neighbor_scope(view, ctx, router["id"], net["id"])
+        if scope is None:
+            continue
+        cidrs, cidrs6 = scope
+        fs = _neighbor4(view, ctx, router, net, port, list(cidrs), ck) if cidrs else []
+        if cidrs6:
+            fs = fs + _neighbor6(view, ctx, router, net, port, list(cidrs6), ck)
+        for f in fs:
+            out.setdefault(f.key, f)
+    return list(out.values())
+
+
+@fact
+def neighbor_scope(view: View, ctx, router_id: str, network_id: str) -> tuple[tuple, tuple] | None:
+    """(IPv4 subnets, IPv6 subnets) of the router's interfaces on the network, or None when the
+    router is not present on this chassis. A fact: every port of the network asks it, the answer
+    changes only with the router's interfaces or its presence here (computed once per chassis)."""
+    router = view.get(ROUTER, router_id)
+    if router is None or router.get("_key") is None or not router_present(view, ctx, router):
+        return None
+    return (tuple(leg.cidr for leg in interface_legs(view, router) if leg.network["id"] == network_id),
+            tuple(leg.cidr for leg in interface_legs6(view, router) if leg.network["id"] == network_id))
+
+
+def neighbor_owners(view: View, network_ids) -> set[int]:
+    """Port owners whose neighbour entries follow the routers of these networks."""
+    out: set[int] = set()
+    for net_id in network_ids:
+        if net_id:
+            out.update(cookie(Owner.PORT, p["_key"]) for p in view.ports_of_network(net_id)
+                       if p.get("_key") is not None)
+    return out
 
 
 def router_flows(view: View, ctx, router: Record) -> list[Flow]:
@@ -349,8 +422,9 @@ def router_flows(view: View, ctx, router: Record) -> list[Flow]:
         return []
     legs = interface_legs(view, router)
     ext_legs = gateway_legs(view, router)
+    # the neighbour entries (one per port of its networks) are the ports' own: port_neighbor_flows
     return (gateway_flows(router, legs) + route_flows(view, router, legs, ext_legs)
-            + neighbor_flows(view, ctx, router, legs) + router_flows6(view, ctx, router))
+            + router_flows6(view, ctx, router))
 
 
 # --------------------------------------------------------------------------- dependencies
@@ -359,29 +433,76 @@ def _router_cookies_of_network(view: View, network_id: str | None) -> set[int]:
     return {router_cookie(r) for r in routers_of_network(view, network_id)}
 
 
+def _router_networks(view: View, router: Record) -> set[str]:
+    """Networks the router has an interface on (IPv4 or IPv6)."""
+    return {leg.network["id"] for leg in interface_legs(view, router)} | \
+        {leg.network["id"] for leg in interface_legs6(view, router)}
+
+
 def owners_for_change(view: View, change: Change) -> set[int]:
-    """Router owners whose flows may differ after `change` (over-approximates)."""
+    """Router owners, and port owners for their neighbour entries (port_neighbor_flows), whose
+    flows may differ after `change` (over-approximates). A plain port names itself only: its
+    entries are its own, and the router's flows do not read its network's ports."""
     recs = [r for r in (change.old, change.new) if r]
     out: set[int] = set()
     if change.kind == ROUTER:
         out |= {router_cookie(r) for r in recs if r.get("_key") is not None}
+        for r in recs:  # admin state, legs: the entries of its networks' ports come and go
+            out |= neighbor_owners(view, _router_networks(view, r))
     elif change.kind == PORT:
         for r in recs:
+            if r.get("_key") is not None:
+                out.add(cookie(Owner.PORT, r["_key"]))
             if r.get("device_owner") in (DEVICE_ROUTER_INTERFACE, DEVICE_ROUTER_GATEWAY):
                 rtr = view.get(ROUTER, r.get("device_id"))
+                nets = {r.get("network_id")} if r.get("device_owner") == DEVICE_ROUTER_INTERFACE else set()
                 if rtr is not None and rtr.get("_key") is not None:
                     out.add(router_cookie(rtr))
-            out |= _router_cookies_of_network(view, r.get("network_id"))
-        # a port (re)appearing may also flip the router's presence on a chassis: covered above
-        # (its network's routers). An interface port deleted along with its network: covered
-        # by device_id.
+                    nets |= _router_networks(view, rtr)
+                out |= neighbor_owners(view, nets)
+                out |= _router_cookies_of_network(view, r.get("network_id"))
+        # a port (re)appearing on a chassis may flip a router's presence there: the location
+        # path (flows.compiler.owners_for_port_location → owners_for_port_location below)
     elif change.kind in (SUBNET, NETWORK):
         for r in recs:  # attached routers, and routers whose gateway is on this network
             net_id = r.get("network_id") if change.kind == SUBNET else r.get("id")
-            out |= _router_cookies_of_network(view, net_id)
-            out |= {router_cookie(rt) for rt in routers_with_gateway_on(view, net_id)}
+            attached = routers_of_network(view, net_id)
+            out |= {router_cookie(rt) for rt in attached}
+            if attached:
+                out |= neighbor_owners(view, {net_id})
+            for rt in routers_with_gateway_on(view, net_id):
+                out.add(router_cookie(rt))
+                out |= neighbor_owners(view, _router_networks(view, rt))
     elif change.kind == "chassis":
-        out |= {router_cookie(r) for r in view.records(ROUTER).values() if r.get("_key") is not None}
+        for r in view.records(ROUTER).values():
+            if r.get("_key") is None:
+                continue
+            out.add(router_cookie(r))
+            if r.get("external_gateway_info"):  # the gateway chassis may have moved
+                out |= neighbor_owners(view, _router_networks(view, r))
+    return out
+
+
+def owners_for_port_location(view: View, ctx, port: Record) -> set[int]:
+    """Owners a port's tap appearing on / vanishing from ctx's chassis (ctx: after the change)
+    may change there: the port itself and the routers of its network; and when that tap was its
+    network's only one here and no other network of a router is here, the router's presence
+    flipped: the neighbour entries of every port of the router's networks come or go."""
+    out: set[int] = set()
+    if port.get("_key") is not None:
+        out.add(cookie(Owner.PORT, port["_key"]))
+    net_id = port.get("network_id")
+    routers = routers_of_network(view, net_id)
+    if not routers:
+        return out
+    out |= {router_cookie(r) for r in routers}
+    local = ctx.local_ports
+    if any(pid in local for pid in view.port_ids_of_network(net_id) if pid != port["id"]):
+        return out  # the network was here before and stays: no router's presence flipped
+    for rtr in routers:
+        nets = _router_networks(view, rtr)
+        if not any(network_present(view, ctx, n) for n in nets - {net_id}):
+            out |= neighbor_owners(view, nets)
     return out
 
 
@@ -410,7 +531,12 @@ def present_routers(view: View, ctx) -> list[Record]:
 
 
 def owners_on_chassis(view: View, ctx) -> set[int]:
-    return {router_cookie(r) for r in present_routers(view, ctx)}
+    """The present routers, and the ports of their networks (their neighbour entries)."""
+    present = present_routers(view, ctx)
+    nets: set[str] = set()
+    for r in present:
+        nets |= _router_networks(view, r)
+    return {router_cookie(r) for r in present} | neighbor_owners(view, nets)
 
 
 # --------------------------------------------------------------------------- IPv6 (east-west)
@@ -531,32 +657,36 @@ def route_flows6(router: Record, legs: list[Leg6]) -> list[Flow]:
 
 
 def neighbor_flows6(view, ctx, router: Record, legs: list[Leg6]) -> list[Flow]:
-    """Destination → MAC for every IPv6-addressed port of the router's networks (not router ports)."""
-    ck, rkey = router_cookie(router), router["_key"]
+    """Destination → MAC for every IPv6-addressed port of the router's networks (not router ports),
+    as the ports' owners declare them (port_neighbor_flows)."""
     out: dict[tuple, Flow] = {}
     for net_id in sorted({leg.network["id"] for leg in legs}):
         net = view.network(net_id)
+        if net is None:
+            continue
         cidrs = [leg.cidr for leg in legs if leg.network["id"] == net_id]
         for port in sorted(view.ports_of_network(net_id), key=lambda p: p["id"]):
-            owner = port.get("device_owner") or ""
-            if owner in (DEVICE_ROUTER_INTERFACE, DEVICE_ROUTER_GATEWAY) or not is_up(port):
-                continue
-            pmac = port_mac(port)
-            if pmac is None or port.get("_key") is None:
-                continue
-            ips = [ip for ip in (_v6(f.get("ip_address")) for f in port.get("fixed_ips") or ())
-                   if ip is not None and any(ip in c for c in cidrs)]
-            if not ips:
-                continue
-            deliver = _deliver(view, ctx, net, port)
-            if deliver is None:
-                continue
-            for ip in ips:
-                f = flow(T.L3_NEIGHBOR, PRIO_NEIGHBOR, ck, [SetField("eth_dst", pmac), *deliver],
-                         match={R.ROUTER: rkey, "metadata": net["_key"], "eth_type": ETH_IPV6,
-                                "ipv6_dst": int(ip)})
+            for f in _neighbor6(view, ctx, router, net, port, cidrs, router_cookie(router)):
                 out.setdefault(f.key, f)
     return list(out.values())
+
+
+def _neighbor6(view, ctx, router: Record, net: Record, port: Record, cidrs: list, ck: int) -> list[Flow]:
+    """The L3_NEIGHBOR entries of one port in one router (IPv6), with cookie `ck`."""
+    if not _neighbor_port_ok(port):
+        return []
+    ips = [ip for ip in (_v6(f.get("ip_address")) for f in port.get("fixed_ips") or ())
+           if ip is not None and any(ip in c for c in cidrs)]
+    if not ips:
+        return []
+    deliver = _deliver(view, ctx, net, port)
+    if deliver is None:
+        return []
+    pmac = port_mac(port)
+    assert pmac is not None  # _neighbor_port_ok
+    return [flow(T.L3_NEIGHBOR, PRIO_NEIGHBOR, ck, [SetField("eth_dst", pmac), *deliver],
+                 match={R.ROUTER: router["_key"], "metadata": net["_key"], "eth_type": ETH_IPV6,
+                        "ipv6_dst": int(ip)}) for ip in ips]
 
 
 def error_flows6(router: Record, legs: list[Leg6]) -> list[Flow]:
@@ -582,5 +712,4 @@ def router_flows6(view: View, ctx, router: Record) -> list[Flow]:
     legs = interface_legs6(view, router)
     if not legs:
         return []
-    return (gateway_flows6(router, legs) + route_flows6(router, legs) + neighbor_flows6(view, ctx, router, legs)
-            + error_flows6(router, legs))
+    return gateway_flows6(router, legs) + route_flows6(router, legs) + error_flows6(router, legs)

@@ -156,6 +156,19 @@ def test_ha_roles_takeover_return_and_etcd_restart(bed: Bed) -> None:
                     assert after[(c.ofp_port, ch.name)] == mods[(c.ofp_port, ch.name)], \
                         f"slave {c.ofp_port} sent flow-mods to {ch.name}"
             assert dp_of(m, ch)["packet_ins"] >= 0
+        # standby share (docs/ha.md): each controller keeps warm the chassis it would inherit —
+        # compiled, never sent to (the flow-mod check above) — one heir per chassis per death
+        # (every controller must first hold a connection to every chassis: OVS connects with backoff)
+        def standby_now() -> dict[str, set[str]]:
+            return {ids[c.ofp_port]: set(ctl_stats(c)["ha"]["standby"]) for c in ctls}
+        assert eventually(lambda: sum(len(s) for s in standby_now().values()) == len(chassis), 20, 0.3), \
+            standby_now()
+        standby = standby_now()
+        for c in ctls:
+            st = ctl_stats(c)
+            for dpid in standby[ids[c.ofp_port]]:
+                assert st["ha"]["owners"][dpid]["owner"] != ids[c.ofp_port], standby
+                assert st["datapaths"][dpid]["compiled"], f"standby {dpid} not compiled on {ids[c.ofp_port]}"
 
         # -------- kill -9 the master of a chassis under a ping stream across it
         victim = ctls[1]            # not ctls[0]: its API is bed.api

@@ -6,6 +6,7 @@ the fault clears, the switch's table must equal it exactly, and every datapath m
 """
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -394,3 +395,40 @@ def test_deferral_is_bounded_under_a_steady_stream(rig, monkeypatch):
         assert not rig.core._defer_flush()  # nothing queued: never defer
     finally:
         rig.core._q = real_q
+
+
+def test_bundles_to_several_datapaths_go_out_together(rig):
+    """One change touching two chassis: B's bundle is sent while A's barrier is still unanswered
+    (the sends of a batch overlap, controller.core._send_all). Serialized, A would wait for its
+    barrier before B got anything, and the bounded wait below would end unanswered."""
+    a = rig.connect(DPID_A, rig.ports[:2])
+    b = rig.connect(DPID_B, rig.ports[2:])
+    rig.settle()
+    for dpid in (DPID_A, DPID_B):
+        rig.core.registry.get(dpid).reconciler.timeout = 10.0
+    seen: list[bool] = []
+    before_a, before_b = dict(a.table), dict(b.table)
+
+    def b_changed_within(seconds: float) -> bool:
+        deadline = time.monotonic() + seconds  # bounded: serialized sends never change B meanwhile
+        while time.monotonic() < deadline:
+            if b.table != before_b:
+                return True
+            time.sleep(0.01)
+        return False
+
+    def a_barrier(xid: int) -> None:
+        def later() -> None:
+            seen.append(b_changed_within(5.0))
+            rig.core.on_barrier(DPID_A, xid)
+        threading.Thread(target=later, daemon=True).start()
+
+    a.on_barrier = a_barrier
+    rig.service.create("security_group_rule", {  # the ports' group: flows on both chassis
+        "security_group_id": rig.ports[0]["security_groups"][0], "direction": "ingress",
+        "ethertype": "IPv4", "protocol": "tcp", "port_range_min": 22, "port_range_max": 22,
+        "remote_ip_prefix": "192.0.2.0/24"})
+    rig.settle(timeout=20)
+    assert a.table != before_a and b.table != before_b  # the change reached both chassis
+    assert seen and all(seen)
+    assert a.table == rig.expected(DPID_A) and b.table == rig.expected(DPID_B)

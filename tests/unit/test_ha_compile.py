@@ -124,6 +124,7 @@ def test_ownership_compiles_what_etcd_assigns_us_or_we_master():
     own.member_id, own.members = "a", {"a": {}, "b": {}}
     own.owners = {1: ("a", 5), 2: ("b", 6)}
     own.roles = RoleKeeper()
+    own.standby = set()                      # no standby share (tests/unit/test_standby.py)
     assert [own.compiles(d) for d in (1, 2, 3)] == [True, False, False]
     own.fenced = True                        # an etcd outage: the owner stays warm
     assert own.compiles(1)

@@ -19,8 +19,9 @@ from apps.routing import RoutingApp
 from flows import compiler, routing
 from flows.fields import ipv4, mac
 from flows.simulator import Fabric, Simulator, packet
-from flows.tables import F, R, T, Owner, cookie
+from flows.tables import F, R, T, Owner, cookie, split_cookie
 from tests.unit.l2topo import Topo, ctx
+from topology.store import Change
 
 ROUTER_IFACE = "network:router_interface"
 
@@ -154,14 +155,53 @@ def test_tunnelled_routed_packet_carries_destination_network_vni():
 
 
 def test_routed_without_local_port_of_destination_network():
-    """c2 has no port of net A: the neighbor entry tunnels straight to c1."""
+    """c2 has no port of net A: the neighbor entry tunnels straight to c1 (the port owns it)."""
     r = routed_topo()
     view = r.topo.view()
     c2 = r.contexts()[1]
-    flows = compiler.compile_owner(apps(), view, c2, cookie(Owner.ROUTER, r.routers["R1"]["_key"]))
+    flows = compiler.compile_owner(apps(), view, c2, cookie(Owner.PORT, r.ports["vmA1"]["_key"]))
     nb = [f for f in flows if f.table == T.L3_NEIGHBOR and dict((n, v) for n, v, _ in f.match)[R.NEXTHOP]
           == ipv4("10.1.0.11")]
     assert len(nb) == 1 and any(getattr(a, "port", None) == 100 for a in nb[0].actions)
+
+
+def test_neighbor_entries_belong_to_the_port_not_the_router():
+    """One more port must not recompile its routers: the router's own flows read none of its
+    networks' ports, and the port's entries carry the port's cookie (issue 10)."""
+    r = routed_topo()
+    view = r.topo.view()
+    c2 = r.contexts()[1]
+    rflows = compiler.compile_owner(apps(), view, c2, cookie(Owner.ROUTER, r.routers["R1"]["_key"]))
+    assert rflows and not [f for f in rflows if f.table == T.L3_NEIGHBOR and f.priority == routing.PRIO_NEIGHBOR]
+    port = r.ports["vmA1"]
+    mine = routing.port_neighbor_flows(view, c2, port)
+    assert mine and all(f.cookie == cookie(Owner.PORT, port["_key"]) for f in mine)
+    # the router-wide listing (tools) still yields the same entries, with the router's cookie
+    legs = routing.interface_legs(view, r.routers["R1"])
+    every = {f.key for f in routing.neighbor_flows(view, c2, r.routers["R1"], legs)}
+    assert {f.key for f in mine} <= every
+    # a plain port's change names no router; an interface's does
+    change = Change(view.revision, "port", port["id"], port, port)
+    assert cookie(Owner.ROUTER, r.routers["R1"]["_key"]) not in routing.owners_for_change(view, change)
+    assert cookie(Owner.PORT, port["_key"]) in routing.owners_for_change(view, change)
+
+
+def test_port_location_names_the_network_ports_only_when_the_router_arrives():
+    """A tap on a chassis where its network already is names the port and its routers; the first
+    tap of a router's networks there also names every port of those networks (their entries)."""
+    r = routed_topo()
+    view = r.topo.view()
+    c1, c2 = r.contexts()[0], r.contexts()[1]
+    port = r.ports["vmA1"]
+    others = {cookie(Owner.PORT, p["_key"]) for n in ("A", "B") for p in view.ports_of_network(r.nets[n]["id"])}
+    here = routing.owners_for_port_location(view, c1, port)
+    assert cookie(Owner.PORT, port["_key"]) in here and cookie(Owner.ROUTER, r.routers["R1"]["_key"]) in here
+    first = ctx("c3", {port["id"]: 7}, "10.0.0.3")  # R1 arrives with this tap
+    assert others <= routing.owners_for_port_location(view, first, port)
+    # on c2, R1 is already here (vmB2 on B): the tap names its own owners, not B's ports
+    joined = ctx("c2", dict(c2.local_ports, **{port["id"]: 7}), "10.0.0.2")
+    got = routing.owners_for_port_location(view, joined, port)
+    assert cookie(Owner.PORT, port["_key"]) in got and cookie(Owner.PORT, r.ports["vmB2"]["_key"]) not in got
 
 
 def test_tenants_with_overlapping_cidrs_stay_apart():
@@ -218,14 +258,18 @@ def test_owners_for_change_covers_interfaces_ports_subnets_and_routes():
     ck2 = cookie(Owner.ROUTER, r.routers["R2"]["_key"])
     t = r.topo
 
-    def owners_of(action) -> set[int]:
+    def owners_of(action, kind=Owner.ROUTER) -> set[int]:
         n = len(t.changes)
         action()
         view = t.view()
-        return set().union(*(routing.owners_for_change(view, ch) for ch in t.changes[n:]))
+        got = set().union(*(routing.owners_for_change(view, ch) for ch in t.changes[n:]))
+        return {o for o in got if split_cookie(o)[0] == kind}
 
-    o = owners_of(lambda: t.port(r.nets["B"], "fa:16:3e:00:0b:09", "10.2.0.19", host="c2"))
-    assert ck1 in o and ck2 not in o                       # neighbor entry on R1's network
+    new = {}
+    o = owners_of(lambda: new.setdefault("p", t.port(r.nets["B"], "fa:16:3e:00:0b:09", "10.2.0.19", host="c2")))
+    assert not o                                           # a plain port names no router:
+    o = owners_of(lambda: t.update("port", new["p"]["id"], name="x"), Owner.PORT)
+    assert o == {cookie(Owner.PORT, new["p"]["_key"])}     # its neighbor entries are its own
     o = owners_of(lambda: t.update("router", r.routers["R1"]["id"],
                                    routes=[{"destination": "1.2.3.0/24", "nexthop": "10.1.0.11"}]))
     assert o == {ck1}                                      # routes

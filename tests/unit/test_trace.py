@@ -45,10 +45,10 @@ def test_other_tenants_mac_is_dropped_by_isolation():
     assert ok.kind == "delivered" and r.ports["vmB1"]["id"] in ok.verdict
 
 
-def test_arp_for_a_known_address_goes_to_the_controller():
+def test_arp_for_a_known_address_is_answered_by_the_switch():
     r = routed_topo()
     t = run(r, "vmA1", "10.1.0.1", proto="arp")
-    assert t.kind == "controller" and t.verdict.startswith("to controller (arp")
+    assert t.kind == "answered" and t.verdict.startswith("answered by the switch"), t.verdict
 
 
 def test_no_route_and_unknown_port_are_errors_not_verdicts():
