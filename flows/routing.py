@@ -346,11 +346,13 @@ def _neighbor_port_ok(port: Record) -> bool:
         and port_mac(port) is not None and port.get("_key") is not None
 
 
-def _neighbor4(view: View, ctx, router: Record, net: Record, port: Record, cidrs: list, ck: int) -> list[Flow]:
-    """The L3_NEIGHBOR entries of one port in one router (IPv4), with cookie `ck`."""
+def _neighbor_flows(view: View, ctx, router: Record, net: Record, port: Record, cidrs: list, ck: int,
+                    parse, match_of) -> list[Flow]:
+    """The L3_NEIGHBOR entries of one port in one router, with cookie `ck`: one per address that
+    `parse` accepts (IPv4 or IPv6) inside `cidrs`, matched as `match_of(ip)` adds."""
     if not _neighbor_port_ok(port):
         return []
-    ips = [ip for ip in (_v4(fip.get("ip_address")) for fip in port.get("fixed_ips") or ())
+    ips = [ip for ip in (parse(fip.get("ip_address")) for fip in port.get("fixed_ips") or ())
            if ip is not None and any(ip in c for c in cidrs)]
     if not ips:
         return []
@@ -360,7 +362,12 @@ def _neighbor4(view: View, ctx, router: Record, net: Record, port: Record, cidrs
     pmac = port_mac(port)
     assert pmac is not None  # _neighbor_port_ok
     return [flow(T.L3_NEIGHBOR, PRIO_NEIGHBOR, ck, [SetField("eth_dst", pmac), *deliver],
-                 match={R.ROUTER: router["_key"], "metadata": net["_key"], R.NEXTHOP: int(ip)}) for ip in ips]
+                 match={R.ROUTER: router["_key"], "metadata": net["_key"], **match_of(ip)}) for ip in ips]
+
+
+def _neighbor4(view: View, ctx, router: Record, net: Record, port: Record, cidrs: list, ck: int) -> list[Flow]:
+    """The L3_NEIGHBOR entries of one port in one router (IPv4), with cookie `ck`."""
+    return _neighbor_flows(view, ctx, router, net, port, cidrs, ck, _v4, lambda ip: {R.NEXTHOP: int(ip)})
 
 
 def port_neighbor_flows(view: View, ctx, port: Record) -> list[Flow]:
@@ -673,20 +680,8 @@ def neighbor_flows6(view, ctx, router: Record, legs: list[Leg6]) -> list[Flow]:
 
 def _neighbor6(view, ctx, router: Record, net: Record, port: Record, cidrs: list, ck: int) -> list[Flow]:
     """The L3_NEIGHBOR entries of one port in one router (IPv6), with cookie `ck`."""
-    if not _neighbor_port_ok(port):
-        return []
-    ips = [ip for ip in (_v6(f.get("ip_address")) for f in port.get("fixed_ips") or ())
-           if ip is not None and any(ip in c for c in cidrs)]
-    if not ips:
-        return []
-    deliver = _deliver(view, ctx, net, port)
-    if deliver is None:
-        return []
-    pmac = port_mac(port)
-    assert pmac is not None  # _neighbor_port_ok
-    return [flow(T.L3_NEIGHBOR, PRIO_NEIGHBOR, ck, [SetField("eth_dst", pmac), *deliver],
-                 match={R.ROUTER: router["_key"], "metadata": net["_key"], "eth_type": ETH_IPV6,
-                        "ipv6_dst": int(ip)}) for ip in ips]
+    return _neighbor_flows(view, ctx, router, net, port, cidrs, ck, _v6,
+                           lambda ip: {"eth_type": ETH_IPV6, "ipv6_dst": int(ip)})
 
 
 def error_flows6(router: Record, legs: list[Leg6]) -> list[Flow]:
