@@ -22,11 +22,14 @@ class ChassisContext:
     """What a compiler needs to know about one chassis beyond the topology.
 
     `local_ports` comes from the switch (interfaces bound to topology ports by name), not
-    from the store, so a port is compiled as local as soon as its tap appears.
+    from the store, so a port is compiled as local as soon as its tap appears. It also holds,
+    with ofport None, the VM ports the store binds here (binding:host_id, written by Nova before
+    it plugs the tap) that are not plugged yet: their flows are installed ahead of the tap, and
+    the plug only adds the few that name the ofport (docs/pipeline.md, "Bound before plugged").
     """
     name: str                                  # chassis record name
     datapath_id: int
-    local_ports: dict[str, int] = field(default_factory=dict)   # topology port id → ofport
+    local_ports: dict[str, int | None] = field(default_factory=dict)  # port id → ofport (None: not plugged)
     uplinks: dict[str, int] = field(default_factory=dict)       # physnet → ofport of its uplink
     tunnel_ports: dict[str, int] = field(default_factory=dict)  # "vxlan"/"gre"/"geneve" → ofport
     tunnel_ip: str | None = None

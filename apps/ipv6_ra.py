@@ -155,7 +155,7 @@ class Ipv6RaApp(PuntApp):
         by_net: dict[str, list[int]] = {}
         for pid, ofport in ctx.local_ports.items():
             port = view.get(PORT, pid)
-            if port is None or str(port.get("device_owner") or "").startswith("network:"):
+            if ofport is None or port is None or str(port.get("device_owner") or "").startswith("network:"):
                 continue
             by_net.setdefault(str(port.get("network_id")), []).append(ofport)
         for key in [k for k in self._due if k[0] == ctx.name and k[1] not in by_net]:

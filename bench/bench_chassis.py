@@ -175,6 +175,11 @@ class Cloud:
     def flow_mods(self) -> int:
         return sum(dp.get("flow_mods", 0) for c in self.live() for dp in stats(c)["datapaths"].values())
 
+    def binding(self, ch) -> dict:
+        """binding:host_id naming the tap's chassis, as Nova writes it before plugging
+        (--bind-first); without it the controller binds the port when it finds the tap."""
+        return {"binding:host_id": ch.name} if self.args.bind_first else {}
+
     def add_taps(self, ch, ids: list[str]) -> None:
         argv: list[str] = ["--timeout=120"]
         for pid in ids:
@@ -185,7 +190,7 @@ class Cloud:
     def run(self) -> dict:
         a = self.args
         res: dict = {"controllers": self.k, "chassis": a.chassis, "ports": a.ports, "networks": a.networks,
-                     "routers": a.routers}
+                     "routers": a.routers, "bind_first": a.bind_first}
         self.bed.start_controller(["--controller-id", "ctl0"], timeout=60)
         for i, c in enumerate(self.ctls[1:], 1):
             c.start(["--controller-id", f"ctl{i}"], timeout=60)
@@ -214,7 +219,8 @@ class Cloud:
         mods0 = self.flow_mods()
         cpu0 = self.cpu()
         t0 = time.perf_counter()
-        api.post("/v2.0/ports", {"ports": [{"id": pid, "network_id": nets[i % len(nets)]["id"], "name": f"p{i}"}
+        api.post("/v2.0/ports", {"ports": [{"id": pid, "network_id": nets[i % len(nets)]["id"], "name": f"p{i}",
+                                            **self.binding(chassis[i % len(chassis)])}
                                            for i, pid in enumerate(ids)]})
         res["api_to_all_flows_s"] = round(self.settle(set(ids), t0), 3)
         # CPU seconds spent meanwhile (to the end of the settle polls), per process kind
@@ -230,7 +236,8 @@ class Cloud:
             self.add_taps(chassis[r % len(chassis)], [pid])
             self.settle(set(), time.perf_counter())
             t0 = time.perf_counter()
-            api.post("/v2.0/ports", {"port": {"id": pid, "network_id": nets[r % len(nets)]["id"]}})
+            api.post("/v2.0/ports", {"port": {"id": pid, "network_id": nets[r % len(nets)]["id"],
+                                              **self.binding(chassis[r % len(chassis)])}})
             one.append(self.settle({pid}, t0))
             t_one += time.perf_counter() - t0
         res["one_more_port_s_median"] = round(statistics.median(one), 3) if one else None
@@ -266,6 +273,8 @@ def main() -> int:
     p.add_argument("--routers", type=int, default=20)
     p.add_argument("--one-more", type=int, default=5)
     p.add_argument("--controllers", default="1,3")
+    p.add_argument("--bind-first", action=argparse.BooleanOptionalAction, default=True,
+                   help="POST ports with binding:host_id naming their chassis, as Nova does before plugging")
     args = p.parse_args()
     if args.quick:
         args.chassis, args.ports, args.networks, args.routers, args.one_more = 4, 40, 4, 1, 3

@@ -277,10 +277,13 @@ class Bench:
         return samples[idx][0] - t0, final
 
     # -- measurements --------------------------------------------------------------------------
-    def bulk(self, nets: list[dict], taps_first: bool) -> dict:
+    def bulk(self, nets: list[dict], taps_first: bool, idle_before_taps: bool = False) -> dict:
+        """POST all ports at once; their taps created before it, or after it — at once (the
+        bench plugs as soon as the POST returns), or once the controller is idle with the
+        POST's flows (`idle_before_taps`: Nova binds, then spends seconds building the VM)."""
         n = self.args.ports
         ids = [str(uuid.uuid4()) for _ in range(n)]
-        bodies = [{"id": pid, "network_id": nets[i % len(nets)]["id"], "name": f"vm{i}"}
+        bodies = [{"id": pid, "network_id": nets[i % len(nets)]["id"], "name": f"vm{i}", **self.binding()}
                   for i, pid in enumerate(ids)]
         out: dict = {"taps_first": taps_first}
         if taps_first:
@@ -292,6 +295,8 @@ class Bench:
         self.api.post("/v2.0/ports", {"ports": bodies})
         out["api_post_s"] = round(time.perf_counter() - t0, 3)
         if not taps_first:
+            if idle_before_taps:
+                out["post_flows_s"] = round(self.settle(t0, 0.01)[0], 3)
             out["tap_create_s"] = round(self.add_taps(ids), 3)
             out["tap_done_at_s"] = round(time.perf_counter() - t0, 3)
         secs, final = self.settle(t0, 0.01)
@@ -358,6 +363,11 @@ class Bench:
         (self.dir / "flows.txt").write_text(text)
         return kinds
 
+    def binding(self) -> dict:
+        """binding:host_id for a POST: as Nova writes it before it plugs the tap (--bind-first),
+        or nothing (the controller finds the tap and binds the port itself)."""
+        return {"binding:host_id": CHASSIS} if self.args.bind_first else {}
+
     def one_more(self, nets: list[dict], rounds: int) -> list[float]:
         times = []
         self.post_times: list[float] = []
@@ -368,7 +378,7 @@ class Bench:
             prof = self.profiler(f"one-more-{r}") if r == 0 else None
             t0 = time.perf_counter()
             self.api.post("/v2.0/ports", {"port": {"id": pid, "network_id": nets[r % len(nets)]["id"],
-                                                   "name": f"extra{r}"}})
+                                                   "name": f"extra{r}", **self.binding()}})
             self.post_times.append(time.perf_counter() - t0)
             secs, _ = self.settle(t0, 0.002)
             self.stop_profiler(prof)
@@ -410,7 +420,7 @@ class Bench:
         for r in range(rounds):
             pid = str(uuid.uuid4())
             self.api.post("/v2.0/ports", {"port": {"id": pid, "network_id": nets[r % len(nets)]["id"],
-                                                   "name": f"plug{r}"}})
+                                                   "name": f"plug{r}", **self.binding()}})
             self.settle(time.perf_counter(), 0.02)
             before = self.counter.count()
             prof = self.profiler(f"plug-{r}") if r == 0 else None
@@ -531,6 +541,7 @@ class Bench:
     def main(self) -> dict:
         res = self.result
         res["loadavg_start"] = loadavg()
+        res["bind_first"] = self.args.bind_first
         self.start()
         res["rss_kb_idle"] = rss_kb(self.ctl.proc.pid)
         t0 = time.perf_counter()
@@ -588,7 +599,7 @@ def summary(xs: list[float]) -> dict:
             "max_ms": round(ys[-1] * 1000, 1)}
 
 
-def after_order(args, hub: str) -> dict:
+def after_order(args, hub: str, idle_first: bool = False) -> dict:
     """Second figure: ports written first, taps created after (fresh controller, store and OVS)."""
     b = Bench(args, hub)
     try:
@@ -596,7 +607,7 @@ def after_order(args, hub: str) -> dict:
         nets = b.topology()
         b.settle(time.perf_counter(), 0.05)
         b.before_ports = b.counter.count()
-        return b.bulk(nets, taps_first=False)
+        return b.bulk(nets, taps_first=False, idle_before_taps=idle_first)
     finally:
         b.stop()
 
@@ -634,6 +645,11 @@ def report(res: dict) -> None:
         print(f"  API POST → all flows on switch (taps created after): {a['seconds']:.3f} s "
               f"(ovs-vsctl done at {a['tap_done_at_s']:.3f} s; controller time after the plug"
               f" {a['seconds'] - a['tap_done_at_s']:.3f} s)   target ≤ 0.3 s after the plug")
+    if "after_idle" in res:
+        a = res["after_idle"]
+        print(f"  … taps created once the POST's flows are in ({a['post_flows_s']:.3f} s): all flows at "
+              f"{a['seconds']:.3f} s (ovs-vsctl {a['tap_create_s']:.3f} s, done at {a['tap_done_at_s']:.3f} s;"
+              f" controller time after the plug {a['seconds'] - a['tap_done_at_s']:.3f} s)")
     print(f"  flows on switch {b['flows']}, per port {res['flows_per_port']} (port-owned "
           f"{res['port_flows_per_port']})   target ≤ 20;  by owner {res['flows_by_owner']}")
     print(f"  one more port: median {res['one_more_median_s'] * 1000:.1f} ms {res['one_more_s']}   target ≤ 50 ms"
@@ -701,6 +717,9 @@ def main() -> int:
                     help="one at a time: POST, then plug the tap; plug → flows + ACTIVE latency (0: skip)")
     ap.add_argument("--defer-ab", type=int, default=0, metavar="N",
                     help="only the A/B of the worker's coalescing, N rounds (taps plugged after the write)")
+    ap.add_argument("--bind-first", action=argparse.BooleanOptionalAction, default=True,
+                    help="POST ports with binding:host_id naming the chassis, as Nova does before plugging "
+                         "(--no-bind-first: the controller binds them when their taps appear)")
     ap.add_argument("--hub", choices=["native", "eventlet", "both"], default="both")
     ap.add_argument("--order", choices=["before", "after", "both"], default="both",
                     help="taps created before the POST (main figure), after it, or both")
@@ -734,6 +753,8 @@ def main() -> int:
             b.stop()
         if args.order in ("after", "both") and not args.quick:
             res["after"] = after_order(args, hub)
+            if args.bind_first:  # the ports' flows are in before the taps: what is left after the plug
+                res["after_idle"] = after_order(args, hub, idle_first=True)
         report(res)
         results.append(res)
     for res in results:

@@ -365,6 +365,9 @@ class Core:
                 gateway_due = True
                 with self.view_lock:
                     for ch in it.payload:
+                        if engine.compiles_nothing(ch):  # e.g. the binder's status write
+                            self.view.apply(ch)
+                            continue
                         try:
                             inputs |= engine.changed_inputs(self.view, ch)
                         except Exception:  # noqa: BLE001
@@ -619,7 +622,8 @@ class Core:
             if e.chassis is None:
                 return set(), set()
             ctx, up = build_context(e.chassis, e.dpid, rec, e.ports,
-                                    lambda n: list(self.view.find_ids(IFNAME_INDEX, n)))
+                                    lambda n: list(self.view.find_ids(IFNAME_INDEX, n)),
+                                    self.view.ports_on_host(e.chassis))
             old = e.ctx
             extra: set[int] = set()
             moved: set[tuple] = set()
@@ -635,11 +639,12 @@ class Core:
         self._update_bindings(e, up, old)
         return extra, moved
 
-    def _location_owners(self, before: dict[str, int], after: dict[str, int],
+    def _location_owners(self, before: dict[str, int | None], after: dict[str, int | None],
                          ctx: ChassisContext | None = None) -> set[int]:
-        """Owners touched by ports that appeared, vanished or changed ofport on ctx's chassis
-        (view lock held)."""
-        changed = {p for p in before.keys() | after.keys() if before.get(p) != after.get(p)}
+        """Owners touched by ports that appeared on or vanished from ctx's chassis (view lock
+        held). A port plugged after it was bound here (or renumbered) names none: only the
+        readers of its ofport recompile (flows.engine.location_inputs)."""
+        changed = before.keys() ^ after.keys()
         owners: set[int] = set()
         for pid in changed:
             try:
@@ -655,7 +660,7 @@ class Core:
         not hold up compiling and flushing flows (1,000 taps appearing = 1,000 port updates)."""
         if e.chassis is None:
             return
-        previous = set(old.local_ports) if old is not None else set()
+        previous = {p for p, ofport in old.local_ports.items() if ofport is not None} if old is not None else set()
         todo = [(pid, e.chassis, ACTIVE if link else DOWN) for pid, link in up.items()]
         todo += [(pid, e.chassis, DOWN) for pid in previous - set(up)]
         with self.view_lock:

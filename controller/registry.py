@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from apps.base import ChassisContext
 from controller.reconciler import Reconciler
@@ -119,12 +119,16 @@ def dpid_name(dpid: int) -> str:
 
 
 def build_context(name: str, dpid: int, chassis: dict | None, ports: dict[str, SwitchPort],
-                  find_port: Callable[[str], list[str]]) -> tuple[ChassisContext, dict[str, bool]]:
-    """ChassisContext for a chassis + {topology port id: link up} of its local ports.
+                  find_port: Callable[[str], list[str]],
+                  bound_here: Iterable[dict] = ()) -> tuple[ChassisContext, dict[str, bool]]:
+    """ChassisContext for a chassis + {topology port id: link up} of its plugged ports.
 
-    `find_port(ifname)` returns topology port ids whose interface name is `ifname`.
+    `find_port(ifname)` returns topology port ids whose interface name is `ifname`;
+    `bound_here` the port records whose binding:host_id names this chassis: the VM ports among
+    them that are not plugged yet are local with ofport None (their flows go in ahead of the tap;
+    router and other `network:*` ports are never plugged, they keep their own rules).
     """
-    local: dict[str, int] = {}
+    local: dict[str, int | None] = {}
     up: dict[str, bool] = {}
     tunnels: dict[str, int] = {}
     uplinks: dict[str, int] = {}
@@ -153,6 +157,9 @@ def build_context(name: str, dpid: int, chassis: dict | None, ports: dict[str, S
         for pid in ids:
             local[pid] = sp.ofport
             up[pid] = sp.up
+    for port in bound_here:
+        if port.get("id") not in local and not str(port.get("device_owner") or "").startswith("network:"):
+            local[port["id"]] = None
     ctx = ChassisContext(name=name, datapath_id=dpid, local_ports=local, uplinks=uplinks,
                          tunnel_ports=tunnels, tunnel_ip=(chassis or {}).get("tunnel_ip"),
                          metadata_port=metadata_port)

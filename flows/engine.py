@@ -16,9 +16,14 @@ Inputs (hashable tuples; `changed_inputs` / `location_inputs` produce the same s
   ("all", kind)            every record of a kind (view.records)
   ("hosts", network)       view.hosts_of_network;  ("nets", host): view.networks_on_host
   ("revision",)            view.revision (changes with every change)
-  ("local", port id)       whether / where a port is plugged in here (ctx.local_ports[id])
+  ("local", port id)       whether a port is here (`id in ctx.local_ports`: plugged, or bound
+                           here by binding:host_id and not plugged yet)
+  ("ofport", port id)      its ofport here (ctx.local_ports.get / [id]; None while not plugged):
+                           a pre-bound port's tap appearing changes only this input, so only
+                           the flows that name the ofport recompile
   ("local*",)              the whole set of local ports (iterating or len(ctx.local_ports); a
                            loop that only picks the smaller side of a join uses `size_hint`)
+  ("ofport*",)             every port's ofport (ctx.local_ports.items() / values())
   ("fact", name, args)     a derived input (see `fact`)
 The rest of ChassisContext (name, uplinks, tunnel ports, tunnel IP) is not recorded: when it
 changes the core recompiles the whole chassis (controller.core._differs_beyond_ports).
@@ -50,6 +55,7 @@ from topology.view import IndexQueries, parse_datapath_id
 Input = tuple
 _REVISION: Input = ("revision",)
 _LOCAL_ALL: Input = ("local*",)
+_OFPORT_ALL: Input = ("ofport*",)
 
 
 # ------------------------------------------------------------------ facts
@@ -97,7 +103,8 @@ class _Fact:
 # set, `_use`), and the owner's own record — asked by every app of a compile — read once.
 
 class _RecordingPorts(Mapping):
-    """ctx.local_ports that notes what is asked: one port (("local", id)) or the whole set."""
+    """ctx.local_ports that notes what is asked: whether one port is here (("local", id)), its
+    ofport (("ofport", id)), or the whole set."""
 
     __slots__ = ("_ports", "_reads", "_add")
 
@@ -108,8 +115,8 @@ class _RecordingPorts(Mapping):
     def _use(self, reads: set) -> None:
         self._reads, self._add = reads, reads.add
 
-    def __getitem__(self, pid: str) -> int:
-        self._add(("local", pid))
+    def __getitem__(self, pid: str) -> int | None:
+        self._add(("ofport", pid))
         return self._ports[pid]
 
     def __contains__(self, pid: object) -> bool:
@@ -117,7 +124,7 @@ class _RecordingPorts(Mapping):
         return pid in self._ports
 
     def get(self, pid: str, default: Any = None) -> Any:
-        self._add(("local", pid))
+        self._add(("ofport", pid))
         return self._ports.get(pid, default)
 
     def __iter__(self) -> Iterator[str]:
@@ -134,10 +141,12 @@ class _RecordingPorts(Mapping):
 
     def items(self):
         self._add(_LOCAL_ALL)
+        self._add(_OFPORT_ALL)
         return self._ports.items()
 
     def values(self):
         self._add(_LOCAL_ALL)
+        self._add(_OFPORT_ALL)
         return self._ports.values()
 
 
@@ -258,6 +267,22 @@ class RecordingView(IndexQueries):
 
 # ------------------------------------------------------------------ what a change touches
 
+# Port fields no compiler reads: the binder's ACTIVE/DOWN write (and the bookkeeping every write
+# bumps). A change of only these recompiles nothing anywhere — at 20 chassis that write used to
+# recompile the port's readers on each of them, for the same flows. Check mode
+# (controller.core.check_compile) would catch a compiler that started reading one.
+UNREAD_PORT_FIELDS = frozenset({"status", "updated_at", "revision_number"})
+
+
+def compiles_nothing(change: Change) -> bool:
+    """True for a port update that changed only fields no compiler reads (UNREAD_PORT_FIELDS)."""
+    old, new = change.old, change.new
+    if change.kind != "port" or old is None or new is None:
+        return False
+    keys = old.keys() | new.keys()
+    return all(old.get(k) == new.get(k) for k in keys - UNREAD_PORT_FIELDS)
+
+
 def changed_inputs(view, change: Change, before=None) -> set[Input]:
     """The inputs a store change touches. Call *before* view.apply(change); `before` is the
     view's record before the change (defaults to what the view holds now)."""
@@ -295,13 +320,19 @@ def changed_inputs(view, change: Change, before=None) -> set[Input]:
     return out
 
 
-def location_inputs(before: Mapping[str, int], after: Mapping[str, int]) -> set[Input]:
-    """The inputs a chassis' local-port change touches (ports plugged, unplugged, renumbered)."""
-    # (port, ofport) pairs in one and not the other, in C; then the exact test on those few
-    changed = {p for p, _ in before.items() ^ after.items() if before.get(p) != after.get(p)}
-    out: set[Input] = {("local", p) for p in changed}
-    if before.keys() != after.keys():
+def location_inputs(before: Mapping[str, int | None], after: Mapping[str, int | None]) -> set[Input]:
+    """The inputs a chassis' local-port change touches: ports that came or went (("local", id),
+    ("ofport", id)), ports whose ofport changed (("ofport", id) only: plugged after being bound
+    here, renumbered), and the whole-set inputs when the set or any ofport changed."""
+    # (port, ofport) pairs in one and not the other, in C; then the exact tests on those few
+    candidates = {p for p, _ in before.items() ^ after.items()}
+    moved = {p for p in candidates if (p in before) != (p in after)}
+    out: set[Input] = {("local", p) for p in moved}
+    out |= {("ofport", p) for p in candidates if before.get(p) != after.get(p)}
+    if moved:
         out.add(_LOCAL_ALL)
+    if candidates:
+        out.add(_OFPORT_ALL)
     return out
 
 

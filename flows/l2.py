@@ -1,6 +1,7 @@
 """L2 switching: a local port's own flows, and a network's flood (replication) flows.
 
-Per local port (Owner.PORT, 5 flows):
+Per local port (Owner.PORT, 5 flows; CLASSIFY and OUTPUT only once it is plugged — a port bound
+here by binding:host_id has the other three before its tap appears):
   CLASSIFY   in_port=ofport → reg6=key, metadata=network key, goto PORT_SEC
   L2_LOOKUP  metadata+eth_dst=MAC → reg7=key, goto INGRESS_CT
   L2_FLOOD   reg6=key,reg7=key → drop            (never flood back to the sender)
@@ -33,17 +34,19 @@ FLOOD_FROM_OUTSIDE_PRIORITY = 110  # came from a tunnel/uplink: replicate to loc
 OUTPUT_PRIORITY = 100
 
 
-def local_port_flows(net: Record, port: Record, ofport: int) -> list[Flow]:
-    """The flows a port plugged into this chassis needs (see module docstring)."""
+def local_port_flows(net: Record, port: Record, ofport: int | None) -> list[Flow]:
+    """The flows a port local to this chassis needs (see module docstring); `ofport` None:
+    bound here, not plugged yet."""
     ck, key, net_key = port_cookie(port), port["_key"], net["_key"]
     flows = [
-        flow(T.CLASSIFY, CLASSIFY_PRIORITY, ck,
-             [SetField(R.IN_PORT, key), WriteMetadata(net_key), GotoTable(T.PORT_SEC)],
-             match=dict(in_port=ofport)),
         flow(T.L2_FLOOD, HAIRPIN_PRIORITY, ck, [], match={R.IN_PORT: key, R.OUT_PORT: key}),
         flow(T.L2_FLOOD, REPLICA_PRIORITY, ck, [GotoTable(T.INGRESS_CT)], match={R.OUT_PORT: key}),
-        flow(T.OUTPUT, OUTPUT_PRIORITY, ck, [Output(ofport)], match={R.OUT_PORT: key}),
     ]
+    if ofport is not None:
+        flows += [flow(T.CLASSIFY, CLASSIFY_PRIORITY, ck,
+                       [SetField(R.IN_PORT, key), WriteMetadata(net_key), GotoTable(T.PORT_SEC)],
+                       match=dict(in_port=ofport)),
+                  flow(T.OUTPUT, OUTPUT_PRIORITY, ck, [Output(ofport)], match={R.OUT_PORT: key})]
     mac = port_mac(port)
     if mac is not None:
         flows.append(flow(T.L2_LOOKUP, LOOKUP_PRIORITY, ck,
@@ -60,9 +63,8 @@ def port_flows(view: View, ctx, port: Record) -> list[Flow]:
     net = view.network(port.get("network_id"))
     if net is None or not (is_up(net) and is_up(port)):  # its network gone (or not yet seen): no flows
         return []
-    ofport = ctx.local_ports.get(port["id"])
-    if ofport is not None:
-        return local_port_flows(net, port, ofport)
+    if port["id"] in ctx.local_ports:
+        return local_port_flows(net, port, ctx.local_ports[port["id"]])
     if is_provider(net):
         return provider.remote_port_flows(view, ctx, net, port)
     return []
@@ -72,7 +74,7 @@ def flood_flows(view: View, ctx, net: Record) -> list[Flow]:
     """The network's replication flows on this chassis (empty if the network isn't here)."""
     key = net["_key"]
     ck = network_cookie(net)
-    locals_ = [p for p, _ in local_ports_of_network(view, ctx, net["id"]) if is_up(p)]
+    locals_ = [p for p in local_ports_of_network(view, ctx, net["id"]) if is_up(p)]
     to_locals: list = []
     for port in locals_:
         to_locals += [SetField(R.OUT_PORT, port["_key"]), Resubmit(T.L2_FLOOD)]

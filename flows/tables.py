@@ -125,7 +125,7 @@ class MeterPurpose(IntEnum):
     DHCP_PUNT = 0   # port key: its DHCP punt (flows/services.py)
     EGRESS = 1      # port key: QoS limit of what the VM sends (CLASSIFY)
     INGRESS = 2     # port key: QoS limit of what the VM receives (OUTPUT)
-    ARP_PUNT = 3    # network key: its ARP punts
+    ARP_PUNT = 3    # reserved: was a network's ARP punt meter (ARP is answered in the switch now)
 
 
 METER_KEY_SPAN = 1 << 16

@@ -174,7 +174,7 @@ def run(view, probe: Probe, chassis: Iterable[ChassisFlows], owner_name: OwnerNa
     port = view.port(probe.port_id)
     if port is None:
         raise TraceError(f"port {probe.port_id} not found")
-    start = next((c for c in by_name.values() if probe.port_id in c.ctx.local_ports), None)
+    start = next((c for c in by_name.values() if c.ctx.local_ports.get(probe.port_id) is not None), None)
     if start is None:
         raise TraceError(f"port {probe.port_id} is not plugged on any connected chassis")
     pkt = build_packet(view, probe)
@@ -192,7 +192,8 @@ def run(view, probe: Probe, chassis: Iterable[ChassisFlows], owner_name: OwnerNa
         for s in hop.result.trace:
             out.stages.append(Stage(hop.chassis, s.table, stage_name(s.table), s.flow.ofctl() if s.flow else None,
                                     owner_name(s.flow.cookie) if s.flow else None, s.depth))
-    port_of = {(c.ctx.name, ofport): pid for c in by_name.values() for pid, ofport in c.ctx.local_ports.items()}
+    port_of = {(c.ctx.name, ofport): pid for c in by_name.values() for pid, ofport in c.ctx.local_ports.items()
+               if ofport is not None}
     delivered, answered = [], []
     for d in deliveries:
         pid = port_of.get((d.chassis, d.port))

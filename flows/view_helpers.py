@@ -5,7 +5,9 @@ present on this chassis" must be answered the same way by every compiler, or two
 disagree about where a network exists and leave half-installed pipelines.
 
 Definitions used throughout flows/:
-- local port: its id is in ctx.local_ports (the switch says so; the store may lag behind);
+- local port: its id is in ctx.local_ports — plugged here (the switch says so; the store may lag
+  behind), or bound here by binding:host_id and not plugged yet (ofport None: Nova binds a port
+  before it plugs the tap, so everything but the flows that name the ofport is ready before);
 - network present on a chassis: at least one of its ports is local there;
 - remote port: not local, bound (binding:host_id) to another chassis record.
 """
@@ -77,16 +79,16 @@ def network_present(view: View, ctx, network_id: str) -> bool:
     return False
 
 
-def local_ports_of_network(view: View, ctx, network_id: str) -> list[tuple[Record, int]]:
-    """(port, ofport) of the network's ports plugged in here, sorted by key (deterministic)."""
+def local_ports_of_network(view: View, ctx, network_id: str) -> list[Record]:
+    """The network's local ports (plugged or bound here), sorted by key (deterministic). Reads
+    only which ports are here, not their ofports: a pre-bound tap appearing changes nothing here."""
     local = ctx.local_ports
     ids = view.port_ids_of_network(network_id)
     if len(ids) <= size_hint(local):  # which side to loop over; not an input
-        found = [(view.port(pid), local[pid]) for pid in ids if pid in local]
+        found = [view.port(pid) for pid in ids if pid in local]
     else:
-        found = [(view.port(pid), ofp) for pid, ofp in local.items()
-                 if (view.port(pid) or {}).get("network_id") == network_id]
-    return sorted(((p, o) for p, o in found if p is not None), key=lambda po: po[0]["_key"])
+        found = [view.port(pid) for pid in local if (view.port(pid) or {}).get("network_id") == network_id]
+    return sorted((p for p in found if p is not None), key=lambda p: p["_key"])
 
 
 def remote_chassis(view: View, ctx, port: Record) -> Record | None:

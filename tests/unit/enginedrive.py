@@ -74,9 +74,7 @@ class EngineCloud:
             extra: set[int] = set()
             moved: set[tuple] = set()
             if old.local_ports != new.local_ports:
-                changed = {p for p in old.local_ports.keys() | new.local_ports.keys()
-                           if old.local_ports.get(p) != new.local_ports.get(p)}
-                for pid in changed:
+                for pid in old.local_ports.keys() ^ new.local_ports.keys():  # as controller.core
                     extra |= self.compiler.owners_for_port_location(self.view, pid)
                 moved = location_inputs(old.local_ports, new.local_ports)
             compiled |= eng.step(self.compiler, self.view, new, named | extra, inputs | moved, sink)

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from controller.registry import build_context
 from flows import engine
 from flows.engine import ChassisEngine, RecordingView, changed_inputs, fact, recording_context
 from flows.tables import Owner, cookie
@@ -44,7 +45,11 @@ class World:
         self.cloud = EngineCloud(apps(), self.t.view(), {c: self.context(c) for c in self.local})
 
     def context(self, name: str):
-        return ctx(name, dict(self.local[name]), tunnel_ip=TUNNEL_IP[name])
+        """Plugged ports, plus the VM ports bound here and not plugged (ofport None), as the
+        controller's build_context makes it."""
+        bound = [p for p in self.t.data["port"].values() if p.get("binding:host_id") == name]
+        local, _ = build_context(name, 1, None, {}, lambda _n: [], bound)
+        return ctx(name, {**local.local_ports, **self.local[name]}, tunnel_ip=TUNNEL_IP[name])
 
     def ports(self) -> list[dict]:
         return sorted(self.t.data["port"].values(), key=lambda p: p["_key"])
@@ -58,7 +63,9 @@ class World:
                     self.local[name][pid] = ofport
         changes = self.t.changes[self.seen:]
         self.seen = len(self.t.changes)
-        return self.cloud.step(changes, {name: self.context(name) for name in (plug or {})})
+        # every chassis: a binding written to the store changes what is bound there (controller.core
+        # rebuilds every context after port changes)
+        return self.cloud.step(changes, {name: self.context(name) for name in self.local})
 
     def assert_equals_full(self) -> None:
         assert self.cloud.differences(apps, self.t.view()) == {}
@@ -187,7 +194,8 @@ def test_a_fact_cuts_off_early_and_flips_reach_its_readers():
     assert eng.facts[key].value is True
     assert {cookie(Owner.PORT, p["_key"]) for p in ports} <= eng.readers_of(key)
     w.assert_equals_full()
-    w.step({"c2": {far["id"]: None}})  # the network vanishes from c2: every reader recompiles
+    w.t.update("port", far["id"], **{"binding:host_id": ""})  # unplugged and unbound (a port bound
+    w.step({"c2": {far["id"]: None}})  # there stays): the network vanishes from c2, its readers recompile
     w.assert_equals_full()
     assert not [o for o in w.cloud.state["c2"] if o >> 56 == Owner.PORT]
 
@@ -221,7 +229,7 @@ def test_a_fact_read_by_one_owner_survives_its_recompile():
 
 def test_recording_view_names_what_was_read():
     w = World(networks=1)
-    p = w.t.vm(w.nets[0], 1, [], host="c1")
+    p = w.t.vm(w.nets[0], 1, [], host="c2")  # bound to c2, read from c1: not here
     w.step()
     reads: set = set()
     view = RecordingView(w.cloud.view, w.context("c1"), reads, None)
@@ -252,8 +260,11 @@ def test_changed_inputs_separate_membership_from_content():
     moved = changed_inputs(view, w.t.changes[-1])
     assert {("ids", "port.network", w.nets[0]["id"]), ("ids", "port.network", w.nets[1]["id"]),
             ("hosts", w.nets[0]["id"]), ("hosts", w.nets[1]["id"]), ("nets", "c1"), ("nets", "c2")} <= moved
-    assert engine.location_inputs({"a": 1}, {"a": 2}) == {("local", "a")}
-    assert engine.location_inputs({"a": 1}, {}) == {("local", "a"), ("local*",)}
+    assert engine.location_inputs({"a": 1}, {"a": 2}) == {("ofport", "a"), ("ofport*",)}
+    assert engine.location_inputs({"a": 1}, {}) == {("local", "a"), ("ofport", "a"), ("local*",), ("ofport*",)}
+    # bound here first (ofport None), then plugged: only the ofport's readers
+    assert engine.location_inputs({}, {"a": None}) == {("local", "a"), ("local*",), ("ofport*",)}
+    assert engine.location_inputs({"a": None}, {"a": 7}) == {("ofport", "a"), ("ofport*",)}
 
 
 def test_the_core_recompiles_o1_owners_for_one_more_port_with_check_mode_clean(monkeypatch):
@@ -288,3 +299,15 @@ def test_the_core_recompiles_o1_owners_for_one_more_port_with_check_mode_clean(m
         assert r.core.check_failures == 0
     finally:
         r.close()
+
+
+def test_a_status_only_port_write_compiles_nothing():
+    """The binder's ACTIVE/DOWN write changes fields no compiler reads; anything else counts."""
+    from topology.store import Change
+    old = {"id": "p", "status": "DOWN", "binding:host_id": "c1", "revision_number": 1, "updated_at": "t1"}
+    active = dict(old, status="ACTIVE", revision_number=2, updated_at="t2")
+    assert engine.compiles_nothing(Change(5, "port", "p", old, active))
+    assert not engine.compiles_nothing(Change(5, "port", "p", old, dict(active, **{"binding:host_id": "c2"})))
+    assert not engine.compiles_nothing(Change(5, "port", "p", None, active))  # created
+    assert not engine.compiles_nothing(Change(5, "port", "p", old, None))     # deleted
+    assert not engine.compiles_nothing(Change(5, "network", "p", old, active))
