@@ -70,6 +70,9 @@ RETRY_FIRST, RETRY_MAX = 0.5, 30.0  # seconds: backoff of a datapath whose conve
 # seconds: the longest a burst of events may hold compiled flows back (_defer_flush); 0 = never
 # defer (TENANTFLOW_FLUSH_DEFER, for same-run comparisons in bench/bench_scale.py --defer-ab)
 FLUSH_DEFER_MAX = float(os.environ.get("TENANTFLOW_FLUSH_DEFER", "1.0"))
+# HA: a standby share to compile afresh while one of our own chassis waits for MASTER is put off
+# this long (then retried): the takeover's resync goes first (docs/ha.md, "Standby share")
+WARM_LATER, WARM_LATER_MAX = 0.1, 5.0
 BIG_BATCH = 1000  # changes or flow-mods after which the worker hands freed memory back to the OS
 
 
@@ -160,7 +163,7 @@ class _ReconcilerSink:
 
 @dataclass
 class _Item:
-    kind: str  # changes | connected | port | disconnected | resync | retry | reset | stop
+    kind: str  # changes | connected | port | disconnected | resync | retry | reset | warm | stop
     dpid: int = 0
     payload: Any = None
 
@@ -206,6 +209,7 @@ class Core:
         self._stopping = False
         self.ready = threading.Event()
         self.batches = 0
+        self._warm_since: float | None = None  # since when standby compiles wait for a takeover
         self.deferred_flushes = 0  # compiles/flushes left to the next, already queued batch (_defer_flush)
         self._carry: tuple[set[int], set[tuple], bool] | None = None  # (dirty, inputs, rebuild_ctx) left over
         self._defer_since: float | None = None
@@ -449,7 +453,21 @@ class Core:
         sends: list[tuple[DatapathEntry, Callable[[], None]]] = []
         entries = list(self.registry.connected())
         warm = [e for e in entries if self.standby(e.dpid)]
-        for e in [e for e in entries if not self.standby(e.dpid)] + [None] + warm:
+        own = [e for e in entries if not self.standby(e.dpid)]
+        waiting = warm and any(self.compiles(e.dpid) and not self.is_master(e.dpid) for e in own)
+        if not waiting:
+            self._warm_since = None
+        elif any(e.needs_full for e in warm):
+            # a takeover waits for the switch's MASTER: a standby share never compiled (it grew
+            # with the same reassignment) would make its resync wait for seconds of compiles;
+            # such a chassis loses nothing by compiling in full a moment later (bounded: a
+            # switch that never answers the role request does not keep it cold)
+            now = time.monotonic()
+            self._warm_since = self._warm_since or now
+            if now - self._warm_since < WARM_LATER_MAX:
+                warm = [e for e in warm if not e.needs_full]
+                hub.spawn_after(WARM_LATER, self._q.put, _Item("warm", 0))
+        for e in own + [None] + warm:
             if e is None:  # own chassis compiled: flush them before any standby compile
                 self._send_all(sends)
                 sends = []

@@ -149,3 +149,31 @@ def test_two_live_processes_with_one_id_on_real_etcd(etcd):  # noqa: F811
     assert twin.stats()["duplicate_id"] and not twin.owners
     for m in (first, other, twin):
         m.stop()
+
+
+def test_a_new_standby_share_waits_while_our_takeover_waits_for_master(ha):  # noqa: F811
+    """A reassignment gives us a chassis (owned, MASTER not confirmed yet) and grows our standby
+    share: the share, never compiled, must not hold up the takeover's resync, so it compiles
+    only once no chassis of ours waits for MASTER."""
+    r, roles = ha
+    warm: set[int] = {DPID_B}
+    r.core.standby = lambda dpid: dpid in warm
+    r.core.compiles = lambda dpid: dpid in roles.owned or dpid in roles.master or dpid in warm
+    roles.owned.add(DPID_A)                     # ours in etcd; the switch has not said MASTER yet
+    r.connect(DPID_A, r.ports[:2])
+    sb = r.connect(DPID_B, r.ports[2:])
+    ea, eb = r.core.registry.get(DPID_A), r.core.registry.get(DPID_B)
+    deadline = time.monotonic() + 0.6
+    while time.monotonic() < deadline:
+        assert not eb.compiled, "the standby share compiled while our takeover waited for MASTER"
+        time.sleep(0.02)
+    assert ea.compiled  # ours is compiled, ready for its resync
+    roles.master.add(DPID_A)                    # the role reply
+    r.core.request_resync(DPID_A)
+    deadline = time.monotonic() + 5
+    while not eb.compiled and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert eb.compiled and eb.reconciler.desired_count() > 0
+    r.settle()
+    r.wait_healthy(DPID_A)
+    assert sb.sent == []
