@@ -209,6 +209,7 @@ class Core:
         self._stopping = False
         self.ready = threading.Event()
         self.batches = 0
+        self._dead_chassis: list[str] = []  # stats.gateway.dead, as of the last gateway duties
         self._warm_since: float | None = None  # since when standby compiles wait for a takeover
         self.deferred_flushes = 0  # compiles/flushes left to the next, already queued batch (_defer_flush)
         self._carry: tuple[set[int], set[tuple], bool] | None = None  # (dirty, inputs, rebuild_ctx) left over
@@ -400,7 +401,7 @@ class Core:
                 self._rev = rev
                 for e in self.registry.all():
                     e.needs_full = True
-                rebuild_ctx = True
+                rebuild_ctx = gateway_due = True
             elif it.kind == "connected":
                 datapath, ports = it.payload
                 e = self.registry.entry(it.dpid)
@@ -543,8 +544,11 @@ class Core:
             self._liveness_wake = None
         try:
             with self.view_lock:
-                writes, wake = self.liveness.due(self.view.records(CHASSIS).values(), now, self.owned_elsewhere)
+                chassis = self.view.records(CHASSIS).values()
+                writes, wake = self.liveness.due(chassis, now, self.owned_elsewhere)
                 bindings = binding_updates(self.view, self._may_bind_gateway)
+                self._dead_chassis = sorted(c.get("name") or "" for c in chassis
+                                            if not gateway_selection.chassis_alive(c))
         except Exception:  # noqa: BLE001 — retried at the next batch; flows are not affected
             LOG.exception("gateway liveness/binding check failed")
             return
@@ -561,10 +565,9 @@ class Core:
     def _gateway_report(self) -> dict:
         """stats.gateway: counters, chassis whose connection to us is down, chassis the store
         records as dead (what the gateway selection uses)."""
-        with self.view_lock:
-            dead = sorted(c.get("name") or "" for c in self.view.records(CHASSIS).values()
-                          if not gateway_selection.chassis_alive(c))
-        return dict(self.gateway_stats, disconnected=sorted(self.liveness.down_since), dead=dead)
+        # no view lock: stats must answer while the worker compiles (it holds the lock for a
+        # whole chassis' compile); the worker refreshes `_dead_chassis` after each store batch
+        return dict(self.gateway_stats, disconnected=sorted(self.liveness.down_since), dead=list(self._dead_chassis))
 
     def _may_bind_gateway(self, active: str | None) -> bool:
         """HA: the controller that owns the active gateway chassis writes its binding."""
