@@ -25,6 +25,7 @@ from apps.punt import PuntApp
 from flows import ipv6_services as v6
 from flows.flow import Flow
 from flows.tables import R
+from flows.view_helpers import is_vm_port
 from topology.model.ipam import link_local_address
 from topology.store import NETWORK, PORT, Change
 
@@ -155,7 +156,7 @@ class Ipv6RaApp(PuntApp):
         by_net: dict[str, list[int]] = {}
         for pid, ofport in ctx.local_ports.items():
             port = view.get(PORT, pid)
-            if ofport is None or port is None or str(port.get("device_owner") or "").startswith("network:"):
+            if ofport is None or port is None or not is_vm_port(port):
                 continue
             by_net.setdefault(str(port.get("network_id")), []).append(ofport)
         for key in [k for k in self._due if k[0] == ctx.name and k[1] not in by_net]:

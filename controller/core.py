@@ -211,6 +211,7 @@ class Core:
         self.batches = 0
         self._dead_chassis: list[str] = []  # stats.gateway.dead, as of the last gateway duties
         self._warm_since: float | None = None  # since when standby compiles wait for a takeover
+        self._warm_wake = False  # a "warm" item is scheduled
         self.deferred_flushes = 0  # compiles/flushes left to the next, already queued batch (_defer_flush)
         self._carry: tuple[set[int], set[tuple], bool] | None = None  # (dirty, inputs, rebuild_ctx) left over
         self._defer_since: float | None = None
@@ -432,6 +433,8 @@ class Core:
                     if e.chassis:
                         self.liveness.disconnected(e.chassis, time.monotonic())
                         self._wake_liveness_at(time.monotonic() + self.gateway.dead_after)
+            elif it.kind == "warm":
+                self._warm_wake = False
             elif it.kind == "liveness":
                 gateway_due = True
             elif it.kind == "resync":
@@ -455,7 +458,7 @@ class Core:
         entries = list(self.registry.connected())
         warm = [e for e in entries if self.standby(e.dpid)]
         own = [e for e in entries if not self.standby(e.dpid)]
-        waiting = warm and any(self.compiles(e.dpid) and not self.is_master(e.dpid) for e in own)
+        waiting = bool(warm) and any(self.compiles(e.dpid) and not self.is_master(e.dpid) for e in own)
         if not waiting:
             self._warm_since = None
         elif any(e.needs_full for e in warm):
@@ -467,7 +470,9 @@ class Core:
             self._warm_since = self._warm_since or now
             if now - self._warm_since < WARM_LATER_MAX:
                 warm = [e for e in warm if not e.needs_full]
-                hub.spawn_after(WARM_LATER, self._q.put, _Item("warm", 0))
+                if not self._warm_wake:  # one wake-up pending at a time, whatever the batch rate
+                    self._warm_wake = True
+                    hub.spawn_after(WARM_LATER, self._q.put, _Item("warm", 0))
         for e in own + [None] + warm:
             if e is None:  # own chassis compiled: flush them before any standby compile
                 self._send_all(sends)

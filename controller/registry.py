@@ -15,6 +15,7 @@ from apps.base import ChassisContext
 from controller.reconciler import Reconciler
 from flows.engine import ChassisEngine
 from flows.metadata import METADATA_IFNAME
+from flows.view_helpers import is_vm_port
 
 LOG = logging.getLogger(__name__)
 
@@ -158,7 +159,7 @@ def build_context(name: str, dpid: int, chassis: dict | None, ports: dict[str, S
             local[pid] = sp.ofport
             up[pid] = sp.up
     for port in bound_here:
-        if port.get("id") not in local and not str(port.get("device_owner") or "").startswith("network:"):
+        if port.get("id") not in local and is_vm_port(port):
             local[port["id"]] = None
     ctx = ChassisContext(name=name, datapath_id=dpid, local_ports=local, uplinks=uplinks,
                          tunnel_ports=tunnels, tunnel_ip=(chassis or {}).get("tunnel_ip"),

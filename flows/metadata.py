@@ -36,7 +36,7 @@ from typing import Any, Iterable
 from flows.flow import Flow, Output, SetField, flow
 from flows.arp_responder import reply_actions
 from flows.tables import Owner, R, T, cookie, cookie_owner
-from flows.view_helpers import network_present
+from flows.view_helpers import is_vm_port, network_present
 from topology.store import NETWORK, PORT, Change
 from topology.view import View
 
@@ -100,7 +100,7 @@ def port_ipv4s(port: Record) -> list[str]:
 
 def serves(port: Record) -> bool:
     """Instances only: router, DHCP and other network:* ports do not fetch metadata."""
-    return not str(port.get("device_owner") or "").startswith("network:") and port.get("_key") is not None
+    return is_vm_port(port) and port.get("_key") is not None
 
 
 def _mac(text: str) -> int:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from flows import l2
 from flows.flow import Controller, Flow, FlowError, Meter, Output, SetField, U32
 from flows.tables import METER_KEY_SPAN, MeterPurpose, T
+from flows.view_helpers import is_vm_port
 from topology.store import Record
 from topology.view import View
 
@@ -152,7 +153,7 @@ def kbps_meter(purpose: int, port_key: int, max_kbps: int, max_burst_kbps: int) 
 def effective_policy(view: View, port: Record) -> Record | None:
     """The port's own policy, else its network's (compute ports only, as Neutron)."""
     pid = port.get("qos_policy_id")
-    if not pid and not str(port.get("device_owner") or "").startswith("network:"):
+    if not pid and is_vm_port(port):
         net = view.network(port.get("network_id"))
         pid = net.get("qos_policy_id") if net is not None else None
     return view.get(QOS_POLICY, pid) if pid else None

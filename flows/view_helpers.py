@@ -60,6 +60,12 @@ def network_cookie(net: Record) -> int:
     return cookie(Owner.NETWORK, net["_key"])
 
 
+def is_vm_port(port: Record) -> bool:
+    """An instance's port (Neutron's compute:* or none), not a router's or DHCP's network:* port:
+    only these are plugged as taps, fetch metadata, or take their network's QoS policy."""
+    return not str(port.get("device_owner") or "").startswith("network:")
+
+
 def is_local(ctx, port: Record) -> bool:
     return port["id"] in ctx.local_ports
 
