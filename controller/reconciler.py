@@ -158,7 +158,7 @@ class Reconciler:
 
     def rejected_count(self) -> int:
         """Flows (and meters) the switch refused and we still want: the datapath is not what we declared."""
-        return sum(1 for key, body in self._rejected.items() if (w := self._want.get(key)) and w[2] == body) \
+        return sum(1 for key, body in list(self._rejected.items()) if (w := self._want.get(key)) and w[2] == body) \
             + (self.meters.rejected_count() if self.meters.rejected else 0)
 
     def owners(self) -> set[int]:
@@ -639,8 +639,12 @@ class MeterTable:
         claims = self._claims.get(mid)
         return claims[min(claims)] if claims else None
 
+    def desired_count(self) -> int:
+        """len(desired()) without building it (stats polling)."""
+        return len(self._claims)
+
     def desired(self) -> dict[int, tuple]:
-        return {mid: claims[min(claims)] for mid, claims in self._claims.items()}
+        return {mid: claims[min(claims)] for mid, claims in list(self._claims.items())}
 
     # ---------------------------------------------------------------- diff
     def read(self, chunks: list[bytes]) -> None:
@@ -704,4 +708,4 @@ class MeterTable:
         self._inflight = {}
 
     def rejected_count(self) -> int:
-        return sum(1 for mid, band in self.rejected.items() if self.want(mid) == band)
+        return sum(1 for mid, band in list(self.rejected.items()) if self.want(mid) == band)

@@ -102,7 +102,7 @@ class DatapathEntry:
             out.append(f"chassis not registered: {self.chassis_failed}")
         if self.listing_failed:
             out.append(f"owners not listed: {self.listing_failed}")
-        out += [f"compile failed: {reason}" for reason in self.failed_owners.values()]
+        out += [f"compile failed: {reason}" for reason in list(self.failed_owners.values())]
         if self.connected and (self.needs_resync or not self.reconciler.installed_known):
             out.append(f"switch state unknown, resync pending: {self.last_error or 'not read yet'}")
         rec = self.reconciler

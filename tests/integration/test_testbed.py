@@ -167,3 +167,18 @@ def test_cleanup_removes_leftovers_of_a_killed_run(tmp_path) -> None:
     while pid_alive(vswitchd) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not pid_alive(vswitchd)
+
+
+def test_ovs_add_ports_in_one_raw_transaction(bed: Bed) -> None:
+    """OvsInstance.add_ports (bench_scale --tap-type patch): every port has its ofport once it
+    returns, patch ports without a peer included; a bad transaction raises and adds nothing."""
+    ch = bed.add_chassis("c1", init=False)
+    names = [f"tapbench{i:04d}" for i in range(200)]
+    ch.ovs.add_ports("br-int", names, "patch")
+    ofports = ch.ovs_vsctl("--bare", "--columns=name,ofport", "find", "Interface", "type=patch").split()
+    got = dict(zip(ofports[0::2], ofports[1::2]))
+    assert set(names) <= set(got)
+    assert all(int(got[n]) > 0 for n in names)
+    with pytest.raises(RuntimeError, match="ovsdb transact failed"):
+        ch.ovs.add_ports("br-int", ["tapbench0000"], "patch")  # duplicate name: a constraint error
+    assert ch.ovs_vsctl("list-ports", "br-int").split().count("tapbench0000") == 1
