@@ -231,9 +231,10 @@ class Bench:
         return nets
 
     def add_taps(self, ids: list[str], per_txn: int = 1000) -> float:
-        """OVSDB transactions adding every tap as an internal port, up to `per_txn` per
-        transaction (one for 1,000 ports; ovs-vsctl's own work grows faster than linearly with
-        a transaction's size — 10,000 in one did not finish in 120 s)."""
+        """OVSDB transactions adding every tap: internal ports through ovs-vsctl, up to `per_txn`
+        per transaction (one for 1,000 ports; ovs-vsctl's own work grows faster than linearly with
+        a transaction's size — 10,000 in one did not finish in 120 s); with `--tap-type patch`,
+        peerless patch ports in one raw transaction (OvsInstance.add_ports)."""
         t0 = time.perf_counter()
         if self.args.tap_type == "patch":  # one raw OVSDB transaction, no ovs-vsctl
             self.ovs.add_ports(BRIDGE, [tap(pid) for pid in ids], "patch")
