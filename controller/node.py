@@ -87,15 +87,23 @@ def ensure_bridge(bridge: str, dp_type: str, dpid: str, controllers: list[str], 
 # restarted controller could wait 8 s for its switches; 1 s keeps restarts and failovers short
 # and costs one TCP connect attempt per second while a controller is down.
 RECONNECT_MAX_BACKOFF_MS = 1000
+# Out-of-band, as Neutron's OVS agent sets on its bridges: the controllers are reached through the
+# host's own routes, never through br-int, so OVS installs no hidden in-band flows in the
+# datapath (OVS's default, in-band, adds them for whatever path it believes leads to a controller).
+CONNECTION_MODE = "out-of-band"
+CONTROLLER_SETTINGS = {"max_backoff": str(RECONNECT_MAX_BACKOFF_MS), "connection_mode": CONNECTION_MODE}
 
 
 def ensure_fast_reconnect(bridge: str, changes: list[str]) -> None:
-    """Every Controller record of the bridge gets max_backoff=RECONNECT_MAX_BACKOFF_MS."""
+    """Every Controller record of the bridge gets CONTROLLER_SETTINGS (one write per record, only
+    the columns that differ)."""
     uuids = (_get("bridge", bridge, "controller") or "").strip("[]").replace(",", " ").split()
     for uuid in uuids:
-        if _unquote(_get("controller", uuid, "max_backoff")) != str(RECONNECT_MAX_BACKOFF_MS):
-            vsctl("set", "controller", uuid, f"max_backoff={RECONNECT_MAX_BACKOFF_MS}")
-            changes.append(f"bridge {bridge}: controller {uuid[:8]} max_backoff={RECONNECT_MAX_BACKOFF_MS}")
+        sets = [f"{col}={val}" for col, val in CONTROLLER_SETTINGS.items()
+                if _unquote(_get("controller", uuid, col)) != val]
+        if sets:
+            vsctl("set", "controller", uuid, *sets)
+            changes.append(f"bridge {bridge}: controller {uuid[:8]} {' '.join(sets)}")
 
 
 def _bridge_exists(bridge: str) -> bool:

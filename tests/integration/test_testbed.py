@@ -107,6 +107,8 @@ def test_chassis_connects_to_controller(bed: Bed) -> None:
     assert ch.ovs_vsctl("get", "bridge", "br-int", "fail_mode") == "secure"
     # node init: a restarted controller is retried within 1 s, not OVS's default 8 s backoff
     assert ch.ovs_vsctl("--bare", "--columns=max_backoff", "list", "controller").split() == ["1000"]
+    # out-of-band as Neutron's agent sets it: no hidden in-band flows on br-int
+    assert ch.ovs_vsctl("--bare", "--columns=connection_mode", "list", "controller").split() == ["out-of-band"]
     names = [c["name"] for c in bed.api.list("chassis")]
     assert "c1" in names
 
