@@ -80,7 +80,7 @@ def ensure_bridge(bridge: str, dp_type: str, dpid: str, controllers: list[str], 
         vsctl("set-controller", bridge, *controllers)
         changes.append(f"bridge {bridge}: controllers {' '.join(controllers)}")
     if controllers:
-        ensure_fast_reconnect(bridge, changes)
+        ensure_controller_settings(bridge, changes)
 
 
 # OVS retries a lost controller with exponential backoff up to max_backoff (8 s by default), so a
@@ -94,7 +94,7 @@ CONNECTION_MODE = "out-of-band"
 CONTROLLER_SETTINGS = {"max_backoff": str(RECONNECT_MAX_BACKOFF_MS), "connection_mode": CONNECTION_MODE}
 
 
-def ensure_fast_reconnect(bridge: str, changes: list[str]) -> None:
+def ensure_controller_settings(bridge: str, changes: list[str]) -> None:
     """Every Controller record of the bridge gets CONTROLLER_SETTINGS (one write per record, only
     the columns that differ)."""
     uuids = (_get("bridge", bridge, "controller") or "").strip("[]").replace(",", " ").split()
