@@ -17,7 +17,7 @@ import os
 import random
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from os_ken.lib import hub
@@ -29,7 +29,7 @@ from controller.gateway import GatewayConfig, Liveness, binding_updates
 from flows import gateway as gateway_selection
 from flows.tables import owner_label, split_cookie
 from controller.registry import (IFNAME_INDEX, DatapathEntry, Registry, SwitchPort, build_context,
-                                 dpid_name, port_ifnames)
+                                 dpid_name, port_ifnames, update_context)
 from flows import compiler, engine
 from flows.engine import ListingError
 from flows.flow import Flow
@@ -39,6 +39,10 @@ from topology.view import TopologyView
 LOG = logging.getLogger(__name__)
 
 ACTIVE, DOWN = "ACTIVE", "DOWN"
+# A batch touching more ports than this rebuilds the contexts it touches from scratch (as
+# cheap as updating them then, and simpler to trust); fewer are updated in place.
+CONTEXT_UPDATE_MAX = 256
+BINDING_RETRY = 1.0  # seconds before a failed binding write is looked at again (a full context pass)
 
 
 class AppCompiler:
@@ -165,8 +169,35 @@ class _ReconcilerSink:
 
 
 @dataclass
+class _ContextWork:
+    """What changed since each chassis' context was built, so _refresh_context touches only the
+    chassis (and the ports) a batch concerns: one tap on one chassis of 10,000 ports, or a port
+    write among 20 chassis, used to rebuild every context and re-check every binding."""
+    full: bool = False                                           # every chassis, from scratch
+    port_ids: set[str] = field(default_factory=set)              # topology ports written
+    names: set[str] = field(default_factory=set)                 # their interface names, old and new
+    hosts: set[str] = field(default_factory=set)                 # their binding:host_id, old and new
+    switch_names: dict[int, set[str]] = field(default_factory=dict)  # dpid → switch ports that changed
+
+    def port_written(self, *records: dict | None) -> None:
+        for rec in records:
+            if rec is not None:
+                self.port_ids.add(rec["id"])
+                self.names.update(port_ifnames(rec))
+                self.hosts.add(rec.get("binding:host_id") or "")
+
+    def touches(self, e: DatapathEntry) -> bool:
+        ctx = e.ctx
+        return bool(self.full or ctx is None or self.switch_names.get(e.dpid) or e.chassis in self.hosts
+                    or any(n in e.ports for n in self.names) or any(p in ctx.local_ports for p in self.port_ids))
+
+    def small(self) -> bool:
+        return len(self.port_ids) + len(self.names) <= CONTEXT_UPDATE_MAX
+
+
+@dataclass
 class _Item:
-    kind: str  # changes | connected | port | disconnected | resync | retry | reset | warm | stop
+    kind: str  # changes | connected | port | disconnected | resync | retry | reset | warm | rebind | stop
     dpid: int = 0
     payload: Any = None
 
@@ -216,7 +247,7 @@ class Core:
         self._warm_since: float | None = None  # since when standby compiles wait for a takeover
         self._warm_wake = False  # a "warm" item is scheduled
         self.deferred_flushes = 0  # compiles/flushes left to the next, already queued batch (_defer_flush)
-        self._carry: tuple[set[int], set[tuple], bool] | None = None  # (dirty, inputs, rebuild_ctx) left over
+        self._carry: tuple[set[int], set[tuple], _ContextWork] | None = None  # (dirty, inputs, ctx work) left over
         self._defer_since: float | None = None
         self._busy = False
         self._binding = False
@@ -365,7 +396,7 @@ class Core:
     def _process_items(self, items: list[_Item]) -> None:
         # dirty: owners the changes name (created, deleted, moved); inputs: what the changes touched
         # (flows.engine), their readers recompile; both carried over from a batch left uncompiled
-        dirty, inputs, rebuild_ctx = self._carry if self._carry is not None else (set(), set(), False)
+        dirty, inputs, work = self._carry if self._carry is not None else (set(), set(), _ContextWork())
         self._carry = None
         gateway_due = False           # liveness / gateway bindings to look at after this batch
         e: DatapathEntry | None
@@ -384,9 +415,11 @@ class Core:
                                           ch.kind, ch.id, ch.revision)
                             for e in self.registry.all():
                                 e.needs_full = True
+                        if ch.kind == PORT:
+                            work.port_written(self.view.port(ch.id), ch.old, ch.new)
+                        elif ch.kind == CHASSIS:
+                            work.full = True
                         self.view.apply(ch)
-                        if ch.kind in (CHASSIS, PORT):
-                            rebuild_ctx = True
                         try:
                             dirty |= self.compiler.owners_for_change(self.view, ch)
                         except Exception:  # noqa: BLE001
@@ -405,7 +438,7 @@ class Core:
                 self._rev = rev
                 for e in self.registry.all():
                     e.needs_full = True
-                rebuild_ctx = gateway_due = True
+                work.full = gateway_due = True
             elif it.kind == "connected":
                 datapath, ports = it.payload
                 e = self.registry.entry(it.dpid)
@@ -416,7 +449,7 @@ class Core:
                 self._ensure_chassis(e)
                 if e.chassis:
                     self.liveness.connected(e.chassis)
-                rebuild_ctx = gateway_due = True
+                gateway_due = True  # e.ctx None: its context is built from scratch
             elif it.kind == "port":
                 e = self.registry.get(it.dpid)
                 if e is None or not e.connected:
@@ -426,7 +459,9 @@ class Core:
                     e.ports.pop(sp.name, None)
                 else:
                     e.ports[sp.name] = sp
-                rebuild_ctx = True
+                work.switch_names.setdefault(e.dpid, set()).add(sp.name)
+            elif it.kind == "rebind":  # a binding write failed: every context and binding looked at again
+                work.full = True
             elif it.kind == "disconnected":
                 e = self.registry.get(it.dpid)
                 if e is not None and e.datapath is it.payload:
@@ -450,12 +485,12 @@ class Core:
                     e.retry_scheduled = False
                     if e.connected and e.chassis is None:
                         self._ensure_chassis(e)
-                        rebuild_ctx = True
+                        work.full = True
         if not gateway_due and self._defer_flush():
             # switch events only (a burst of port-statuses) and more already queued: compile with
             # the rest of the burst, so the owners its taps share (networks, routers, security
             # groups with their member lists) compile once rather than once per slice of it
-            self._carry = (dirty, inputs, rebuild_ctx)
+            self._carry = (dirty, inputs, work)
             return
         sends: list[tuple[DatapathEntry, Callable[[], None]]] = []
         entries = list(self.registry.connected())
@@ -482,7 +517,7 @@ class Core:
                 sends = []
                 continue
             try:
-                extra, moved = self._refresh_context(e) if rebuild_ctx or e.ctx is None else (set(), set())
+                extra, moved = self._refresh_context(e, work) if work.touches(e) else (set(), set())
                 send = self._converge(e, dirty | extra if extra else dirty, inputs | moved if moved else inputs)
             except Exception as exc:  # noqa: BLE001 — one datapath's failure never skips the others
                 self._convergence_failed(e, exc)
@@ -636,36 +671,53 @@ class Core:
         e.chassis = (rec or {}).get("name", name) if isinstance(rec, dict) else name
         LOG.info("registered datapath %s as chassis %s", dpid_name(e.dpid), e.chassis)
 
-    def _refresh_context(self, e: DatapathEntry) -> tuple[set[int], set[tuple]]:
-        """Rebuild e.ctx from the switch's ports; returns (owners the location change names,
-        engine inputs it touched) for this chassis.
+    def _refresh_context(self, e: DatapathEntry, work: _ContextWork | None = None) -> tuple[set[int], set[tuple]]:
+        """Bring e.ctx up to date with the switch's ports and the store; returns (owners the
+        location change names, engine inputs it touched) for this chassis.
 
         Only local ports changed (the common case: taps come and go) → the owners those ports
         name (flows.compiler.owners_for_port_location) plus the readers of their location
         (flows.engine.location_inputs), so one new tap costs a handful of compiles, not a
-        recompile of the whole chassis. Anything else → full recompile."""
+        recompile of the whole chassis. Anything else → full recompile. A small batch updates
+        the context in place (registry.update_context: the ports it names, not every port)."""
         with self.view_lock:
             rec = self.view.chassis_by_datapath(e.dpid)
             if rec is not None:
                 e.chassis = rec.get("name")
             if e.chassis is None:
                 return set(), set()
-            ctx, up = build_context(e.chassis, e.dpid, rec, e.ports,
-                                    lambda n: list(self.view.find_ids(IFNAME_INDEX, n)),
-                                    self.view.ports_on_host(e.chassis))
             old = e.ctx
+            updated = None
+            if work is not None and old is not None and not work.full and work.small() and old.name == e.chassis:
+                updated = update_context(old, e.up, e.plugged, rec, e.ports,
+                                         work.names | work.switch_names.get(e.dpid, set()), work.port_ids,
+                                         lambda n: list(self.view.find_ids(IFNAME_INDEX, n)), self.view.port)
+            if updated is not None and old is not None:
+                ctx, up, e.plugged, only = updated
+                before = {p: old.local_ports[p] for p in only if p in old.local_ports}
+                after = {p: ctx.local_ports[p] for p in only if p in ctx.local_ports}
+                changed = before != after
+            else:
+                plugged: dict[str, str] = {}
+                ctx, up = build_context(e.chassis, e.dpid, rec, e.ports,
+                                        lambda n: list(self.view.find_ids(IFNAME_INDEX, n)),
+                                        self.view.ports_on_host(e.chassis), plugged)
+                e.plugged, only = plugged, None
+                before, after = (old.local_ports if old is not None else {}), ctx.local_ports
+                changed = ctx != old
             extra: set[int] = set()
             moved: set[tuple] = set()
-            if ctx != old:
+            old_up, e.up = e.up, up
+            if changed:
                 e.ctx = ctx
                 if old is None or e.needs_full or not e.compiled or _differs_beyond_ports(old, ctx):
                     e.needs_full = True
                 else:
-                    extra = self._location_owners(old.local_ports, ctx.local_ports, ctx)
-                    moved = engine.location_inputs(old.local_ports, ctx.local_ports)
+                    extra = self._location_owners(before, after, ctx)
+                    moved = engine.location_inputs(before, after)
                 LOG.info("chassis %s: %d local ports, uplinks %s, tunnels %s", ctx.name, len(ctx.local_ports),
                          ctx.uplinks, ctx.tunnel_ports)
-        self._update_bindings(e, up, old)
+        self._update_bindings(e, up, old, only, old_up)
         return extra, moved
 
     def _location_owners(self, before: dict[str, int | None], after: dict[str, int | None],
@@ -684,14 +736,20 @@ class Core:
                     e.needs_full = True
         return owners
 
-    def _update_bindings(self, e: DatapathEntry, up: dict[str, bool], old: ChassisContext | None) -> None:
+    def _update_bindings(self, e: DatapathEntry, up: dict[str, bool], old: ChassisContext | None,
+                         only: set[str] | None = None, old_up: dict[str, bool] | None = None) -> None:
         """Queue binding/status writes for the binder thread: they go to the store, so they must
-        not hold up compiling and flushing flows (1,000 taps appearing = 1,000 port updates)."""
+        not hold up compiling and flushing flows (1,000 taps appearing = 1,000 port updates).
+        `only`: the ports an in-place context update recomputed (the others are as they were)."""
         if e.chassis is None:
             return
-        previous = {p for p, ofport in old.local_ports.items() if ofport is not None} if old is not None else set()
-        todo = [(pid, e.chassis, ACTIVE if link else DOWN) for pid, link in up.items()]
-        todo += [(pid, e.chassis, DOWN) for pid in previous - set(up)]
+        if only is not None:
+            todo = [(pid, e.chassis, ACTIVE if up[pid] else DOWN) for pid in only if pid in up]
+            todo += [(pid, e.chassis, DOWN) for pid in only if pid not in up and old_up and pid in old_up]
+        else:
+            previous = {p for p, ofport in old.local_ports.items() if ofport is not None} if old is not None else set()
+            todo = [(pid, e.chassis, ACTIVE if link else DOWN) for pid, link in up.items()]
+            todo += [(pid, e.chassis, DOWN) for pid in previous - set(up)]
         with self.view_lock:
             todo = [t for t in todo if self._binding_differs(*t)]
         if todo:
@@ -740,7 +798,10 @@ class Core:
         try:
             self.service.set_port_binding(port_id, host, status)
         except Exception:  # noqa: BLE001 — e.g. port deleted meanwhile
-            LOG.warning("could not set binding of port %s to %s/%s", port_id, host, status, exc_info=True)
+            LOG.warning("could not set binding of port %s to %s/%s; looking again in %.0f s", port_id, host,
+                        status, BINDING_RETRY, exc_info=True)
+            # contexts are updated in place, port by port: only a full pass finds this one again
+            hub.spawn_after(BINDING_RETRY, self._q.put, _Item("rebind", 0))
 
     # ------------------------------------------------------------------ compile + reconcile
     def _defer_flush(self) -> bool:
