@@ -458,3 +458,28 @@ def test_stats_read_again_when_the_worker_resizes_a_dict_mid_read(rig, monkeypat
     monkeypatch.setattr(rig.core, "_gateway_report", broken)
     with pytest.raises(RuntimeError, match="something else"):
         rig.core.stats()
+
+
+def test_cyclic_gc_paused_while_a_big_batch_compiles_and_back_on_after(rig, monkeypatch):
+    """A connect compiles the whole chassis with the cyclic GC off (controller.core
+    cyclic_gc_paused: full collections walk every live object); a one-port batch keeps it on,
+    and it is on again once the worker is idle."""
+    seen: list[bool] = []
+    real = rig.core.compiler.compile_owner
+
+    def spy(view, ctx, owner):  # the core's own compiles (check mode's fresh ones are not spied)
+        seen.append(core_mod.gc.isenabled())
+        return real(view, ctx, owner)
+
+    monkeypatch.setattr(rig.core.compiler, "compile_owner", spy)
+    assert core_mod.gc.isenabled()
+    rig.connect(DPID_A, rig.ports)
+    rig.settle()
+    owners = len(rig.core.registry.get(DPID_A).reconciler.owners())
+    assert owners and seen.count(False) >= owners, "the connect's full compile ran with the GC on"
+    assert core_mod.gc.isenabled()
+    seen.clear()
+    rig.service.update("port", rig.ports[0]["id"], {"name": "renamed"})
+    rig.settle()
+    assert seen and all(seen), "a one-port batch paused the GC"
+    assert core_mod.gc.isenabled()
