@@ -39,7 +39,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -50,6 +49,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from flows.tables import OWNER_SHIFT, Owner  # noqa: E402
+from flowmonitor import FlowMonitor  # noqa: E402  (bench/, the script's own directory)
 from tests.testbed.controller import Controller  # noqa: E402
 from tests.testbed.api import NeutronClient  # noqa: E402
 from tests.testbed.ovs import OvsInstance  # noqa: E402
@@ -123,66 +123,6 @@ class FlowCounter:
                 self.port_status.append((time.perf_counter(), reason, name, not (config | state) & 1))
 
     def close(self) -> None:
-        self.sock.close()
-
-
-class FlowMonitor:
-    """Times flow changes without polling: a flow-monitor subscription (ONF extension 1870,
-    what `ovs-ofctl -O OpenFlow13 monitor BR watch:` sends) on its own management connection.
-
-    Why: at 10,000 ports a dump-aggregate costs OVS's main thread ≈ 17 ms (170,000 flows), so
-    polling every few ms both competes with the bundle it times and sets the resolution. OVS
-    pushes an update when a flow is added, modified or deleted (a bundle's updates once it
-    committed); a thread stamps each update's arrival, so "all flows in" is the last update after
-    the POST. Only for small changes: a bulk of 170,000 updates would flood it."""
-
-    # multipart ONF 1870: id, flags, match_len, out_port, table; an empty OXM match
-    _REQ = struct.Struct("!BBHIHH4xII" "IHHIB3x" "HH4x")
-
-    def __init__(self, mgmt: Path) -> None:
-        self.sock = socket.socket(socket.AF_UNIX)
-        self.sock.connect(str(mgmt))
-        self.sock.sendall(struct.pack("!BBHI", 4, 0, 8, 1))  # hello
-        self.updates: list[float] = []   # perf_counter of each update message
-        self.acked = threading.Event()  # the request's own (empty) reply: subscribed
-        self._closed = False
-        self.sock.sendall(self._REQ.pack(4, 18, self._REQ.size, 2, 0xFFFF, 0, 0x4F4E4600, 1870,
-                                         1, 2 | 4 | 8, 4, 0xFFFFFFFF, 0xFF, 1, 4))  # ADD|DELETE|MODIFY, any table
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-        if not self.acked.wait(10):
-            raise RuntimeError("the switch did not accept the flow monitor request")
-
-    def _read(self) -> None:
-        buf = b""
-        while not self._closed:
-            try:
-                chunk = self.sock.recv(65536)
-            except OSError:
-                return
-            if not chunk:
-                return
-            now = time.perf_counter()
-            buf += chunk
-            while len(buf) >= 8:
-                _v, mtype, length, xid = struct.unpack_from("!BBHI", buf)
-                if len(buf) < length:
-                    break
-                msg, buf = buf[:length], buf[length:]
-                if mtype == 2:  # echo request
-                    self.sock.sendall(struct.pack("!BBHI", 4, 3, 8, xid))
-                elif mtype == 1:
-                    raise RuntimeError(f"flow monitor refused: {msg.hex()}")
-                elif mtype == 19 and xid == 2:
-                    self.acked.set()
-                elif mtype in (19, 4):  # updates (multipart reply, xid 0), or paused/resumed (experimenter)
-                    self.updates.append(now)
-
-    def last_after(self, t0: float) -> float | None:
-        return self.updates[-1] if self.updates and self.updates[-1] >= t0 else None
-
-    def close(self) -> None:
-        self._closed = True
         self.sock.close()
 
 
