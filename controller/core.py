@@ -863,7 +863,8 @@ class Core:
         with self.view_lock:
             pending = self._announce.setdefault(e.dpid, [])
             sink = _ReconcilerSink(e, self.compiler, pending if self.gateway.garp_count > 0 else None)
-            if e.needs_full:
+            full = e.needs_full
+            if full:
                 # per owner, not compile_chassis: one broken owner must not block all the others
                 try:
                     e.engine.full(self.compiler, self.view, e.ctx, sink)
@@ -898,15 +899,16 @@ class Core:
             e.flush_deferred = True  # the batch already queued sends it, with its own changes
             return None
         e.flush_deferred = False
-        return lambda: self._send(e, t0, t1)
+        return lambda: self._send(e, t0, t1, full)
 
-    def _send(self, e: DatapathEntry, t0: float, t1: float) -> None:
+    def _send(self, e: DatapathEntry, t0: float, t1: float, full: bool = False) -> None:
         """Converge the switch with what _converge compiled (see _send_all: runs alongside the
         other datapaths' sends of the batch)."""
         rec = e.reconciler
         name = e.ctx.name if e.ctx is not None else dpid_name(e.dpid)
+        resync = e.needs_resync or not rec.installed_known
         try:
-            if e.needs_resync or not rec.installed_known:
+            if resync:
                 sent = rec.resync()
                 e.needs_resync = False
             else:
@@ -920,9 +922,10 @@ class Core:
             e.reconcile_errors += 1
             e.last_error = f"{type(exc).__name__}: {exc}"
             return
-        if sent or e.needs_full:
-            LOG.info("chassis %s: compile %.3fs, %d flow-mods in %.3fs (sent with the batch's others)",
-                     name, t1 - t0, sent, time.monotonic() - t1)
+        if sent or full or resync:  # a restart's full compile and resync are logged even if nothing changed
+            LOG.info("chassis %s: %scompile %.3fs, %s%d flow-mods in %.3fs (sent with the batch's others)",
+                     name, "full " if full else "", t1 - t0, "resync + " if resync else "", sent,
+                     time.monotonic() - t1)
         garps = self._announce.pop(e.dpid, None)
         if garps and e.datapath is not None:  # the flows that answer for them are on the switch now
             self._send_announcements(e.dpid, e.datapath, garps, self.gateway.garp_count - 1)

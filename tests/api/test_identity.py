@@ -564,3 +564,13 @@ def test_openapi_lists_every_identity_path(cloud):
                 assert resp.status_code not in (405, 500), (method, path, resp.text)
                 if resp.status_code == 404 and method != "head":
                     assert resp.json["error"]["message"] != "The resource could not be found.", (method, path)
+
+
+def test_unknown_user_costs_a_full_bcrypt_check():
+    """The dummy hash an unknown user's password is checked against (no enumeration by timing) has
+    the cost real hashes have, and a wrong password never matches it."""
+    import bcrypt
+    from topology.model import identity
+    assert identity._DUMMY_HASH.split(b"$")[2] == b"%02d" % identity.BCRYPT_ROUNDS
+    assert bcrypt.checkpw(b"x", identity._DUMMY_HASH)  # a real bcrypt hash
+    assert identity.check_password("x", None) is False

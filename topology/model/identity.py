@@ -96,7 +96,9 @@ def check_password(password: str, hashed: str | None) -> bool:
     return bcrypt.checkpw(_prehash(password), hashed.encode("ascii"))
 
 
-_DUMMY_HASH = bcrypt.hashpw(b"x", bcrypt.gensalt(BCRYPT_ROUNDS))
+# bcrypt of b"x" at BCRYPT_ROUNDS, written out: hashing it at import cost every `tenantflow serve`
+# start (and restart) ≈ 0.25-0.7 s before the API and the OpenFlow listener came up
+_DUMMY_HASH = b"$2b$12$/Aqjh5x.nfJvVheF7/MzJOGUmcabfJt1oydDzqG/3Rz9wmwYVGuKO"
 
 
 def token_key(token: str) -> str:
