@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 from topology.model import quotas
 from topology.model.context import Context
-from topology.model.policy import Policy, explicit_attrs
+from topology.model.policy import Decisions, Policy, explicit_attrs
 from topology.model.resources import common
 from topology.model.resources.rbac import effective_shared
 from topology.model.validate import MISSING, REQUIRED, SPECS
@@ -66,12 +66,13 @@ def owner_for(tx: WriteTx, kind: str, body: Mapping[str, Any], ctx: Context) -> 
 
 def before_create(tx: WriteTx, kind: str, body: Mapping[str, Any], ctx: Context, policy: Policy,
                   quota_defaults: Mapping[str, int] = quotas.DEFAULTS, unlimited_project: str | None = None,
-                  extra: Mapping[str, Any] | None = None) -> None:
-    """`extra`: target fields rules read that the request did not set itself (not "explicit")."""
+                  extra: Mapping[str, Any] | None = None, decisions: Decisions | None = None) -> None:
+    """`extra`: target fields rules read that the request did not set itself (not "explicit").
+    `decisions`: the request's memo of policy answers (Policy.decisions; a bulk create's)."""
     project = owner_for(tx, kind, body, ctx)
     target = {**(extra or {}), **body, "project_id": project, "tenant_id": project,
               **_parents(tx, kind, body, ctx, create=True)}
-    policy.enforce(ctx, f"create_{kind}", target, explicit_attrs(kind, body, spec_defaults(kind)))
+    policy.enforce(ctx, f"create_{kind}", target, explicit_attrs(kind, body, spec_defaults(kind)), decisions)
     quotas.charge(tx, kind, project, quota_defaults, unlimited_project)
 
 

@@ -100,6 +100,13 @@ def ip_in_subnet(cidr: str, ip: str) -> bool:
     return first <= int(addr) <= last
 
 
+def ip_text(value: int, version: int) -> str:
+    """str(netaddr.IPAddress(value, version)); IPv4 without building the IPAddress."""
+    if version == 4 and 0 <= value <= 0xFFFFFFFF:
+        return f"{value >> 24}.{value >> 16 & 0xFF}.{value >> 8 & 0xFF}.{value & 0xFF}"
+    return str(netaddr.IPAddress(value, version))
+
+
 class SubnetAllocator:
     """Free-address finder for one subnet within one transaction (lowest free first)."""
 
@@ -112,6 +119,12 @@ class SubnetAllocator:
                              for p in subnet.get("allocation_pools") or [])
         self._range_idx = 0
         self._cursor = self.ranges[0][0] if self.ranges else 0
+        self._last: tuple[str, int] | None = None   # the last address allocate() gave, as text and int
+
+    def mark_used(self, ip: str) -> None:
+        """Mark an address a record now holds as used (no 409: it may be one allocate() gave)."""
+        last = self._last
+        self.used.add(last[1] if last is not None and last[0] == ip else int(netaddr.IPAddress(ip)))
 
     def is_used(self, ip: str) -> bool:
         return int(netaddr.IPAddress(ip)) in self.used
@@ -141,7 +154,9 @@ class SubnetAllocator:
                 if cursor not in self.used:
                     self.used.add(cursor)
                     self._cursor = cursor + 1
-                    return str(netaddr.IPAddress(cursor, self.version))
+                    text = ip_text(cursor, self.version)
+                    self._last = (text, cursor)
+                    return text
                 cursor += 1
             self._range_idx += 1
             if self._range_idx < len(self.ranges):

@@ -291,33 +291,191 @@ class Policy:
 
     def match_rule(self, action: str, target: Mapping[str, Any], attrs: Iterable[str]) -> _checks.BaseCheck:
         """Neutron's composite rule: the action AND each set attribute's rule (with sub-keys)."""
-        rule: _checks.BaseCheck = _checks.RuleCheck("rule", action)
+        return _compose(action, self._rule_parts(action, target, attrs))
+
+    def _rule_parts(self, action: str, target: Mapping[str, Any], attrs: Iterable[str]) -> RuleParts:
+        """What the composite rule is made of: (attribute rule, its sub-key rules) per set attribute
+        that has a rule. The rule is a function of (action, these parts) alone (`_compose`)."""
+        parts = []
         for attr in attrs:
             name = f"{action}:{attr}"
             if not self.has_rule(name):
                 continue
-            attr_rule: _checks.BaseCheck = _checks.RuleCheck("rule", name)
-            subs = [f"{name}:{key}" for key in _sub_keys(target.get(attr)) if self.has_rule(f"{name}:{key}")]
-            if subs:
-                attr_rule = _checks.AndCheck([attr_rule, _checks.AndCheck(
-                    [_checks.RuleCheck("rule", s) for s in subs])])
-            rule = _checks.AndCheck([rule, attr_rule])
-        return rule
+            subs = tuple(f"{name}:{key}" for key in _sub_keys(target.get(attr)) if self.has_rule(f"{name}:{key}"))
+            parts.append((name, subs))
+        return tuple(parts)
+
+    def decisions(self) -> "Decisions":
+        """A memo of this policy's decisions for one request (a bulk create checks the same
+        composite rule for the same caller thousands of times): see Decisions."""
+        return Decisions(self)
 
     def check(self, ctx: Context, action: str, target: Mapping[str, Any], attrs: Iterable[str] = ()) -> bool:
         rule = self.match_rule(action, target, attrs)
         with self._lock:
             return bool(self.enforcer.enforce(rule, dict(target), credentials(ctx)))
 
-    def enforce(self, ctx: Context, action: str, target: Mapping[str, Any], attrs: Iterable[str] = ()) -> None:
-        """403 PolicyNotAuthorized with Neutron's message when the rule says no."""
-        rule = self.match_rule(action, target, attrs)
-        with self._lock:
-            allowed = self.enforcer.enforce(rule, dict(target), credentials(ctx))
+    def enforce(self, ctx: Context, action: str, target: Mapping[str, Any], attrs: Iterable[str] = (),
+                decisions: "Decisions | None" = None) -> None:
+        """403 PolicyNotAuthorized with Neutron's message when the rule says no. With `decisions`
+        (Policy.decisions, one request's memo) an identical check is answered from the memo."""
+        parts = self._rule_parts(action, target, attrs)
+        rule = _compose(action, parts)
+        if decisions is not None and decisions.policy is self:
+            allowed = decisions.allowed(ctx, (action, parts), rule, target)
+        else:
+            with self._lock:
+                allowed = self.enforcer.enforce(rule, dict(target), credentials(ctx))
         if not allowed:
             LOG.info("policy: %s denied to project %s (roles %s)", action, ctx.project_id,
                      ",".join(credentials(ctx)["roles"]))
             raise errors.PolicyNotAuthorized(message=f"{rule} is disallowed by policy")
+
+    def _file_mtime(self) -> float | None:
+        """The policy file's mtime (what oslo.policy's file cache reloads on), None without one."""
+        if not self.policy_file:
+            return None
+        try:
+            return os.path.getmtime(self.policy_file)
+        except OSError:
+            return None
+
+
+RuleParts = tuple[tuple[str, tuple[str, ...]], ...]
+
+
+def _compose(action: str, parts: RuleParts) -> _checks.BaseCheck:
+    rule: _checks.BaseCheck = _checks.RuleCheck("rule", action)
+    for name, subs in parts:
+        attr_rule: _checks.BaseCheck = _checks.RuleCheck("rule", name)
+        if subs:
+            attr_rule = _checks.AndCheck([attr_rule, _checks.AndCheck(
+                [_checks.RuleCheck("rule", s) for s in subs])])
+        rule = _checks.AndCheck([rule, attr_rule])
+    return rule
+
+
+# ---- one request's memo of decisions -------------------------------------------------------
+# Why it is exact: a check tree made only of the checks below (oslo.policy's own and our field
+# check, by exact type) decides from three things alone: the rules it names (as loaded), the
+# caller's credentials, and the values of the target keys it reads — `%(key)s` in a role/generic
+# check's match, the field of a field check. So two checks of the same composite rule by the same
+# caller, on targets agreeing on those keys, get the same answer, and the second may be taken from
+# the first. Anything else — an http check, an extension, a subclass, another `%` format, a cycle,
+# a value that is not a plain str/bool/int/None, a caller that is not a Context — makes the check
+# not memoised: oslo.policy evaluates it every time, as without a memo. Every miss is evaluated by
+# oslo.policy's Enforcer; the memo is dropped when the enforcer's rules are replaced (a reload of a
+# changed policy file makes a new Rules object: overwrite=True) or the policy file's mtime moved
+# (so a file changed mid-request is re-read on the next check, as oslo.policy's load_rules would).
+_FORMAT_KEY = re.compile(r"%\(([^()]*)\)s")
+_ABSENT = object()
+_PLAIN = (str, bool, int, type(None))
+_LEAVES = (_checks.TrueCheck, _checks.FalseCheck)
+
+
+def _format_keys(match: Any) -> list[str] | None:
+    """The target keys `match % target` reads, or None unless it only holds `%(key)s` (and `%%`)."""
+    if not isinstance(match, str):
+        return None
+    if "%" not in match:
+        return []
+    if "%" in _FORMAT_KEY.sub("", match).replace("%%", ""):
+        return None
+    return _FORMAT_KEY.findall(match)
+
+
+def _target_reads(check: Any, rules: Any, out: set[str], names: set[str]) -> bool:
+    """Add to `out` every target key `check` may read when evaluated against `rules`; False when
+    what it decides from cannot be told (then it is never memoised)."""
+    kind = type(check)
+    if kind in _LEAVES:
+        return True
+    if kind in (_checks.AndCheck, _checks.OrCheck):
+        return all(_target_reads(c, rules, out, names) for c in check.rules)
+    if kind is _checks.NotCheck:
+        return _target_reads(check.rule, rules, out, names)
+    if kind is _checks.RuleCheck:
+        if check.match in names:
+            return False    # a cycle: leave it to oslo.policy
+        try:
+            sub = rules[check.match]    # as RuleCheck looks it up (the default rule for a missing one)
+        except KeyError:
+            return True     # RuleCheck answers False whatever the target
+        names.add(check.match)
+        try:
+            return _target_reads(sub, rules, out, names)
+        finally:
+            names.discard(check.match)
+    if kind in (_checks.RoleCheck, _checks.GenericCheck):
+        keys = _format_keys(check.match)
+        if keys is None:
+            return False
+        out.update(keys)
+        return True
+    if kind is FieldCheck:
+        out.add(check.field)
+        return True
+    return False
+
+
+class Decisions:
+    """One request's memo of Policy.enforce answers, keyed by (composite rule, caller, the values of
+    the target keys the rule reads). Exact, not approximate: see the comment above."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self._rules: Any = None
+        self._mtime: float | None = None
+        self._reads: dict[Any, tuple[str, ...] | None] = {}
+        self._allowed: dict[Any, bool] = {}
+
+    def _current(self) -> None:
+        enforcer = self.policy.enforcer
+        mtime = self.policy._file_mtime()
+        if enforcer.rules is not self._rules or mtime != self._mtime:
+            self._rules, self._mtime = enforcer.rules, mtime
+            self._reads.clear()
+            self._allowed.clear()
+
+    def _reads_of(self, rule_key: Any, rule: _checks.BaseCheck) -> tuple[str, ...] | None:
+        try:
+            return self._reads[rule_key]
+        except KeyError:
+            pass
+        reads: set[str] = set()
+        ok = self.policy.enforcer.overwrite and _target_reads(rule, self._rules, reads, set())
+        found = self._reads[rule_key] = tuple(sorted(reads)) if ok else None
+        return found
+
+    def allowed(self, ctx: Context, rule_key: Any, rule: _checks.BaseCheck, target: Mapping[str, Any]) -> bool:
+        enforcer = self.policy.enforcer
+        with self.policy._lock:
+            self._current()
+            key: Any = None
+            # the caller: a Context (frozen; its credentials are a function of its fields alone)
+            reads = self._reads_of(rule_key, rule) if type(ctx) is Context else None
+            if reads is not None:
+                values = []
+                for name in reads:
+                    value = target.get(name, _ABSENT)
+                    if value is not _ABSENT and type(value) not in _PLAIN:
+                        break
+                    values.append((type(value), value))
+                else:
+                    key = (rule_key, ctx, tuple(values))
+                    try:
+                        hash(key)
+                    except TypeError:
+                        key = None
+            if key is not None:
+                found = self._allowed.get(key)
+                if found is not None:
+                    return found
+            rules = enforcer.rules
+            allowed = bool(enforcer.enforce(rule, dict(target), credentials(ctx)))
+            if key is not None and enforcer.rules is rules is self._rules:
+                self._allowed[key] = allowed
+            return allowed
 
 
 def _sub_keys(value: Any) -> list[str]:

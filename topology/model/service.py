@@ -48,6 +48,22 @@ def public(rec: Record) -> Record:
     return {k: v for k, v in rec.items() if not k.startswith("_")}
 
 
+_SCALARS = (str, int, bool, float, type(None))
+
+
+def copied(value: Any) -> Any:
+    """copy.deepcopy for records (dicts, lists, scalars), several times faster: a bulk create
+    presents 10,000 of them. Anything else inside is handed to copy.deepcopy."""
+    kind = type(value)
+    if kind is dict:
+        return {k: copied(v) for k, v in value.items()}
+    if kind is list:
+        return [copied(v) for v in value]
+    if kind in _SCALARS:
+        return value
+    return copy.deepcopy(value)
+
+
 def _eq(value: Any, wanted: str) -> bool:
     if isinstance(value, bool):
         low = wanted.lower()
@@ -150,7 +166,7 @@ class Service:
         subnets = tx.list(SUBNET) if kind == NETWORK else []
         rules = tx.list(SECURITY_GROUP_RULE) if kind == SECURITY_GROUP else []
         by_net, by_sg = self._indexes(kind, subnets, rules)
-        return [self._present(kind, copy.deepcopy(r), by_net, by_sg) for r in recs]
+        return [self._present(kind, copied(r), by_net, by_sg) for r in recs]
 
     # ---- generic CRUD -------------------------------------------------------------------------
     def create(self, kind: str, body: Any, ctx: Context | None = None) -> Record:
@@ -163,11 +179,12 @@ class Service:
         prepared = [prepare(kind, b, update=False) for b in bodies]
         big = len(prepared) >= BULK_PROGRESS_EVERY
         t0 = time.monotonic()
+        decisions = self.policy.decisions() if len(prepared) > 1 else None
         with self._write() as tx:
             created = []
             for i, b in enumerate(prepared, 1):
                 guard.before_create(tx, kind, b, ctx, self.policy, self.quota_defaults,
-                                    self.settings.default_project_id)
+                                    self.settings.default_project_id, decisions=decisions)
                 created.append(HANDLERS[kind][0](tx, b, ctx))
                 if big and i % BULK_PROGRESS_EVERY == 0:
                     LOG.info("bulk create of %d %s: %d prepared (%.1fs)", len(prepared), kind, i,

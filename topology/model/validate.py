@@ -471,8 +471,18 @@ def given_or_default(kind: str, body: dict[str, Any], skip: Iterable[str] = ()) 
     """Each attribute of `kind` that has a default: the request's value, else the default — how a
     create fills them. `skip` names those the service sets itself (already set, or computed)."""
     skipped = set(skip)
-    return {name: body[name] if name in body else default for name, default in defaults(kind).items()
-            if name not in skipped}
+    return {name: body[name] if name in body else _fresh(attr.default) for name, attr in SPECS[kind].items()
+            if attr.default is not MISSING and attr.default is not REQUIRED and name not in skipped}
+
+
+def _fresh(default: Any) -> Any:
+    """A default as `defaults` gives it: a copy, unless it cannot be mutated anyway."""
+    kind = type(default)
+    if kind in (str, int, bool, float, type(None)):
+        return default
+    if kind in (list, dict) and not default:
+        return kind()
+    return copy.deepcopy(default)
 
 
 def check_body(spec: dict[str, Any], kind: str, body: Any, *, update: bool) -> dict[str, Any]:

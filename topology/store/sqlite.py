@@ -290,8 +290,11 @@ class SqliteStore(Store):
         rev = self._cache_rev
         rows_changes: list[tuple[Any, ...]] = []
         applied: list[tuple[tuple[str, str], bytes | None]] = []
+        deleted: list[tuple[str, str]] = []
+        written: list[tuple[str, str, bytes]] = []
+        cache = self._cache
         for (kind, rid), record in txn._written.items():
-            old = self._cache[kind].get(rid)
+            old = cache[kind].get(rid)
             new = _pack(record)
             if old == new or (old is None and new is None):
                 continue
@@ -299,10 +302,15 @@ class SqliteStore(Store):
             rows_changes.append((rev, kind, rid, old, new))
             applied.append(((kind, rid), new))
             if new is None:
-                self._conn.execute("DELETE FROM records WHERE kind=? AND id=?", (kind, rid))
+                deleted.append((kind, rid))
             else:
-                self._conn.execute("INSERT OR REPLACE INTO records (kind, id, data) VALUES (?,?,?)",
-                                   (kind, rid, new))
+                written.append((kind, rid, new))
+        # One statement per table (each (kind, id) is in the net effect once, so order is moot).
+        if deleted:
+            self._conn.executemany("DELETE FROM records WHERE kind=? AND id=?", deleted)
+        if written:
+            written.sort()   # in key order: the B-tree fills page by page
+            self._conn.executemany("INSERT OR REPLACE INTO records (kind, id, data) VALUES (?,?,?)", written)
         if rows_changes:
             self._conn.executemany("INSERT INTO changes (revision, kind, id, old, new) VALUES (?,?,?,?,?)",
                                    rows_changes)

@@ -171,6 +171,7 @@ class WriteTx:
         self._ports_by_net: dict[str, dict[str, None]] | None = None
         self._segments: dict[tuple[str, str | None], set[int]] | None = None
         self._default_sgs: dict[str, str] | None = None       # project -> default SG id
+        self._mac_prefix: int | None = None
         # Store-maintained indexes (SqliteTxn.index): every write goes through write() below.
         index = getattr(txn, "index", None)
         self._overlays: dict[str, Overlay] = {}
@@ -234,7 +235,7 @@ class WriteTx:
             if self._ips is not None:
                 self._ips.setdefault(sid, set()).add(ip)
             if sid in self._allocators:
-                self._allocators[sid].used.add(int(netaddr.IPAddress(ip)))
+                self._allocators[sid].mark_used(ip)
         if self._macs is not None:
             if old:
                 self._macs.get(old["network_id"], set()).discard(old["mac_address"])
@@ -319,9 +320,11 @@ class WriteTx:
 
     def new_mac(self, network_id: str) -> str:
         used = self.macs(network_id)
-        prefix = int(netaddr.EUI(self.settings.base_mac)) & 0xFFFFFF000000
+        prefix = self._mac_prefix
+        if prefix is None:
+            prefix = self._mac_prefix = int(netaddr.EUI(self.settings.base_mac)) & 0xFFFFFF000000
         for _ in range(100):
-            mac = str(netaddr.EUI(prefix | random.getrandbits(24), dialect=netaddr.mac_unix_expanded))
+            mac = _mac_text(prefix | random.getrandbits(24))
             if mac not in used:
                 return mac
         raise errors.ResourceExhausted(what="MAC addresses")
@@ -397,6 +400,12 @@ class WriteTx:
         """A per-transaction ordinal so records made in one second keep their creation order."""
         self._seq = getattr(self, "_seq", 0) + 1
         return int(time.time() * 1000) * 1000 + self._seq
+
+
+def _mac_text(value: int) -> str:
+    """str(netaddr.EUI(value, dialect=netaddr.mac_unix_expanded)), without building the EUI."""
+    return (f"{value >> 40 & 0xFF:02x}:{value >> 32 & 0xFF:02x}:{value >> 24 & 0xFF:02x}:"
+            f"{value >> 16 & 0xFF:02x}:{value >> 8 & 0xFF:02x}:{value & 0xFF:02x}")
 
 
 def base_fields(body: dict[str, Any], project: str, tx: WriteTx) -> dict[str, Any]:
