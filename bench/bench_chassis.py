@@ -85,6 +85,7 @@ def wait(fn, timeout: float, poll: float = 0.05, what: str = "condition"):
 class Cloud:
     def __init__(self, args, controllers: int) -> None:
         self.args, self.k = args, controllers
+        self.stalls = 0  # API reads that timed out while waiting for convergence
         self.etcd = EtcdServer().start()
         self.bed = Bed(f"bench-chassis-{controllers}")
         url = self.etcd.store_url()
@@ -122,7 +123,18 @@ class Cloud:
         return all(len(v) == 1 for v in self.masters().values())
 
     def converged(self, ports: set[str]) -> bool:
-        """Every port bound, every controller idle, every chassis' master in sync."""
+        """Every port bound, every controller idle, every chassis' master in sync. An API read that
+        times out (a controller busy compiling 100 chassis can stall its API past 10 s) is "not
+        yet", counted in self.stalls; settle's deadline bounds the wait."""
+        try:
+            return self._converged(ports)
+        except requests.exceptions.Timeout:
+            self.stalls += 1
+            return False
+
+    def _converged(self, ports: set[str]) -> bool:
+        if self.args.bind_first:
+            ports = set()  # the POST wrote binding:host_id: bound from the start, nothing to list
         if ports and len(ports) <= 10:  # one more port: ask for it, not for the list of all ports
             # (listing thousands of ports every 50 ms cost the controller more CPU than the change)
             if not all(self.bed.api.get(f"/v2.0/ports/{pid}")["port"].get("binding:host_id") for pid in ports):
@@ -158,7 +170,23 @@ class Cloud:
             else:
                 first = None
             time.sleep(0.05)
-        raise RuntimeError("no convergence")
+        raise RuntimeError(f"no convergence within {timeout:.0f} s: {self.not_converged()}")
+
+    def not_converged(self) -> str:
+        """What the controllers say is still missing (for the failure message), and their logs."""
+        out = []
+        for i, c in enumerate(self.live()):
+            try:
+                st = stats(c)
+            except requests.exceptions.RequestException as exc:
+                out.append(f"controller {i}: stats unreadable ({exc.__class__.__name__})")
+                continue
+            bad = [f"{dp.get('chassis')}: desired {dp.get('desired_flows')} installed {dp.get('installed_flows')}"
+                   f" {dp.get('problems')}" for dp in st["datapaths"].values()
+                   if dp.get("master") and (dp["desired_flows"] != dp["installed_flows"] or dp["problems"])]
+            out.append(f"controller {i} (log {c.log_path}): idle={st.get('idle')}, {len(bad)} masters not in sync"
+                       + (f", e.g. {bad[:3]}" if bad else ""))
+        return "; ".join(out)
 
     def cpu(self) -> dict[str, float]:
         """CPU seconds so far: controllers, every ovs-vswitchd, every ovsdb-server, etcd, this bench."""
@@ -203,9 +231,11 @@ class Cloud:
         a = self.args
         res: dict = {"controllers": self.k, "chassis": a.chassis, "ports": a.ports, "networks": a.networks,
                      "routers": a.routers, "bind_first": a.bind_first}
-        self.bed.start_controller(["--controller-id", "ctl0"], timeout=60)
+        res["ha_lease_ttl"] = a.ha_lease_ttl
+        ttl = ["--ha-lease-ttl", str(a.ha_lease_ttl)] if a.ha_lease_ttl else []
+        self.bed.start_controller(["--controller-id", "ctl0", *ttl], timeout=60)
         for i, c in enumerate(self.ctls[1:], 1):
-            c.start(["--controller-id", f"ctl{i}"], timeout=60)
+            c.start(["--controller-id", f"ctl{i}", *ttl], timeout=60)
         t0 = time.perf_counter()
         chassis = [self.bed.add_chassis(f"c{i}") for i in range(a.chassis)]
         for ch in chassis:
@@ -266,6 +296,7 @@ class Cloud:
         res["one_more_port_polled_s"] = [round(x, 3) for x in polled]  # converged per the controllers' stats
         res["cpu_one_more_s"] = self.cpu_delta(cpu0, self.cpu(), t_one)  # incl. the taps and settles
         res["rss_kb"] = [rss_kb(c.proc.pid) for c in self.live() if c.proc]
+        res["api_stalls"] = self.stalls
         res["compiled_per_controller"] = sorted(
             sum(1 for dp in stats(c)["datapaths"].values() if dp.get("compiled")) for c in self.live())
         if self.k > 1:
@@ -304,6 +335,9 @@ def main() -> int:
     p.add_argument("--routers", type=int, default=20)
     p.add_argument("--one-more", type=int, default=5)
     p.add_argument("--controllers", default="1,3")
+    p.add_argument("--ha-lease-ttl", type=int, default=0, metavar="S",
+                   help="controllers' --ha-lease-ttl (0: their default, 2 s). At 100 chassis on 2 cores the "
+                        "default lets a starved controller miss its keep-alives and fence itself: docs/ha.md")
     p.add_argument("--bind-first", action=argparse.BooleanOptionalAction, default=True,
                    help="POST ports with binding:host_id naming their chassis, as Nova does before plugging")
     args = p.parse_args()
@@ -314,12 +348,13 @@ def main() -> int:
         cloud = Cloud(args, k)
         try:
             results.append(cloud.run())
+            print(json.dumps({"bench": "chassis", "run": results[-1]}), flush=True)  # kept if a later run fails
         finally:
             cloud.close()
     keys = ["controllers", "chassis_up_s", "masters_per_controller", "api_to_all_flows_s", "flow_mods_bulk",
             "flows_total", "one_more_port_s_median", "compiled_per_controller", "takeover_s", "takeover_ovsdb_s",
             "takeover_chassis", "takeover_converged_s", "takeover_flow_mods", "cpu_bulk_s", "one_more_port_s",
-            "one_more_port_chassis", "one_more_port_polled_s"]
+            "one_more_port_chassis", "one_more_port_polled_s", "api_stalls"]
     for key in keys:
         print(f"{key:24}" + "".join(f"{str(r.get(key, '-')):>22}" for r in results))
     for r in results:

@@ -86,7 +86,7 @@ def main() -> int:
         rec.resync()
         t2 = time.process_time()
         enc = rec.encoder
-        want = [rec._want[f.key] for f in flows]
+        want = [(0, f, body, enc.encoded(f, body)) for f in flows for body in (enc.body(f),)]
         t3 = time.process_time()
         for w in want:
             enc.bundle_add_flow(7, w[1], w[2], 9)

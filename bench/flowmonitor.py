@@ -57,7 +57,10 @@ class FlowMonitor:
                     break
                 msg, buf = buf[:length], buf[length:]
                 if mtype == 2:  # echo request
-                    self.sock.sendall(struct.pack("!BBHI", 4, 3, 8, xid))
+                    try:
+                        self.sock.sendall(struct.pack("!BBHI", 4, 3, 8, xid))
+                    except OSError:  # closed under us (close() from the bench's thread)
+                        return
                 elif mtype == 1:
                     raise RuntimeError(f"flow monitor refused: {msg.hex()}")
                 elif mtype == 19 and xid == 2:

@@ -37,10 +37,10 @@ FIRST_SYNC_BUNDLE = int(os.environ.get("TENANTFLOW_FIRST_SYNC_BUNDLE", "0"))
 OURS = frozenset(int(o) for o in Owner if o != Owner.LEARNED)  # cookie kinds we may delete
 
 
-# A desired flow as the reconciler keeps it and sends it (Reconciler._wanted); a pending op is
-# one of these, or (order, None, None, None, key) for a DELETE_STRICT.
-Want = tuple[int, Flow, tuple, bytes, tuple]
-Op = tuple[int, "Flow | None", "tuple | None", "bytes | None", tuple]
+# A pending op (Reconciler.pending): (send order, desired flow, key) for an ADD (its flow-mod
+# bytes: those set_owner encoded, or made when sent; see _enc_buf), (order, None, key) for a
+# DELETE_STRICT. Nothing else per op: a first sync makes 170,000 of them at 10,000 ports.
+Op = tuple[int, "Flow | None", tuple]
 _ADD_ORDER = 1 << 24  # adds after deletes (see pending); then table << 16, then 0xFFFF - priority
 _ORDER = itemgetter(0)
 
@@ -115,15 +115,34 @@ class Reconciler:
         self._waits: dict[int, _Wait] = {}
         self._xid_ops: list[tuple[int, int, list]] = []  # (first xid, last xid, ops) of the bundle in flight
         self._ctl_xids: tuple[int, ...] = ()  # its open and commit xids (their errors fail the bundle)
-        self.installed: dict[tuple, tuple] = {}
+        # Memory (issue 14: ≈ 170,000 flows at 10,000 ports): each flow is held once, as the Flow the
+        # compile made, and its key tuple; everything else refers to those objects. Bodies and wire
+        # bytes are derived from the Flow when needed (the encoder caches instruction bytes per
+        # action list), not kept per flow.
+        # key → what the switch holds: the desired Flow object it was installed as (its body is
+        # `encoder.body(flow)`: sent and confirmed, or read back equal) or, otherwise, the body
+        # read back (cookie, idle_timeout, hard_timeout, instruction bytes); see `_body`.
+        self.installed: dict[tuple, tuple | Flow] = {}
         self.installed_known = False
-        self._desired: dict[int, dict[tuple, Flow]] = {}
-        self._owner_of: dict[tuple, int] = {}
-        # key → (send order, winning flow, its body, its flow-mod bytes after the header, key): see _wanted
-        self._want: dict[tuple, Want] = {}
-        self._conflicts: dict[tuple, set[int]] = {}
+        self._desired: dict[int, tuple[Flow, ...]] = {}   # owner → its flows (one per key)
+        self._want: dict[tuple, Flow] = {}                # key → the winning owner's flow there
+        # key → its instruction bytes (the encoder's cached object): the body of `_want[key]` is
+        # (f.cookie, f.idle_timeout, f.hard_timeout, _instr[key]) without the encoder's lookup by
+        # action list (a cache hit compares the actions field by field: µs per flow)
+        self._instr: dict[tuple, bytes] = {}
+        # key → owner, only where the winning owner is not the flow's cookie (the compiler checks
+        # that every flow carries its owner's cookie, so this is normally empty); see _owner
+        self._odd_owner: dict[tuple, int] = {}
+        self._conflicts: dict[tuple, dict[int, Flow]] = {}  # contested key → every claimant's flow
         self._dirty: set[tuple] = set()
         self._rejected: dict[tuple, tuple] = {}  # key → body the switch refused (not resent until it changes)
+        # The flow-mod bytes (after the header) set_owner encoded while the switch's state is known,
+        # for the flush that follows: one contiguous buffer and key → offset << 16 | length, both
+        # dropped whole by that flush. Not a bytes object per flow: 170,000 of them, freed after a
+        # first sync, stayed in the allocator's half-used arenas (≈ 40 MB of RSS at 10,000 ports).
+        # An entry is for `_want[key]` as it is now (_set_winner and _release drop it).
+        self._enc_buf = bytearray()
+        self._enc_at: dict[tuple, int] = {}
         self.meters = MeterTable(name)  # meters declared by the flows that use them (flows/qos.py)
 
     # ------------------------------------------------------------------ desired state
@@ -131,34 +150,78 @@ class Reconciler:
         """Replace everything `owner` wants on this datapath (empty = owner gone).
 
         All-or-nothing: every changed flow is encoded before any state changes, so a flow that
-        cannot be encoded raises FlowEncodeError and leaves this owner (and every other) as it was."""
+        cannot be encoded raises FlowEncodeError and leaves this owner (and every other) as it was.
+        A flow equal to the one already held for its key keeps the held object (one copy of each
+        flow: `_want` and `installed` name it)."""
         new = {f.key: f for f in flows}
         with self._lock:
-            old = self._desired.get(owner, {})
+            held = self._desired.get(owner)
+            old = {f.key: f for f in held} if held else {}
             if new == old:
                 return
-            wanted = self._wanted
-            bodies: dict[tuple, Want] = {}
+            enc = self.encoder
+            changed: dict[tuple, tuple[Flow, bytes, bytes]] = {}
             for key, f in new.items():
-                if old.get(key) != f:
-                    try:
-                        bodies[key] = wanted(f, key)
-                    except Exception as exc:  # noqa: BLE001 — any encoder failure is this owner's
-                        raise FlowEncodeError(owner, f, exc) from exc
+                o = old.get(key)
+                if o is not None and o == f:
+                    new[key] = o
+                    continue
+                try:
+                    body = enc.body(f)
+                    b = enc.encoded(f, body)
+                except Exception as exc:  # noqa: BLE001 — any encoder failure is this owner's
+                    raise FlowEncodeError(owner, f, exc) from exc
+                changed[key] = (f, body[3], b)
             for key in old.keys() - new.keys():
                 self._release(key, owner)
-            for key, w in bodies.items():
-                self._claim(key, owner, w)
+            keep = self.installed_known  # a flush follows: it sends these bytes (else: encoded again then)
+            buf, at, want = self._enc_buf, self._enc_at, self._want
+            for key, (f, instr, b) in changed.items():
+                self._claim(key, owner, f, instr)
                 self._dirty.add(key)
-            self.meters.set_owner(owner, new, bodies.keys())
+                if keep and want[key] is f:
+                    at[key] = len(buf) << 16 | len(b)
+                    buf += b
+            self.meters.set_owner(owner, new, changed.keys())
             if new:
-                self._desired[owner] = new
+                self._desired[owner] = tuple(new.values())
             else:
                 self._desired.pop(owner, None)
 
+    def _body(self, have: tuple | Flow) -> tuple:
+        """The body of an `installed` value."""
+        return self.encoder.body(have) if isinstance(have, Flow) else have
+
+    def _want_body(self, key: tuple, f: Flow) -> tuple:
+        """The body of `f` = `_want[key]` (what a flow-stats entry must equal)."""
+        return (f.cookie, f.idle_timeout, f.hard_timeout, self._instr[key])
+
+    def _flow_body(self, key: tuple, f: Flow) -> tuple:
+        """The body of `f`, a flow wanted at `key` now or earlier (an op being sent)."""
+        return self._want_body(key, f) if self._want.get(key) is f else self.encoder.body(f)
+
+    def _owner(self, key: tuple) -> int | None:
+        """The owner whose flow `_want[key]` is (None: nobody wants the key)."""
+        f = self._want.get(key)
+        if f is None:
+            return None
+        odd = self._odd_owner
+        return odd.get(key, f.cookie) if odd else f.cookie
+
+    def _set_winner(self, key: tuple, owner: int, f: Flow, instr: bytes) -> None:
+        self._want[key] = f
+        self._instr[key] = instr
+        if self._enc_at:
+            self._enc_at.pop(key, None)
+        if owner != f.cookie:
+            self._odd_owner[key] = owner
+        elif self._odd_owner:
+            self._odd_owner.pop(key, None)
+
     def rejected_count(self) -> int:
         """Flows (and meters) the switch refused and we still want: the datapath is not what we declared."""
-        return sum(1 for key, body in list(self._rejected.items()) if (w := self._want.get(key)) and w[2] == body) \
+        return sum(1 for key, b in list(self._rejected.items())
+                   if (f := self._want.get(key)) is not None and self._want_body(key, f) == b) \
             + (self.meters.rejected_count() if self.meters.rejected else 0)
 
     def owners(self) -> set[int]:
@@ -169,56 +232,55 @@ class Reconciler:
         return len(self._want)
 
     def desired_flow(self, key: tuple) -> Flow | None:
-        w = self._want.get(key)
-        return None if w is None else w[1]
+        return self._want.get(key)
 
     def desired_flows(self, owner: int | None = None) -> list[Flow]:
         with self._lock:
             if owner is not None:
-                return sorted(self._desired.get(owner, {}).values(), key=_sort_key)
-            return sorted((w[1] for w in self._want.values()), key=_sort_key)
+                return sorted(self._desired.get(owner, ()), key=_sort_key)
+            return sorted(self._want.values(), key=_sort_key)
 
-    def _wanted(self, f: Flow, key: tuple) -> Want:
-        """A `_want` entry, encoded once (Flows are values): (send order, f, its body, its wire bytes,
-        its key). It is also the ADD op `pending` hands to `_send_bundle`, as is, so a flush
-        allocates nothing per flow to diff, sort (by the order int) and send it."""
-        enc = self.encoder
-        body = enc.body(f)
-        return (_ADD_ORDER | key[0] << 16 | (0xFFFF - key[1]), f, body, enc.encoded(f, body), key)
-
-    def _claim(self, key: tuple, owner: int, want: Want) -> None:
-        """`want`: `_wanted(f, key)` of `owner`'s new flow at `key`."""
-        cur = self._owner_of.get(key)
+    def _claim(self, key: tuple, owner: int, f: Flow, instr: bytes) -> None:
+        """`f`: `owner`'s new (already encoded) flow at `key`, `instr` its instruction bytes."""
+        cur = self._owner(key)
+        claims = self._conflicts.get(key)
+        if claims is not None:
+            claims[owner] = f
         if cur is None or cur == owner:
-            self._owner_of[key] = owner
-            self._want[key] = want
+            self._set_winner(key, owner, f, instr)
             return
-        claims = self._conflicts.setdefault(key, {cur})
-        claims.add(owner)
+        if claims is None:
+            claims = self._conflicts[key] = {cur: self._want[key], owner: f}
         winner = min(claims)
         LOG.error("compile bug on %s: flow key table=%s priority=%s match=%s claimed by owners %s; keeping %s",
                   self.name, key[0], key[1], key[2], sorted(owner_label(o) for o in claims),
                   owner_label(winner))
-        self._owner_of[key] = winner
         if winner == owner:
-            self._want[key] = want
-        else:
-            self._want[key] = self._wanted(self._desired[winner][key], key)  # encoded fine when it claimed it
+            self._set_winner(key, owner, f, instr)
+        elif winner != cur:  # cannot happen (the winner is the smallest claim): kept for clarity
+            w = claims[winner]
+            self._set_winner(key, winner, w, self.encoder.instructions(w.actions))  # encoded fine when claimed
 
     def _release(self, key: tuple, owner: int) -> None:
         self._dirty.add(key)
         claims = self._conflicts.get(key)
         if claims:
-            claims.discard(owner)
+            claims.pop(owner, None)
             if len(claims) <= 1:
                 self._conflicts.pop(key, None)
             if claims:
-                winner = self._owner_of[key] = min(claims)
-                self._want[key] = self._wanted(self._desired[winner][key], key)
+                winner = min(claims)
+                if winner != self._owner(key):
+                    w = claims[winner]
+                    self._set_winner(key, winner, w, self.encoder.instructions(w.actions))
                 return
-        if self._owner_of.get(key) == owner:
-            del self._owner_of[key]
+        if self._owner(key) == owner:
             del self._want[key]
+            del self._instr[key]
+            if self._enc_at:
+                self._enc_at.pop(key, None)
+            if self._odd_owner:
+                self._odd_owner.pop(key, None)
 
     # ------------------------------------------------------------------ transport
     def attach(self, send: Callable[[bytes], bool],
@@ -262,7 +324,7 @@ class Reconciler:
                 self.stats.errors += 1
                 idx = err.xid - first
                 if idx < len(ops):
-                    _order, f, _body, _enc, key = ops[idx]
+                    _order, f, key = ops[idx]
                     op = wire.OFPFC_ADD if f is not None else wire.OFPFC_DELETE_STRICT
                     label = owner_label(f.cookie) if f is not None else "-"
                     text = f.ofctl() if f is not None else f"table={key[0]},priority={key[1]} {key[2]}"
@@ -332,43 +394,65 @@ class Reconciler:
         with self._lock:
             xid = self.xids.take()
             w = self._request(wire.flow_stats_request(xid), xid)
-            installed = {}
+            read: dict[tuple, tuple] = {}
             foreign = 0
             for chunk in w.chunks:
                 for fl in wire.parse_flow_stats(chunk):
                     if (fl.body[0] >> OWNER_SHIFT) in OURS:
-                        installed[fl.key] = fl.body
+                        read[fl.key] = fl.body
                     else:
                         foreign += 1
+            w.chunks.clear()
+            installed = self._installed_from(read)
             LOG.info("resync %s: switch has %d of our flows (%d learned/foreign left alone), we want %d",
-                     self.name, len(installed), foreign, len(self._owner_of))
+                     self.name, len(installed), foreign, len(self._want))
             self.installed = installed
             self._read_meters()
             self.installed_known = True
             self._rejected.clear()
-            self._dirty = set(installed) | set(self._owner_of)
+            self._dirty = set(installed) | self._want.keys()
             self.stats.resyncs += 1
             return self.flush()
 
+    def _installed_from(self, read: dict[tuple, tuple]) -> dict[tuple, tuple | Flow]:
+        """`installed` from a flow-stats read (key → body): a flow read back with the body of the
+        flow we want there is recorded as that Flow, under the key object `_want` holds, so the
+        read's own keys, matches and bodies are not kept (≈ 550 bytes a flow at 10,000 ports)."""
+        installed: dict[tuple, tuple | Flow] = {}
+        instr = self._instr
+        pop = read.pop
+        for key, f in self._want.items():
+            b = pop(key, None)
+            if b is not None:
+                installed[key] = f if b == (f.cookie, f.idle_timeout, f.hard_timeout, instr[key]) else b
+        installed.update(read)  # ours, not wanted (or not as read): deleted by the flush
+        return installed
+
     def pending(self) -> list[Op]:
-        """The diff flush() would send: (order, desired flow, its body, its encoded bytes, key) — an
-        ADD is the `_want` entry itself; a DELETE_STRICT has None for the flow, body and bytes."""
+        """The diff flush() would send: (order, desired flow, key) for an ADD, (order, None, key)
+        for a DELETE_STRICT (see Op)."""
         ops: list[Op] = []
         append = ops.append
-        want, rejected = self._want.get, self._rejected
+        want, rejected, body_of, instr = self._want.get, self._rejected, self.encoder.body, self._instr
         installed = self.installed.get if self.installed else None  # an empty switch: no lookups
         for key in self._dirty:
-            w = want(key)
+            f = want(key)
             have = installed(key) if installed is not None else None
-            if w is not None:
-                body = w[2]
-                if have != body and not (rejected and rejected.get(key) == body):
-                    append(w)
+            if f is not None:
+                if have is f:
+                    continue  # installed as this very flow
+                if have is not None or rejected:
+                    body = (f.cookie, f.idle_timeout, f.hard_timeout, instr[key])
+                    if have is not None and (body_of(have) if isinstance(have, Flow) else have) == body:
+                        continue
+                    if rejected and rejected.get(key) == body:
+                        continue
+                append((_ADD_ORDER | key[0] << 16 | (0xFFFF - key[1]), f, key))
             elif have is not None:
-                append((key[0] << 16 | (0xFFFF - key[1]), None, None, None, key))
+                append((key[0] << 16 | (0xFFFF - key[1]), None, key))
         # deletes first: a replaced flow never coexists with its successor at the same key anyway,
         # and freeing keys early keeps the switch's table smaller during a big change. Then by
-        # table, then by descending priority: all in the order int (see _wanted), sorted in C.
+        # table, then by descending priority: all in the order int (_ADD_ORDER), sorted in C.
         ops.sort(key=_ORDER)
         return ops
 
@@ -381,6 +465,7 @@ class Reconciler:
             meters_before, meters_after = self.meters.pending() if self.meters.dirty else ((), ())
             if not ops and not meters_before and not meters_after:
                 self._dirty.clear()
+                self._drop_encoded()
                 self.meters.dirty.clear()
                 self.stats.last_flush_mods = 0
                 return 0
@@ -401,6 +486,7 @@ class Reconciler:
             finally:
                 self._xid_ops = []
             self._dirty.clear()
+            self._drop_encoded()
             self.meters.dirty.clear()
             st = self.stats
             st.last_flush_seconds = time.monotonic() - t0
@@ -410,6 +496,10 @@ class Reconciler:
             metrics.observe_flush(self.name, st.last_flush_seconds)
             LOG.info("flushed %d flow-mods to %s in %.3fs", sent, self.name, st.last_flush_seconds)
             return sent
+
+    def _drop_encoded(self) -> None:
+        if self._enc_at:
+            self._enc_buf, self._enc_at = bytearray(), {}
 
     def _send_slices(self, ops: list) -> int:
         """One bundle, or, on a first sync (the switch holds none of our flows, so every op is an
@@ -438,12 +528,22 @@ class Reconciler:
             parts = [wire.bundle_ctrl(bundle_id, wire.BUNDLE_OPEN_REQUEST, open_xid)]
             add = wire.bundle_add
             xid = first
-            add_flow, delete_strict = wire.bundle_add_encoded, enc.delete_strict
+            add_flow, delete_strict, encode = wire.bundle_add_encoded, enc.delete_strict, enc.encoded
+            buf, cached = self._enc_buf, self._enc_at.get
+
+            body_of = self._flow_body
+
+            def encoded(f: Flow, key: tuple) -> bytes | bytearray:
+                at = cached(key)
+                if at is None:
+                    return encode(f, body_of(key, f))
+                start = at >> 16
+                return buf[start:start + (at & 0xFFFF)]
             for start in range(0, n, SEND_CHUNK):
                 chunk = ops[start:start + SEND_CHUNK]
-                parts.extend([add_flow(bundle_id, encoded, x) if encoded is not None
+                parts.extend([add_flow(bundle_id, encoded(f, key), x) if f is not None
                               else add(bundle_id, delete_strict(key, x), x)
-                              for x, (_o, _f, _b, encoded, key) in zip(range(xid, xid + len(chunk)), chunk)])
+                              for x, (_o, f, key) in zip(range(xid, xid + len(chunk)), chunk)])
                 xid += len(chunk)
                 if start + SEND_CHUNK < n:
                     yield b"".join(parts)
@@ -472,11 +572,11 @@ class Reconciler:
             # nothing identifiable: the switch state is uncertain; the caller resyncs
             raise ReconcileError(f"{self.name}: bundle of {n} flow-mods failed to commit")
         installed, rejected = self.installed, self._rejected
-        for i, (_o, f, body, _enc, key) in enumerate(ops):
+        for i, (_o, f, key) in enumerate(ops):
             if failed_idx and i in failed_idx:
                 continue
             if f is not None:
-                installed[key] = body
+                installed[key] = f  # installed as this flow: its body is what was sent
                 if rejected:
                     rejected.pop(key, None)
             else:
@@ -510,24 +610,24 @@ class Reconciler:
 
     def _mark_rejected(self, ops: list, failed_idx: set[int]) -> None:
         for i in failed_idx:
-            _o, f, body, _enc, key = ops[i]
+            _o, f, key = ops[i]
             if f is not None:
-                self._rejected[key] = body
+                self._rejected[key] = self._flow_body(key, f)
 
     # ------------------------------------------------------------------ inspection
     def diff(self) -> dict[str, list]:
         """Desired vs installed (as last read/confirmed): missing, extra, changed keys."""
         with self._lock:
             missing, changed, extra = [], [], []
-            for key, (_o, f, body, _enc, _k) in self._want.items():
+            for key, f in self._want.items():
                 have = self.installed.get(key)
                 if have is None:
                     missing.append(f)
-                elif have != body:
+                elif have is not f and self._body(have) != self._want_body(key, f):
                     changed.append(f)
-            for key, body in self.installed.items():
+            for key, have in self.installed.items():
                 if key not in self._want:
-                    extra.append((key, body))
+                    extra.append((key, self._body(have)))
             return {"missing": sorted(missing, key=_sort_key), "changed": sorted(changed, key=_sort_key),
                     "extra": sorted(extra, key=lambda kb: (kb[0][0], -kb[0][1], kb[0][2]))}
 
@@ -576,8 +676,9 @@ class MeterTable:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self._by_flow: dict[int, dict[tuple, tuple]] = {}    # owner → flow key → its MeterUse actions
-        self._owner_bands: dict[int, dict[int, tuple]] = {}  # owner → meter id → band
+        # owner → its (flow key, that flow's MeterUse actions) pairs: one or two per port, so pairs,
+        # not a dict; the owner's bands are derived from them (_bands)
+        self._by_flow: dict[int, tuple[tuple[tuple, tuple], ...]] = {}
         self._claims: dict[int, dict[int, tuple]] = {}       # meter id → owner → band
         self.installed: dict[int, tuple | None] = {}         # as read / confirmed (None: not one drop band)
         self.dirty: set[int] = set()
@@ -600,20 +701,11 @@ class MeterTable:
             return
         if prev:
             changed = set(changed)
-            for key, ms in prev.items():
+            for key, ms in prev:
                 if key in new and key not in changed:
                     found[key] = ms
-        bands: dict[int, tuple] = {}
-        for ms in found.values():
-            for m in ms:
-                have = bands.get(m.meter_id)
-                if have is not None and have != m.band:
-                    LOG.error("compile bug on %s: owner %s declares meter %d as %s and %s; keeping the smaller",
-                              self.name, owner_label(owner), m.meter_id, have, m.band)
-                    bands[m.meter_id] = min(have, m.band)
-                else:
-                    bands[m.meter_id] = m.band
-        old = self._owner_bands.get(owner, {})
+        bands = self._bands(owner, found.values(), log=True)
+        old = self._bands(owner, (ms for _k, ms in prev), log=False) if prev else {}
         for mid in old.keys() | bands.keys():
             if old.get(mid) == bands.get(mid):
                 continue
@@ -629,11 +721,25 @@ class MeterTable:
                           self.name, mid, sorted(owner_label(o) for o in claims), owner_label(min(claims)))
             self.dirty.add(mid)
         if found:
-            self._by_flow[owner] = found
-            self._owner_bands[owner] = bands
+            self._by_flow[owner] = tuple(found.items())
         else:
             self._by_flow.pop(owner, None)
-            self._owner_bands.pop(owner, None)
+
+    def _bands(self, owner: int, found: Iterable[tuple], log: bool) -> dict[int, tuple]:
+        """meter id → band an owner declares with these MeterUse actions (within the owner, the
+        smaller band if it declares one twice)."""
+        bands: dict[int, tuple] = {}
+        for ms in found:
+            for m in ms:
+                have = bands.get(m.meter_id)
+                if have is not None and have != m.band:
+                    if log:
+                        LOG.error("compile bug on %s: owner %s declares meter %d as %s and %s; keeping the smaller",
+                                  self.name, owner_label(owner), m.meter_id, have, m.band)
+                    bands[m.meter_id] = min(have, m.band)
+                else:
+                    bands[m.meter_id] = m.band
+        return bands
 
     def want(self, mid: int) -> tuple | None:
         claims = self._claims.get(mid)
@@ -649,7 +755,13 @@ class MeterTable:
     # ---------------------------------------------------------------- diff
     def read(self, chunks: list[bytes]) -> None:
         """Installed meters from OFPMP_METER_CONFIG reply bodies (ours only); everything dirty."""
-        self.installed = self.ours(chunks)
+        installed = self.ours(chunks)
+        want = self.want
+        for mid, band in installed.items():  # a band read back as declared: keep the declared object
+            w = want(mid)
+            if w is not None and w == band:
+                installed[mid] = w
+        self.installed = installed
         self.rejected.clear()
         self.dirty = set(self.installed) | set(self._claims)
 

@@ -395,7 +395,7 @@ def bundle_add(bundle_id: int, inner: bytes, xid: int, flags: int = BUNDLE_ATOMI
                             ONF_ET_BUNDLE_ADD_MESSAGE, bundle_id, flags) + inner
 
 
-def bundle_add_encoded(bundle_id: int, encoded: bytes, xid: int,
+def bundle_add_encoded(bundle_id: int, encoded: bytes | bytearray, xid: int,
                        flags: int = BUNDLE_ATOMIC | BUNDLE_ORDERED) -> bytes:
     """bundle_add(bundle_id, flow-mod, xid) of a flow whose `Encoder.encoded` bytes are cached:
     one pack of the two headers (the xids and the bundle id are all that vary) and one concat —

@@ -368,6 +368,10 @@ class ChassisEngine:
         # input → the owners that read it: an int while one owner does (most inputs: no set
         # object per input for the GC to count), a set once several do; see readers_of
         self.readers: dict[Input, int | set[int]] = {}
+        # input read by several owners → one of its equal tuple objects, which later owners' reads
+        # tuples hold instead of their own (each read makes a new tuple: at 10,000 ports ≈ 100,000
+        # duplicates of inputs such as ("rec", "network", id) or a fact, ≈ 6 MB)
+        self._canon: dict[Input, Input] = {}
         self.facts: dict[Input, _Fact] = {}
         self.fact_readers: dict[Input, set[Input]] = {}   # raw input → facts that read it
         self.compiles = 0          # owner compiles so far (tests count them; never reset by us)
@@ -385,6 +389,7 @@ class ChassisEngine:
         self._owner_rec = self._fact_rec = None
         self.reads.clear()
         self.readers.clear()
+        self._canon.clear()
         self.facts.clear()
         self.fact_readers.clear()
         self.relist_needed = False
@@ -413,6 +418,8 @@ class ChassisEngine:
                 if owners:
                     continue
             del readers[i]
+            if self._canon:
+                self._canon.pop(i, None)
             if i in self.facts:
                 self._drop_fact(i)
 
@@ -429,6 +436,7 @@ class ChassisEngine:
             gone -= reads
         else:
             fresh, gone = reads, None
+        canon = self._canon
         for i in fresh:
             got = readers.get(i)
             if got is None:
@@ -436,9 +444,11 @@ class ChassisEngine:
             elif isinstance(got, int):
                 if got != owner:
                     readers[i] = {got, owner}
+                    canon.setdefault(i, i)
             else:
                 got.add(owner)
-        self.reads[owner] = tuple(reads)  # a tuple: a third of a frozenset's memory
+        # a tuple: a third of a frozenset's memory; of the canonical input objects where known
+        self.reads[owner] = tuple(map(canon.get, reads, reads)) if canon else tuple(reads)
         if gone:
             self._unread(owner, gone)
 

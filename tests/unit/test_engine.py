@@ -227,6 +227,38 @@ def test_a_fact_read_by_one_owner_survives_its_recompile():
     assert not eng.facts and not eng.readers and not eng.fact_readers
 
 
+def test_owners_reading_the_same_input_share_one_tuple_of_it():
+    """Each read makes a new input tuple; an input several owners read is kept once or twice
+    (the first reader's and the canonical one), not once per owner (memory, issue 14), and the
+    reverse index is unchanged by it. Forgetting every reader forgets it."""
+    eng = ChassisEngine()
+    w = World(networks=1)
+    net = w.nets[0]["id"]
+
+    class Readers:
+        def compile_owner(self, view, ctx, owner):
+            view.get("network", net)
+            view.get("port", f"p{owner}")
+            return frozenset()
+
+        def owners_for_chassis(self, view, ctx):
+            return set(range(1, 6))
+
+    c = w.context("c1")
+    for owner in range(1, 6):
+        eng.compile(Readers(), w.cloud.view, c, owner)
+    shared = ("rec", "network", net)
+    held = {id(i) for t in eng.reads.values() for i in t if i == shared}
+    assert len(held) <= 2
+    assert eng.readers_of(shared) == set(range(1, 6))
+    assert eng.readers_of(("rec", "port", "p3")) == {3}
+    eng.compile(Readers(), w.cloud.view, c, 3)  # a recompile reading the same: nothing moves
+    assert eng.readers_of(shared) == set(range(1, 6))
+    for owner in range(1, 6):
+        eng.forget(owner)
+    assert not eng.readers and not eng._canon
+
+
 def test_recording_view_names_what_was_read():
     w = World(networks=1)
     p = w.t.vm(w.nets[0], 1, [], host="c2")  # bound to c2, read from c1: not here

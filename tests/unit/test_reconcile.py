@@ -240,3 +240,152 @@ def test_first_sync_bundle_zero_means_one_bundle(rig):
     for k in range(1, 8):
         rec.set_owner(cookie(Owner.PORT, k), port_flows(k, k))
     assert rec.resync() == 14 and rec.stats.bundles == 1
+
+
+# ---------------------------------------------------------------- memory: one copy of each flow (issue 14)
+
+def test_a_restart_reads_the_switch_back_sends_nothing_and_keeps_none_of_the_read():
+    """A new reconciler (a restarted controller) with the same desired state reads the switch's
+    flows and sends 0 flow-mods; a flow read back equal to the one wanted is recorded as that
+    Flow under the key object `_want` holds, so nothing of the read (keys, matches, bodies) is
+    kept. A flow read back different is overwritten, and one nobody wants is deleted."""
+    first = Reconciler("dp", timeout=2)
+    sw = FakeSwitch.for_reconciler(first)
+    first.attach(sw.send)
+    for k in range(1, 5):
+        first.set_owner(cookie(Owner.PORT, k), port_flows(k, k))
+    assert first.resync() == 8
+    rec = Reconciler("dp", timeout=2)
+    sw.on_error, sw.on_barrier, sw.on_flow_stats = rec.on_error, rec.on_barrier, rec.on_flow_stats
+    rec.attach(sw.send)
+    for k in range(1, 5):
+        rec.set_owner(cookie(Owner.PORT, k), port_flows(k, k))
+    assert rec.resync() == 0
+    assert len(rec.installed) == 8
+    want_keys = {id(k): k for k in rec._want}
+    for key, have in rec.installed.items():
+        assert have is rec.desired_flow(key)
+        assert id(key) in want_keys
+    assert rec.diff() == {"missing": [], "changed": [], "extra": []}
+    # the switch changed behind our back: one body differs, one stray flow of ours
+    changed = next(f for f in port_flows(2, 2) if f.table == 60)
+    sw.table[changed.key] = rec.encoder.body(Flow(60, 100, changed.match, (Output(99),), changed.cookie))
+    stray = Flow(60, 5, make_match(reg7=77), (Output(1),), cookie(Owner.PORT, 77))
+    sw.table[stray.key] = rec.encoder.body(stray)
+    rec.installed_known = False
+    assert rec.resync() == 2
+    assert sorted(m[0] for m in sw.last_mods()) == [wire.OFPFC_ADD, wire.OFPFC_DELETE_STRICT]
+    assert sw.table[changed.key] == rec.encoder.body(changed) and stray.key not in sw.table
+    assert rec.installed[changed.key] is rec.desired_flow(changed.key)
+    assert rec.resync() == 0
+
+
+def test_diff_reports_missing_changed_and_extra_against_what_was_read(rig):
+    rec, sw = rig
+    rec.set_owner(cookie(Owner.PORT, 1), port_flows(1, 1))
+    rec.resync()
+    a, b = sorted(port_flows(1, 1), key=lambda f: f.table)
+    del sw.table[a.key]
+    sw.table[b.key] = rec.encoder.body(Flow(b.table, b.priority, b.match, (Output(5),), b.cookie))
+    extra = Flow(60, 7, make_match(reg7=9), (), cookie(Owner.PORT, 9))
+    sw.table[extra.key] = rec.encoder.body(extra)
+    rec.installed = rec.read_installed()
+    d = rec.diff()
+    assert d["missing"] == [a] and d["changed"] == [b] and d["extra"] == [(extra.key, rec.encoder.body(extra))]
+
+
+def test_an_identical_recompile_keeps_the_flow_objects_already_held(rig):
+    """The engine recompiles an owner into new, equal Flow objects: nothing is sent and the
+    reconciler keeps the objects it holds (one copy of each flow, named by `installed`)."""
+    rec, sw = rig
+    owner = cookie(Owner.PORT, 1)
+    rec.set_owner(owner, port_flows(1, 1))
+    rec.resync()
+    held = {f.key: f for f in rec.desired_flows(owner)}
+    again = port_flows(1, 1) | {Flow(70, 1, make_match(reg7=1), (Output(2),), owner)}
+    rec.set_owner(owner, again)
+    assert rec.flush() == 1
+    for f in rec.desired_flows(owner):
+        if f.key in held:
+            assert f is held[f.key] and rec.desired_flow(f.key) is f and rec.installed[f.key] is f
+    assert len(rec.desired_flows(owner)) == 3
+
+
+def test_conflicting_owners_whose_flows_carry_other_cookies(rig, caplog):
+    """Ownership does not assume a flow's cookie names its owner (the compiler checks that, the
+    reconciler does not rely on it): the lowest owner wins a contested key, the next takes over
+    when it leaves, and the key is deleted when the last one does."""
+    rec, sw = rig
+    f1 = Flow(40, 5, make_match(metadata=1), (Output(1),), cookie(Owner.PORT, 7))
+    f2 = Flow(40, 5, make_match(metadata=1), (Output(2),), cookie(Owner.PORT, 8))
+    with caplog.at_level(logging.ERROR):
+        rec.set_owner(20, [f1])
+        rec.set_owner(10, [f2])
+    assert "compile bug" in caplog.text
+    rec.resync()
+    assert sw.table[f1.key] == rec.encoder.body(f2)   # owner 10 wins
+    assert rec.desired_flows(20) == [f1] and rec.desired_flows(10) == [f2]
+    rec.set_owner(10, [])
+    assert rec.flush() == 1 and sw.table[f1.key] == rec.encoder.body(f1)
+    rec.set_owner(30, [Flow(41, 5, make_match(metadata=2), (), cookie(Owner.PORT, 9))])
+    rec.set_owner(20, [])
+    assert rec.flush() == 2 and f1.key not in sw.table and len(sw.table) == 1
+    assert rec.owners() == {30} and rec.desired_count() == 1
+    assert rec.resync() == 0
+
+
+def _sent_adds(sw: FakeSwitch, since: int) -> dict[tuple, bytes]:
+    """key → the flow-mod (inside its bundle-add) of every ADD written since sw.sent[since]."""
+    out = {}
+    for mtype, _xid, msg in wire.iter_messages(b"".join(sw.sent[since:])):
+        if mtype == wire.OFPT_EXPERIMENTER and struct.unpack_from("!I", msg, 12)[0] == wire.ONF_ET_BUNDLE_ADD_MESSAGE:
+            inner = wire.unwrap_bundle_add(msg)
+            cmd, key, _body = wire.parse_flow_mod(inner)
+            if cmd == wire.OFPFC_ADD:
+                out[key] = inner
+    return out
+
+
+def test_flows_encoded_by_set_owner_on_a_known_switch_are_sent_as_encoded_once(rig, monkeypatch):
+    """On a switch whose state is known, set_owner's encoding is what the flush sends (not
+    encoded again), byte for byte a fresh encoder's flow-mod, also for a flow changed twice before
+    the flush and for a key contested by two owners (the winner's flow is sent)."""
+    from controller import reconciler as reconciler_mod
+    monkeypatch.setattr(reconciler_mod, "SEND_CHUNK", 3)  # several writes
+    rec, sw = rig
+    assert rec.resync() == 0 and rec.installed_known
+    for k in range(1, 5):
+        rec.set_owner(cookie(Owner.PORT, k), port_flows(k, k))
+    rec.set_owner(cookie(Owner.PORT, 2), port_flows(2, 9))       # changed before the flush
+    a = Flow(40, 5, make_match(metadata=1), (Output(1),), cookie(Owner.PORT, 7))
+    b = Flow(40, 5, make_match(metadata=1), (Output(2),), cookie(Owner.PORT, 6))
+    rec.set_owner(a.cookie, [a])
+    rec.set_owner(b.cookie, [b])                                   # wins: the lower owner
+    assert len(rec._enc_at) == 9  # in_port=2 went before it was sent; the contested key once
+    calls = []
+    real = rec.encoder.encoded
+    monkeypatch.setattr(rec.encoder, "encoded", lambda f, body: calls.append(f) or real(f, body))
+    since = len(sw.sent)
+    assert rec.flush() == 9
+    assert calls == [] and not rec._enc_at and not rec._enc_buf
+    sent = _sent_adds(sw, since)
+    ref = wire.Encoder()
+    assert len(sent) == 9
+    for key, msg in sent.items():
+        f = rec.desired_flow(key)
+        assert f is not None and msg[8:] == ref.encoded(f, ref.body(f)), f
+    assert sent[a.key][8:] == ref.encoded(b, ref.body(b))
+    assert rec.resync() == 0
+
+
+def test_flows_set_while_the_switch_state_is_unknown_are_encoded_when_sent(rig, monkeypatch):
+    rec, sw = rig
+    for k in range(1, 3):
+        rec.set_owner(cookie(Owner.PORT, k), port_flows(k, k))
+    assert not rec._enc_at
+    since = len(sw.sent)
+    assert rec.resync() == 4
+    ref = wire.Encoder()
+    sent = _sent_adds(sw, since)
+    assert {k: m[8:] for k, m in sent.items()} == \
+        {f.key: ref.encoded(f, ref.body(f)) for o in rec.owners() for f in rec.desired_flows(o)}
