@@ -149,6 +149,7 @@ class World:
             self.service.create_port({"id": pid, "network_id": self.nets[i % networks]["id"], "name": f"vm{i}"})
         self.service.set_port_bindings([(pid, CHASSIS, "ACTIVE") for pid in ids])
         self.local = {pid: 10 + i for i, pid in enumerate(ids)}
+        self.ports_n = ports
         self.rev, data = self.store.snapshot()
         self.view = controller_view(self.rev, data)
         self.extra = 0
@@ -191,7 +192,7 @@ class World:
         """tap appears, POST, binder's write: the three worker batches of one more port."""
         self.extra += 1
         pid = new_id()
-        self.local[pid] = 5000 + self.extra
+        self.local[pid] = 10 + self.ports_n + self.extra  # above every bulk port's ofport (10 + i)
         spent = self._batch(self.context())
         self.service.create_port({"id": pid, "network_id": self.nets[self.extra % len(self.nets)]["id"]})
         spent += self._batch(None)

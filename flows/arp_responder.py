@@ -14,6 +14,14 @@ from flows.flow import Move, Output, SetField
 OFPP_IN_PORT = 0xFFFFFFF8
 ARP_REPLY = 2
 
+# The parts of every reply that do not depend on the address: one object each, shared by every
+# responder flow (fewer long-lived objects for the GC to walk; actions are immutable values).
+_ETH_DST_FROM_SRC = Move("eth_src", "eth_dst", 48)
+_OP_REPLY = SetField("arp_op", ARP_REPLY)
+_THA_FROM_SHA = Move("arp_sha", "arp_tha", 48)
+_TPA_FROM_SPA = Move("arp_spa", "arp_tpa", 32)
+_BACK_OUT = Output(OFPP_IN_PORT)
+
 
 @functools.lru_cache(maxsize=1 << 16)
 def reply_actions(ip: int, mac: int) -> tuple:
@@ -22,9 +30,8 @@ def reply_actions(ip: int, mac: int) -> tuple:
     eth_dst := eth_src, eth_src := mac, op := reply, tha := sha, sha := mac, tpa := spa,
     spa := ip. Cached (immutable actions): a network's flows are recompiled on every port
     change, and its addresses' answers rarely change."""
-    return (Move("eth_src", "eth_dst", 48), SetField("eth_src", mac), SetField("arp_op", ARP_REPLY),
-            Move("arp_sha", "arp_tha", 48), Move("arp_spa", "arp_tpa", 32),
-            SetField("arp_sha", mac), SetField("arp_spa", ip), Output(OFPP_IN_PORT))
+    return (_ETH_DST_FROM_SRC, SetField("eth_src", mac), _OP_REPLY, _THA_FROM_SHA, _TPA_FROM_SPA,
+            SetField("arp_sha", mac), SetField("arp_spa", ip), _BACK_OUT)
 
 
 def mac_int(text: str) -> int:

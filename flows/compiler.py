@@ -47,24 +47,22 @@ _NEXT: dict[int, frozenset] = {int(t): frozenset(int(n) for n in spec.next_table
 _JUMPS = (GotoTable, Resubmit, CT)
 
 
-def _pipeline_ok(f: Flow) -> bool:
-    nxt = _NEXT.get(f.table)
-    if nxt is None:
-        return False
-    for a in f.actions:
-        if type(a) in _JUMPS:
-            target = a.table
-            if target is not None and target not in nxt:
-                return False
-    return True
-
-
 def _check(flows: Iterable[Flow], owner: int, app: str, ctx) -> None:
+    """Cookie and pipeline check of every flow: the quick test (table declared, every jump
+    allowed) inline, as it runs per compiled flow; a failure goes to check_flow for the message."""
+    nexts, jumps = _NEXT, _JUMPS
     for f in flows:
         if f.cookie != owner:
             raise CompileError(f"flow carries cookie {f.cookie:#x}: {f.ofctl()}", owner, app, ctx.name)
-        if _pipeline_ok(f):
-            continue
+        nxt = nexts.get(f.table)
+        if nxt is not None:
+            for a in f.actions:
+                if type(a) in jumps:
+                    target = a.table
+                    if target is not None and target not in nxt:
+                        break
+            else:
+                continue
         try:
             check_flow(f)
         except PipelineError as exc:

@@ -33,6 +33,13 @@ FLOOD_PRIORITY = 100
 FLOOD_FROM_OUTSIDE_PRIORITY = 110  # came from a tunnel/uplink: replicate to local ports only
 OUTPUT_PRIORITY = 100
 
+# Action objects every port's flows share (immutable values: one object each, not one per flow,
+# so the GC has fewer long-lived objects to walk at 10,000 ports).
+_GOTO_INGRESS_CT = GotoTable(T.INGRESS_CT)
+_GOTO_PORT_SEC = GotoTable(T.PORT_SEC)
+_TO_INGRESS = (_GOTO_INGRESS_CT,)
+_RESUBMIT_FLOOD = Resubmit(T.L2_FLOOD)
+
 
 def local_port_flows(net: Record, port: Record, ofport: int | None) -> list[Flow]:
     """The flows a port local to this chassis needs (see module docstring); `ofport` None:
@@ -40,17 +47,17 @@ def local_port_flows(net: Record, port: Record, ofport: int | None) -> list[Flow
     ck, key, net_key = port_cookie(port), port["_key"], net["_key"]
     flows = [
         flow(T.L2_FLOOD, HAIRPIN_PRIORITY, ck, [], match={R.IN_PORT: key, R.OUT_PORT: key}),
-        flow(T.L2_FLOOD, REPLICA_PRIORITY, ck, [GotoTable(T.INGRESS_CT)], match={R.OUT_PORT: key}),
+        flow(T.L2_FLOOD, REPLICA_PRIORITY, ck, _TO_INGRESS, match={R.OUT_PORT: key}),
     ]
     if ofport is not None:
         flows += [flow(T.CLASSIFY, CLASSIFY_PRIORITY, ck,
-                       [SetField(R.IN_PORT, key), WriteMetadata(net_key), GotoTable(T.PORT_SEC)],
+                       [SetField(R.IN_PORT, key), WriteMetadata(net_key), _GOTO_PORT_SEC],
                        match=dict(in_port=ofport)),
                   flow(T.OUTPUT, OUTPUT_PRIORITY, ck, [Output(ofport)], match={R.OUT_PORT: key})]
     mac = port_mac(port)
     if mac is not None:
         flows.append(flow(T.L2_LOOKUP, LOOKUP_PRIORITY, ck,
-                          [SetField(R.OUT_PORT, key), GotoTable(T.INGRESS_CT)],
+                          [SetField(R.OUT_PORT, key), _GOTO_INGRESS_CT],
                           match=dict(metadata=net_key, eth_dst=mac)))
     return flows
 
@@ -77,7 +84,7 @@ def flood_flows(view: View, ctx, net: Record) -> list[Flow]:
     locals_ = [p for p in local_ports_of_network(view, ctx, net["id"]) if is_up(p)]
     to_locals: list = []
     for port in locals_:
-        to_locals += [SetField(R.OUT_PORT, port["_key"]), Resubmit(T.L2_FLOOD)]
+        to_locals += [SetField(R.OUT_PORT, port["_key"]), _RESUBMIT_FLOOD]
     if is_overlay(net):
         outside_flag = F.FROM_TUNNEL
         to_outside = overlay.replication_actions(view, ctx, net)

@@ -103,9 +103,10 @@ class PuntMeters:
     dhcp_rate: int = PUNT_DHCP_RATE
     dhcp_burst: int = PUNT_DHCP_BURST
 
-    def dhcp(self, port_key: int) -> MeteredController | None:
-        """The per-port DHCP punt meter, or None when punt meters are off."""
-        return dhcp_punt_meter(port_key, self) if self.enabled else None
+    def dhcp(self, port_key: int, userdata: bytes = b"") -> MeteredController | None:
+        """The per-port DHCP punt meter, or None when punt meters are off (`userdata`: see
+        dhcp_punt_meter)."""
+        return dhcp_punt_meter(port_key, self, userdata) if self.enabled else None
 
 
 def _lifted(default: int, app_rate: float | None) -> int:
@@ -128,6 +129,8 @@ def punt(userdata: bytes, meter_id: int, meter: MeteredController | None) -> Con
     wins; else the per-port punt meter (None: punt meters are off)."""
     if meter_id or meter is None:
         return Controller(userdata=userdata, meter_id=meter_id)
+    if meter.userdata == userdata:  # made for this punt already (dhcp_punt_meter's userdata)
+        return meter
     return MeteredController(userdata=userdata, meter_id=meter.meter_id, flags=meter.flags, rate=meter.rate,
                              burst=meter.burst)
 
@@ -138,9 +141,12 @@ def meter_id(purpose: int, key: int) -> int:
     return int(purpose) * KEY_SPAN + key
 
 
-def dhcp_punt_meter(port_key: int, bands: PuntMeters = DEFAULT_PUNT_METERS) -> MeteredController:
-    return MeteredController(meter_id=meter_id(PURPOSE_DHCP_PUNT, port_key), rate=bands.dhcp_rate,
-                             burst=bands.dhcp_burst)
+def dhcp_punt_meter(port_key: int, bands: PuntMeters = DEFAULT_PUNT_METERS,
+                    userdata: bytes = b"") -> MeteredController:
+    """The port's DHCP punt meter; with `userdata`, already the punt action itself (punt() then
+    returns it as is: one MeteredController per port instead of two)."""
+    return MeteredController(userdata=userdata, meter_id=meter_id(PURPOSE_DHCP_PUNT, port_key),
+                             rate=bands.dhcp_rate, burst=bands.dhcp_burst)
 
 
 def kbps_meter(purpose: int, port_key: int, max_kbps: int, max_burst_kbps: int) -> MeterUse:

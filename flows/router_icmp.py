@@ -58,16 +58,24 @@ PRIO_ORIGINATE = 110
 PRIO_GW_ECHO = 130         # CLASSIFY: above the gateway IP's uplink classify (120)
 
 
-def _punt() -> list:
-    return [Controller(userdata=USERDATA_ROUTER_ICMP)]
+# Actions that do not depend on the router: one object each, shared by its flows (immutable
+# values; a router with 10 interfaces has 100 echo flows, so fewer objects for the GC to walk).
+_PUNT = (Controller(userdata=USERDATA_ROUTER_ICMP),)
+_ETH_DST_FROM_SRC = Move("eth_src", "eth_dst", 48)
+_IP_DST_FROM_SRC = Move("ipv4_src", "ipv4_dst", 32)
+_TYPE_ECHO_REPLY = SetField("icmpv4_type", ICMP_ECHO_REPLY)
+_BACK_OUT = Output(OFPP_IN_PORT)
+
+
+def _punt() -> tuple:
+    return _PUNT
 
 
 def echo_reply(ip: int, mac_: int) -> list:
     """Turn an echo request to `ip` into its reply from `ip`/`mac_`, back where it came from.
     (reg1 is free here: it only means something after L3_ROUTE.) OVS fixes both checksums."""
-    return [Move("eth_src", "eth_dst", 48), SetField("eth_src", mac_),
-            Move("ipv4_src", "ipv4_dst", 32), SetField("ipv4_src", ip),
-            SetField("icmpv4_type", ICMP_ECHO_REPLY), Output(OFPP_IN_PORT)]
+    return [_ETH_DST_FROM_SRC, SetField("eth_src", mac_), _IP_DST_FROM_SRC, SetField("ipv4_src", ip),
+            _TYPE_ECHO_REPLY, _BACK_OUT]
 
 
 def _own_ips(legs: list[Leg], ext_legs: list[Leg]) -> list[int]:

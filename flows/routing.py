@@ -298,6 +298,9 @@ def route_flows(view: View, router: Record, legs: list[Leg], ext_legs: list[Leg]
     return list(out.values())
 
 
+_GOTO_L2_LOOKUP = GotoTable(T.L2_LOOKUP)  # shared by every neighbour entry (immutable)
+
+
 @functools.lru_cache(maxsize=1 << 12)
 def _tunnel_ip(text: str) -> int:
     return ipv4(text)
@@ -306,7 +309,7 @@ def _tunnel_ip(text: str) -> int:
 def _deliver(view: View, ctx, net: Record, port: Record) -> list | None:
     """Actions after eth_dst=<port MAC> that get the packet to `port`, or None (unreachable here)."""
     if port["id"] in ctx.local_ports or network_present(view, ctx, net["id"]):
-        return [GotoTable(T.L2_LOOKUP)]  # local entry, or the network's own remote entry
+        return [_GOTO_L2_LOOKUP]  # local entry, or the network's own remote entry
     chassis = remote_chassis(view, ctx, port)
     if chassis is None:
         return None

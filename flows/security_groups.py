@@ -264,8 +264,33 @@ def parse_protocol(value: Any, eth: int) -> int | None:
     return number
 
 
+# Parsed rules by the rule fields parse_rule reads: every member port's compile parses its
+# groups' rules again (10,000 ports in one default group: 40,000 parses of the same 4 rules).
+# Only rules that parse are kept, so a bad rule is logged each time, as before. Bounded.
+_PARSED: dict[tuple, Rule] = {}
+_PARSED_MAX = 1 << 14
+
+
 def parse_rule(rec: Record) -> Rule | None:
-    """Record → Rule; None (logged) for a rule this datapath cannot express exactly (fail closed)."""
+    """Record → Rule; None (logged) for a rule this datapath cannot express exactly (fail closed).
+    A pure function of the fields it reads, so cached by them (_PARSED)."""
+    g = rec.get
+    key = (g("id"), g("direction"), g("ethertype"), g("protocol"), g("port_range_min"),
+           g("port_range_max"), g("remote_ip_prefix"), g("remote_group_id"), "direction" in rec)
+    try:
+        rule = _PARSED.get(key)
+    except TypeError:  # an unhashable field value: parse it uncached (and likely reject it)
+        return _parse_rule(rec)
+    if rule is None:
+        rule = _parse_rule(rec)
+        if rule is not None:
+            if len(_PARSED) >= _PARSED_MAX:
+                _PARSED.clear()
+            _PARSED[key] = rule
+    return rule
+
+
+def _parse_rule(rec: Record) -> Rule | None:
     try:
         eth = ETH_IPV6 if (rec.get("ethertype") or "IPv4") == "IPv6" else ETH_IP
         proto = parse_protocol(rec.get("protocol"), eth)
@@ -469,11 +494,37 @@ class GroupPlan:
     pure: dict[str, dict[tuple[int, str], tuple]]
 
 
+# Plans by (group key, its rules, its remote groups' keys): every member port of a group that
+# names a remote group asks for the plan of that group (member_flows), so at 10,000 ports in one
+# default group the same plan was built 10,000 times per full compile. Bounded.
+_PLANS: dict[tuple, GroupPlan] = {}
+_PLANS_MAX = 1 << 12
+
+
 def group_plan(idx: GroupIndex, gid: str) -> GroupPlan | None:
+    """The group's plan (GroupPlan), None for a missing group. Reads the group, its rules and the
+    groups they name as remote (as building the plan does), then takes the plan from _PLANS when
+    those are unchanged: a plan is a pure function of them."""
     group = idx.group(gid)
     if group is None:
         return None
-    rules = group_rules(idx, gid)
+    rules = tuple(group_rules(idx, gid))
+    remotes = sorted({r.remote_group for r in rules if r.remote_group is not None and r.direction in DIRS})
+    remote_keys_ = []
+    for rgid in remotes:
+        rg = idx.group(rgid)
+        remote_keys_.append((rgid, None if rg is None else int(rg["_key"])))
+    key = (int(group["_key"]), rules, tuple(remote_keys_))
+    plan = _PLANS.get(key)
+    if plan is None:
+        plan = _build_plan(key[0], rules, dict(remote_keys_))
+        if len(_PLANS) >= _PLANS_MAX:
+            _PLANS.clear()
+        _PLANS[key] = plan
+    return plan
+
+
+def _build_plan(gkey: int, rules: tuple[Rule, ...], remote_key: dict[str, int | None]) -> GroupPlan:
     buckets_of, remote_of, pure_of = {}, {}, {}
     for d in DIRS.values():
         buckets: dict[tuple, list[Rule]] = defaultdict(list)
@@ -485,15 +536,15 @@ def group_plan(idx: GroupIndex, gid: str) -> GroupPlan | None:
         pure: dict[tuple[int, str], tuple] = {}
         for (eth, prefix, rgid), rs in sorted(buckets.items(), key=lambda kv: repr(kv[0])):
             if rgid is not None:
-                rg = idx.group(rgid)
-                if rg is None:
+                rkey = remote_key.get(rgid)
+                if rkey is None:
                     continue
-                remote.setdefault(eth, {})[rgid] = int(rg["_key"])
+                remote.setdefault(eth, {})[rgid] = rkey
             elif prefix is not None and _proto_matches(rs) == [{}]:
                 pure[(eth, str(prefix))] = make_match(eth_type=eth, **_net_match(eth, d.remote_side, prefix))
             kept.append(((eth, prefix, rgid), rs))
         buckets_of[d.name], remote_of[d.name], pure_of[d.name] = kept, remote, pure
-    return GroupPlan(int(group["_key"]), buckets_of, remote_of, pure_of)
+    return GroupPlan(gkey, buckets_of, remote_of, pure_of)
 
 
 def member_flows(idx: GroupIndex, port: Record, active: Callable[[str], bool]) -> list[Flow]:
@@ -529,9 +580,8 @@ def member_flows(idx: GroupIndex, port: Record, active: Callable[[str], bool]) -
                     conj_rgs = _claim(idx, address, pid, pkey, my_groups, rgs)
                     if conj_rgs is None:
                         continue  # a lower-keyed claimer owns this flow
-                    acts = sorted((Conjunction(conj_id(plan.gkey, rgs[r]), 3, 3) for r in conj_rgs),
-                                  key=lambda c: c.conj_id)
-                    out.append(Flow(d.sg_table, prio, match, tuple(acts), ck))
+                    acts = _clause3_actions(plan.gkey, tuple(sorted(rgs[r] for r in conj_rgs)))
+                    out.append(Flow(d.sg_table, prio, match, acts, ck))
     return out
 
 
@@ -573,9 +623,23 @@ def port_flows(idx: GroupIndex, port: Record) -> list[Flow]:
             rkeys = remote_keys(idx, rules, d.name)
             if not rkeys:
                 continue
-            acts = tuple(Conjunction(conj_id(gkey, r), 1, 2 if r == 0 else 3) for r in sorted(rkeys))
+            acts = _membership_actions(gkey, tuple(sorted(rkeys)))
             out.append(flow(d.sg_table, group_priority(gkey), ck, acts, match={d.port_reg: key}))
     return out
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _membership_actions(gkey: int, rkeys: tuple[int, ...]) -> tuple[Conjunction, ...]:
+    """Clause 1 of each of the group's conjunctions (rkeys sorted): the same for every member
+    port, so one shared (immutable) tuple instead of one per port."""
+    return tuple(Conjunction(conj_id(gkey, r), 1, 2 if r == 0 else 3) for r in rkeys)
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _clause3_actions(gkey: int, rkeys: tuple[int, ...]) -> tuple[Conjunction, ...]:
+    """Clause 3 of the group's remote-group conjunctions (rkeys sorted, so by conj id): shared
+    by every member address, like _membership_actions."""
+    return tuple(Conjunction(conj_id(gkey, r), 3, 3) for r in rkeys)
 
 
 def referenced_groups(idx: GroupIndex, gid: str) -> set[str]:

@@ -141,16 +141,21 @@ def cookie(kind: Owner, key: int) -> int:
     return (int(kind) << OWNER_SHIFT) | (key & KEY_MASK)
 
 
+# Owner by its value: every app splits the owner cookie of every compile (≈ 12 × owners per
+# full compile), and a dict lookup is ~10× cheaper than calling the enum (Owner(v)).
+_OWNER_OF: dict[int, Owner] = {int(o): o for o in Owner}
+
+
 def cookie_owner(value: int) -> tuple[Owner, int]:
-    return Owner(value >> OWNER_SHIFT), value & KEY_MASK
+    kind = _OWNER_OF.get(value >> OWNER_SHIFT)
+    if kind is None:
+        raise ValueError(f"{value >> OWNER_SHIFT} is not a valid Owner")
+    return kind, value & KEY_MASK
 
 
 def split_cookie(value: int) -> tuple[Owner | None, int]:
     """(Owner kind, or None for a kind this build does not know, key) — never raises."""
-    try:
-        return Owner(value >> OWNER_SHIFT), value & KEY_MASK
-    except ValueError:
-        return None, value & KEY_MASK
+    return _OWNER_OF.get(value >> OWNER_SHIFT), value & KEY_MASK
 
 
 def owner_label(value: int) -> str:
