@@ -273,6 +273,7 @@ class Core:
         self._defer_since: float | None = None
         self._busy = False
         self._binding = False
+        self._rebind_pending = False  # a "rebind" item is scheduled (a binding write failed)
         # HA hooks: a slave datapath is never sent to; becoming master calls request_resync,
         # which reads the switch and sends only the difference. `compiles(dpid)`: keep desired
         # flows for it (we own it, or master it); the others keep a warm view and context but no
@@ -487,6 +488,7 @@ class Core:
                     e.ports[sp.name] = sp
                 work.switch_names.setdefault(e.dpid, set()).add(sp.name)
             elif it.kind == "rebind":  # a binding write failed: every context and binding looked at again
+                self._rebind_pending = False
                 work.full = True
             elif it.kind == "disconnected":
                 e = self.registry.get(it.dpid)
@@ -827,7 +829,10 @@ class Core:
             LOG.warning("could not set binding of port %s to %s/%s; looking again in %.0f s", port_id, host,
                         status, BINDING_RETRY, exc_info=True)
             # contexts are updated in place, port by port: only a full pass finds this one again
-            hub.spawn_after(BINDING_RETRY, self._q.put, _Item("rebind", 0))
+            # (one pass pending at a time, however many writes failed: a store outage fails them all)
+            if not self._rebind_pending:
+                self._rebind_pending = True
+                hub.spawn_after(BINDING_RETRY, self._q.put, _Item("rebind", 0))
 
     # ------------------------------------------------------------------ compile + reconcile
     def _defer_flush(self) -> bool:

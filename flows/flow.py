@@ -56,7 +56,7 @@ def _int_in(what: str, value, lo: int, hi: int) -> None:
 
 
 def _table_ok(what: str, t) -> None:
-    try:  # see _canonical: (t | 255) == 255 iff 0 <= t <= 255; TypeError for non-ints
+    try:  # see _canonical_items: (t | 255) == 255 iff 0 <= t <= 255; TypeError for non-ints
         ok = (t | 255) == 255 and t != 255
     except TypeError:
         ok = False
@@ -119,11 +119,6 @@ def make_match(**fields: Union[int, tuple[int, int]]) -> Match:
     return _Checked(_canonical_items(fields))
 
 
-def _canonical(fields: Mapping[str, Union[int, tuple[int, int]]]) -> Match:
-    """make_match of a mapping: a _Checked tuple, which Flow does not check again."""
-    return _Checked(_canonical_items(fields))
-
-
 def _canonical_items(fields: Mapping[str, Union[int, tuple[int, int]]]) -> list[MatchItem]:
     """The sorted, checked items of the canonical Match of a {field: value or (value, mask)}
     mapping (see the module doc).
@@ -171,7 +166,7 @@ def _check_match(match) -> None:
     """Check a Match that did not come from make_match (hand-built canonical tuples, decoded
     switch state): known fields in strictly increasing name order (= sorted, no duplicates),
     values/masks within width, masked values canonical (no bits outside the mask, which OVS
-    rejects as OFPBMC_BAD_WILDCARDS) and no zero mask. Same `|` trick as _canonical."""
+    rejects as OFPBMC_BAD_WILDCARDS) and no zero mask. Same `|` trick as _canonical_items."""
     if type(match) is not tuple:
         raise FlowError(f"match must be a tuple of (field, value, mask) (use make_match): {match!r}")
     full = _FM
@@ -237,7 +232,7 @@ class SetField:
 
     def __post_init__(self) -> None:
         fm = _FM.get(self.field)
-        try:  # see _canonical: (v | fm) == fm iff 0 <= v <= fm; TypeError if not ints
+        try:  # see _canonical_items: (v | fm) == fm iff 0 <= v <= fm; TypeError if not ints
             ok = (self.value | fm) == fm
         except TypeError:
             ok = False
@@ -301,7 +296,7 @@ class Resubmit:
     def __post_init__(self) -> None:
         # NXAST_RESUBMIT_TABLE: table 255 means "this table" (valid, unlike for goto_table)
         t, p = self.table, self.in_port
-        try:  # see _canonical for the `|` trick
+        try:  # see _canonical_items for the `|` trick
             ok = (t | 0xFF) == 0xFF and (p | 0xFFFF) == 0xFFFF
         except TypeError:
             ok = False
