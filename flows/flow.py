@@ -119,6 +119,26 @@ def make_match(**fields: Union[int, tuple[int, int]]) -> Match:
     return _Checked(_canonical_items(fields))
 
 
+# Interned match items and cookies (issue 14). A chassis' flows carry ≈ 5 times as many match items
+# as distinct ones (("reg6", 3, None), ("eth_type", 0x800, None), ...) and ≈ 6 cookie int objects
+# per owner: one shared object per value cut reconciler._desired from 69.5 to 48 MB at 10,000
+# ports (bench/bench_memory.py). The items stay plain tuples of atoms (untracked by the GC, as the matches made of
+# them). The tables only share objects, so clearing them when full (a bound on what deleted flows
+# leave in them) changes no value; the flows keep their objects.
+_ITEMS: dict[MatchItem, MatchItem] = {}
+_COOKIES: dict[int, int] = {}
+_INTERN_MAX = 1 << 17
+_item = _ITEMS.setdefault
+_cookie = _COOKIES.setdefault
+
+
+def match_item(name: str, value: int, mask: int | None = None) -> MatchItem:
+    """The interned (name, value, mask) item, for compilers that build canonical match tuples by
+    hand (Flow checks them as usual): the same object as flow()/make_match use for it."""
+    item = (name, value, mask)
+    return _item(item, item)
+
+
 def _canonical_items(fields: Mapping[str, Union[int, tuple[int, int]]]) -> list[MatchItem]:
     """The sorted, checked items of the canonical Match of a {field: value or (value, mask)}
     mapping (see the module doc).
@@ -128,6 +148,7 @@ def _canonical_items(fields: Mapping[str, Union[int, tuple[int, int]]]) -> list[
     goes to the slow path, which names the culprit."""
     items: list[MatchItem] = []
     full = _FM
+    intern = _item
     mask: Any
     try:
         for name, spec in fields.items():
@@ -142,15 +163,18 @@ def _canonical_items(fields: Mapping[str, Union[int, tuple[int, int]]]) -> list[
                     continue  # a zero mask matches anything: OVS stores no field, so neither do we
                 else:
                     value &= mask
-                items.append((name, value, mask))
+                item = (name, value, mask)
             else:
                 if (spec | fm) != fm:
                     _bad_match_item(name, spec, None)
-                items.append((name, spec, None))
+                item = (name, spec, None)
+            items.append(intern(item, item))
     except FlowError:
         raise
     except (TypeError, ValueError) as exc:
         _diagnose(fields, exc)
+    if len(_ITEMS) > _INTERN_MAX:
+        _ITEMS.clear()
     if len(items) > 1:
         items.sort()
     return items
@@ -664,4 +688,7 @@ def flow(table: int, priority: int, cookie: int, actions: Iterable = (),
     _set_slot(f, "idle_timeout", idle_timeout)
     _set_slot(f, "hard_timeout", hard_timeout)
     f._check_fields()
+    _set_slot(f, "cookie", _cookie(cookie, cookie))  # checked first: a bad cookie raises FlowError
+    if len(_COOKIES) > _INTERN_MAX:
+        _COOKIES.clear()
     return f

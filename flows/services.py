@@ -37,7 +37,7 @@ from typing import Any, Mapping
 
 from flows import qos
 from flows.arp_responder import mac_int, reply_actions
-from flows.flow import Flow, GotoTable, flow
+from flows.flow import Flow, GotoTable, flow, match_item
 from flows.tables import Owner, R, T, cookie, cookie_owner
 from flows.view_helpers import local_network_cookies, network_present
 from topology.store import FLOATINGIP, NETWORK, PORT, ROUTER, SUBNET, Change
@@ -213,8 +213,8 @@ def arp_flows(ni: NetworkIndex, local_ports: Mapping[str, int] | None = None) ->
     arp_tpa < eth_type < metadata < reg6), not through flow()/make_match per address: this runs
     for every address of the network each time one of its ports changes."""
     ck = cookie(Owner.NETWORK, ni.key)
-    head = (("arp_op", ARP_REQUEST, None),)
-    tail = (("eth_type", ETH_ARP, None), (R.NETWORK, ni.key, None))
+    head = (match_item("arp_op", ARP_REQUEST),)
+    tail = (match_item("eth_type", ETH_ARP), match_item(R.NETWORK, ni.key))
     passing = (GotoTable(T.EGRESS_CT),)
     out = []
     for ip in sorted(ni.known):
@@ -225,12 +225,12 @@ def arp_flows(ni: NetworkIndex, local_ports: Mapping[str, int] | None = None) ->
             LOG.warning("network key %s: no ARP responder for %s, owner %s has MAC %r",
                         ni.key, ipaddress.IPv4Address(ip), ans.port_id, ans.mac)
             continue
-        out.append(Flow(T.SERVICE, PRIO_ARP_KNOWN, head + (("arp_tpa", ip, None),) + tail,
-                        reply_actions(ip, mac), ck))
+        tpa = (match_item("arp_tpa", ip),)
+        out.append(Flow(T.SERVICE, PRIO_ARP_KNOWN, head + tpa + tail, reply_actions(ip, mac), ck))
         if ans.port_key is not None and local_ports is not None and ans.port_id in local_ports:
             out.append(Flow(T.SERVICE, PRIO_ARP_OWN,
-                            head + (("arp_tpa", ip, None),) + tail + ((R.IN_PORT, ans.port_key, None),), (), ck))
-    out += [Flow(T.SERVICE, PRIO_ARP_SHARED, head + (("arp_tpa", ip, None),) + tail, passing, ck)
+                            head + tpa + tail + (match_item(R.IN_PORT, ans.port_key),), (), ck))
+    out += [Flow(T.SERVICE, PRIO_ARP_SHARED, head + (match_item("arp_tpa", ip),) + tail, passing, ck)
             for ip in sorted(ni.shared)]
     out += [flow(T.SERVICE, PRIO_ARP_CIDR, ck, passing,
                  match={R.NETWORK: ni.key, "eth_type": ETH_ARP, "arp_op": ARP_REQUEST, "arp_tpa": (net, mask)})

@@ -23,6 +23,7 @@ Other features can register their own with `add_index(kind, name, keyfunc)` + `f
 from __future__ import annotations
 
 import logging
+import sys
 from typing import AbstractSet, Any, Callable, Iterable, Mapping, Protocol
 
 from topology.store import (CHASSIS, FLOATINGIP, KINDS, NETWORK, PORT, SECURITY_GROUP_RULE, SUBNET,
@@ -216,6 +217,22 @@ class IndexQueries:
         return self.find("floatingip.port", port_id)
 
 
+def _share_strings(record: Record) -> None:
+    """Intern a record's top-level string values and its fixed IPs' subnet ids, in place (equal
+    values, no key added: safe for anyone holding the dict). Why (issue 14): every record the
+    store decodes carries its own copy of the tenant, network and subnet ids, timestamps, status,
+    vnic/vif types, …, repeated over 10,000 ports; one shared copy saves ≈ 0.8 KB per port."""
+    intern = sys.intern
+    for k, v in record.items():
+        if type(v) is str:
+            record[k] = intern(v)
+    ips = record.get("fixed_ips")
+    if type(ips) is list:
+        for ip in ips:
+            if type(ip) is dict and type(ip.get("subnet_id")) is str:
+                ip["subnet_id"] = intern(ip["subnet_id"])
+
+
 class TopologyView(IndexQueries):
     """Records per kind by id, plus incremental indexes. Build with `from_snapshot`, feed `apply`.
     Serves the `View` protocol (tests/unit/test_schema.py checks both views against it)."""
@@ -257,6 +274,8 @@ class TopologyView(IndexQueries):
         self.revision = max(self.revision, change.revision)
 
     def _put(self, kind: str, rid: str, record: Record) -> None:
+        _share_strings(record)
+        rid = sys.intern(rid)
         old = self._records[kind].get(rid)
         self._records[kind][rid] = record
         self._reindex(kind, rid, old, record)

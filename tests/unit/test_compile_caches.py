@@ -132,3 +132,39 @@ def test_group_plan_follows_its_remote_groups_and_reads_them():
 def test_shared_conjunction_actions():
     assert sg._membership_actions(3, (0, 5)) == (Conjunction(3 << 16, 1, 2), Conjunction((3 << 16) | 5, 1, 3))
     assert sg._clause3_actions(3, (2, 5)) == (Conjunction((3 << 16) | 2, 3, 3), Conjunction((3 << 16) | 5, 3, 3))
+
+
+def _compiled_bytes() -> tuple[list[bytes], list]:
+    """Every flow-mod of a full compile of a small two-chassis world (test_engine.World), sorted,
+    and the flows themselves."""
+    from controller.wire import Encoder
+    from tests.unit.test_engine import World
+    w = World(networks=3)
+    for i in range(12):
+        w.act(0, i, i)
+    w.step({"c1": {p["id"]: 10 + i for i, p in enumerate(w.ports())}})
+    enc = Encoder()
+    flows = [f for sink in w.cloud.sinks.values() for fs in sink.flows.values() for f in fs]
+    return sorted(enc.flow_mod(f, 0) for f in flows), flows
+
+
+def test_interned_match_items_and_cookies_compile_byte_identical(monkeypatch):
+    """Interning (flows.flow._ITEMS/_COOKIES, issue 14) shares objects only: the compile's bytes
+    are those of a compile without it, or with tables cleared all along; items are shared and
+    matches stay untracked by the GC."""
+    from flows import flow as flowmod
+    interned, flows = _compiled_bytes()
+    assert len(interned) > 100
+    items = [it for f in flows for it in f.match]
+    assert len({id(it) for it in items}) == len(set(items))  # one object per distinct item
+    gc.collect()
+    gc.collect()
+    assert not any(gc.is_tracked(f.match) for f in flows if type(f.match) is tuple)  # _Checked: always
+    assert not any(gc.is_tracked(it) for it in items)
+    monkeypatch.setattr(flowmod, "_item", lambda _k, item: item)
+    monkeypatch.setattr(flowmod, "_cookie", lambda _k, c: c)
+    plain, _ = _compiled_bytes()
+    assert plain == interned
+    monkeypatch.undo()
+    monkeypatch.setattr(flowmod, "_INTERN_MAX", 3)  # cleared on (nearly) every flow
+    assert _compiled_bytes()[0] == interned
