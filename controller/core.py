@@ -285,6 +285,10 @@ class Core:
         # sent) after our own chassis' flushes, so a standby compile never delays them
         self.standby: Callable[[int], bool] = lambda dpid: False
         self.ha_stats: Callable[[], dict] = lambda: {"mode": "single"}  # who owns which chassis
+        # One controller: nothing but us writes a switch's flows, so its flows are read as it
+        # connects (Reconciler.prefetch) and the read is still true when the first compile is
+        # done. HA: False — the read must follow MASTER (another master may still be writing).
+        self.sole_writer = True
         # Gateway failover (controller/gateway.py): chassis liveness into the store, gateway
         # ports' binding:host_id, GARPs. HA: `owned_elsewhere(dpid)` = another live controller
         # owns that datapath (it, not we, speaks for the chassis).
@@ -417,7 +421,7 @@ class Core:
         with cyclic_gc_paused(heavy):
             self._process_items(items)
         work += sum(e.reconciler.stats.flow_mods for e in self.registry.all()) - mods_before
-        if work >= BIG_BATCH:
+        if work >= BIG_BATCH or heavy:  # a restart's compile + resync sends nothing, frees much
             release_memory()
 
     def _process_items(self, items: list[_Item]) -> None:
@@ -471,6 +475,8 @@ class Core:
                 e = self.registry.entry(it.dpid)
                 e.datapath, e.ports = datapath, ports
                 e.reconciler.attach(datapath.send, echo_patience(datapath, e.reconciler.timeout))
+                if self.sole_writer and self.compiles(e.dpid) and self.is_master(e.dpid):
+                    e.reconciler.prefetch()  # the switch dumps its flows while we compile (resync)
                 e.needs_resync = e.needs_full = True
                 e.ctx = None
                 self._ensure_chassis(e)

@@ -74,6 +74,7 @@ class Stats:
     biggest_flush_mods: int = 0      # the largest bundle so far and how long it took (bench)
     biggest_flush_seconds: float = 0.0
     meter_mods: int = 0       # meter ADD/MODIFY/DELETE sent, ever (MeterTable)
+    last_resync_by_bytes: int = 0  # flows the last resync found by their encoded bytes (see prefetch)
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -144,6 +145,9 @@ class Reconciler:
         self._enc_buf = bytearray()
         self._enc_at: dict[tuple, int] = {}
         self.meters = MeterTable(name)  # meters declared by the flows that use them (flows/qos.py)
+        # A flow-stats read sent before the resync that uses it (see prefetch): (xid, its wait,
+        # the transport it went out on).
+        self._prefetched: tuple[int, _Wait, Callable[[bytes], bool]] | None = None
 
     # ------------------------------------------------------------------ desired state
     def set_owner(self, owner: int, flows: Iterable[Flow]) -> None:
@@ -174,7 +178,9 @@ class Reconciler:
                 changed[key] = (f, body[3], b)
             for key in old.keys() - new.keys():
                 self._release(key, owner)
-            keep = self.installed_known  # a flush follows: it sends these bytes (else: encoded again then)
+            # a flush follows and sends these bytes (else they are encoded again then), or a resync
+            # whose read is already on its way and finds its flows by them (see prefetch)
+            keep = self.installed_known or self._prefetched is not None
             buf, at, want = self._enc_buf, self._enc_at, self._want
             for key, (f, instr, b) in changed.items():
                 self._claim(key, owner, f, instr)
@@ -291,6 +297,7 @@ class Reconciler:
         busy committing a big bundle answers no keep-alive for seconds, and the transport must
         not drop it for that while this reconciler's own reply timeout bounds the wait."""
         with self._lock:
+            self._drop_prefetch()  # a read on the previous connection answers nothing here
             self._send = send
             self._patience = patience
             self.installed_known = False
@@ -388,43 +395,121 @@ class Reconciler:
             if patience is not None:
                 patience(False)
 
+    def prefetch(self) -> bool:
+        """Ask for the switch's flows now, for the resync that follows the first compile: OVS
+        dumps them (≈ 1 s at 170,000 flows, in its own process) while the compile runs, instead
+        of after it. Only for a switch nobody else writes to until that resync (one controller;
+        in HA the read follows MASTER): the read must still be what the switch holds when the
+        resync diffs. The compile meanwhile keeps each flow's encoded bytes (set_owner), so the
+        resync finds most entries by their bytes (wire.match_flow_stats). False: not sent."""
+        with self._lock:
+            send = self._send
+            if send is None or self.installed_known or self._prefetched is not None:
+                return False
+            xid = self.xids.take()
+            w = _Wait(threading.Event())
+            self._waits[xid] = w
+            if self._patience is not None:
+                self._patience(True)  # the switch may skip keep-alives while it dumps
+            self._prefetched = (xid, w, send)
+            if not send(wire.flow_stats_request(xid)):
+                self._drop_prefetch()
+                return False
+            return True
+
+    def _drop_prefetch(self) -> None:
+        """Forget the prefetched read (used, or on a connection gone): its reply is not waited for."""
+        pre, self._prefetched = self._prefetched, None
+        if pre is not None:
+            self._waits.pop(pre[0], None)
+            if self._patience is not None:
+                self._patience(False)
+
+    def _read_flows(self) -> _Wait:
+        """The switch's flows: the prefetched read if one is out on this connection, else a new one."""
+        pre = self._prefetched
+        if pre is not None and pre[2] is self._send:
+            xid, w, _send = pre
+            try:
+                if not w.event.wait(timeout=self.timeout):
+                    raise ReconcileError(f"{self.name}: no flow-stats reply within {self.timeout}s")
+                if self._send is None:
+                    raise ReconcileError(f"{self.name}: disconnected while waiting")
+            finally:
+                self._drop_prefetch()
+            return w
+        self._drop_prefetch()
+        xid = self.xids.take()
+        return self._request(wire.flow_stats_request(xid), xid)
+
     # ------------------------------------------------------------------ convergence
     def resync(self) -> int:
         """Read the switch's flows and converge with one diff. Returns flow-mods sent."""
         with self._lock:
-            xid = self.xids.take()
-            w = self._request(wire.flow_stats_request(xid), xid)
+            w = self._read_flows()
+            # flows we still hold the encoded bytes of (a prefetch, or set_owner before a flush):
+            # an entry equal to them byte for byte is that flow; the rest is decoded
+            buf, want = self._enc_buf, self._want
+            known = {bytes(buf[o >> 16:(o >> 16) + (o & 0xFFFF)]): key for key, o in self._enc_at.items()}
+            hits: list[tuple] = []
+            decoded: list[wire.InstalledFlow] = []
             read: dict[tuple, tuple] = {}
             foreign = 0
             for chunk in w.chunks:
-                for fl in wire.parse_flow_stats(chunk):
+                wire.match_flow_stats(chunk, known, hits, decoded)
+                for fl in decoded:
                     if (fl.body[0] >> OWNER_SHIFT) in OURS:
                         read[fl.key] = fl.body
                     else:
                         foreign += 1
+                decoded.clear()
             w.chunks.clear()
-            installed = self._installed_from(read)
-            LOG.info("resync %s: switch has %d of our flows (%d learned/foreign left alone), we want %d",
-                     self.name, len(installed), foreign, len(self._want))
+            known.clear()
+            self.stats.last_resync_by_bytes = len(hits)
+            # a flow found by its bytes is installed exactly as wanted: the diff looks only at the
+            # decoded entries and at the wanted flows not found. All found (a restart onto a switch
+            # that kept its flows): `installed` is a copy of `_want` (no key hashed again).
+            dirty = set(read)
+            found: dict[tuple, tuple | Flow]
+            if len(hits) == len(want):
+                found = dict(want)
+            else:
+                found = {k: want[k] for k in hits}
+                dirty.update([k for k in want if k not in found])
+            del hits
+            installed = self._installed_from(read, found)
+            LOG.info("resync %s: switch has %d of our flows (%d by their bytes; %d learned/foreign left alone),"
+                     " we want %d", self.name, len(installed), self.stats.last_resync_by_bytes, foreign,
+                     len(self._want))
             self.installed = installed
             self._read_meters()
             self.installed_known = True
             self._rejected.clear()
-            self._dirty = set(installed) | self._want.keys()
+            self._dirty = dirty
             self.stats.resyncs += 1
             return self.flush()
 
-    def _installed_from(self, read: dict[tuple, tuple]) -> dict[tuple, tuple | Flow]:
-        """`installed` from a flow-stats read (key → body): a flow read back with the body of the
-        flow we want there is recorded as that Flow, under the key object `_want` holds, so the
+    def _installed_from(self, read: dict[tuple, tuple],
+                        found: dict[tuple, tuple | Flow] | None = None) -> dict[tuple, tuple | Flow]:
+        """`installed` from a flow-stats read: `found` (key → the wanted Flow, entries matched by
+        their bytes) and `read` (key → body, entries decoded): a flow read back with the body of
+        the flow we want there is recorded as that Flow, under the key object `_want` holds, so the
         read's own keys, matches and bodies are not kept (≈ 550 bytes a flow at 10,000 ports)."""
-        installed: dict[tuple, tuple | Flow] = {}
-        instr = self._instr
+        installed: dict[tuple, tuple | Flow] = found if found is not None else {}
+        if not read:
+            return installed
+        instr, want = self._instr, self._want
         pop = read.pop
-        for key, f in self._want.items():
-            b = pop(key, None)
-            if b is not None:
+        if len(read) * 4 < len(want):  # a few decoded entries: look each up
+            for key in [k for k in read if k in want]:
+                f = want[key]
+                b = pop(key)
                 installed[key] = f if b == (f.cookie, f.idle_timeout, f.hard_timeout, instr[key]) else b
+        else:
+            for key, f in want.items():
+                got = pop(key, None)
+                if got is not None:
+                    installed[key] = f if got == (f.cookie, f.idle_timeout, f.hard_timeout, instr[key]) else got
         installed.update(read)  # ours, not wanted (or not as read): deleted by the flush
         return installed
 

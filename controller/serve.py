@@ -134,6 +134,7 @@ def build_ownership(cfg, core):
                               ha.member_id, address=f"{cfg.ofp_host}:{cfg.ofp_port}", ttl=ha.lease_ttl,
                               interval=ha.interval, on_master=core.request_resync, xids=core.xids)
     core.is_master = ownership.is_master
+    core.sole_writer = False  # a switch's flows are read after MASTER (request_resync), not at connect
     core.compiles = ownership.compiles  # compile only the chassis we own (the work is shared)
     core.standby = ownership.is_standby  # and keep our standby share warm, after our own flushes
     core.owned_elsewhere = ownership.owned_elsewhere  # gateway liveness: the owner speaks for a chassis

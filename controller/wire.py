@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Mapping
 
 from os_ken.ofproto import nicira_ext
 from os_ken.ofproto import ofproto_v1_3 as ofp
@@ -451,6 +451,34 @@ def parse_flow_stats(body: bytes) -> Iterator[InstalledFlow]:
         ioff = moff + mlen + ((-mlen) % 8)
         instr = bytes(mv[ioff:offset + length])
         yield InstalledFlow((table, priority, match), (cookie, idle, hard, instr), dsec, packets)
+        offset += length
+
+
+def match_flow_stats(body: bytes, known: Mapping[bytes, object], hits: list, decoded: list[InstalledFlow]) -> None:
+    """Decode an OFPMP_FLOW reply body against flows whose `Encoder.encoded` bytes are `known`:
+    appends known[bytes] to `hits` for an entry that is byte for byte one of them, the decoded
+    entry to `decoded` for any other. Why: a restarted controller reads back ≈ 170,000 flows it
+    also encoded; one pack and one dict lookup per entry replace decoding its match (an entry's
+    flags, counters and durations are not part of a flow's identity, as in `parse_flow_stats`)."""
+    offset, end = 0, len(body)
+    mv = memoryview(body)
+    rest, get, hit = _FLOW_MOD_REST.pack, known.get, hits.append
+    while offset + _FLOW_STATS.size <= end:
+        (length, table, dsec, _dnsec, priority, idle, hard, _flags, cookie, packets,
+         _bytes) = _FLOW_STATS.unpack_from(body, offset)
+        if length < _FLOW_STATS.size:
+            raise ValueError(f"bad ofp_flow_stats length {length} at {offset}")
+        moff = offset + _FLOW_STATS.size
+        value = get(rest(cookie, 0, table, OFPFC_ADD, idle, hard, priority, OFP_NO_BUFFER, OFPP_ANY, OFPG_ANY, 0)
+                    + mv[moff:offset + length])
+        if value is not None:
+            hit(value)
+        else:
+            _mtype, mlen = _MATCH_HDR.unpack_from(body, moff)
+            match = parse_oxms(body, moff + 4, moff + mlen)
+            ioff = moff + mlen + ((-mlen) % 8)
+            instr = bytes(mv[ioff:offset + length])
+            decoded.append(InstalledFlow((table, priority, match), (cookie, idle, hard, instr), dsec, packets))
         offset += length
 
 
