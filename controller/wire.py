@@ -438,20 +438,9 @@ class InstalledFlow:
 
 def parse_flow_stats(body: bytes) -> Iterator[InstalledFlow]:
     """Decode the body of an OFPMP_FLOW reply (sequence of ofp_flow_stats)."""
-    offset, end = 0, len(body)
-    mv = memoryview(body)
-    while offset + _FLOW_STATS.size <= end:
-        (length, table, dsec, _dnsec, priority, idle, hard, _flags, cookie, packets,
-         _bytes) = _FLOW_STATS.unpack_from(body, offset)
-        if length < _FLOW_STATS.size:
-            raise ValueError(f"bad ofp_flow_stats length {length} at {offset}")
-        moff = offset + _FLOW_STATS.size
-        _mtype, mlen = _MATCH_HDR.unpack_from(body, moff)
-        match = parse_oxms(body, moff + 4, moff + mlen)
-        ioff = moff + mlen + ((-mlen) % 8)
-        instr = bytes(mv[ioff:offset + length])
-        yield InstalledFlow((table, priority, match), (cookie, idle, hard, instr), dsec, packets)
-        offset += length
+    decoded: list[InstalledFlow] = []
+    match_flow_stats(body, {}, [], decoded)
+    return iter(decoded)
 
 
 def match_flow_stats(body: bytes, known: Mapping[bytes, object], hits: list, decoded: list[InstalledFlow]) -> None:
@@ -470,7 +459,7 @@ def match_flow_stats(body: bytes, known: Mapping[bytes, object], hits: list, dec
             raise ValueError(f"bad ofp_flow_stats length {length} at {offset}")
         moff = offset + _FLOW_STATS.size
         value = get(rest(cookie, 0, table, OFPFC_ADD, idle, hard, priority, OFP_NO_BUFFER, OFPP_ANY, OFPG_ANY, 0)
-                    + mv[moff:offset + length])
+                    + mv[moff:offset + length]) if known else None
         if value is not None:
             hit(value)
         else:

@@ -27,10 +27,10 @@ def port_flows(key: int, out: int) -> frozenset[Flow]:
     })
 
 
-def installed_switch() -> FakeSwitch:
+def installed_switch(kind: type[FakeSwitch] = FakeSwitch) -> FakeSwitch:
     """A switch holding every owner's flows, put there by a first controller."""
     first = Reconciler("dp", timeout=2)
-    sw = FakeSwitch.for_reconciler(first)
+    sw = kind.for_reconciler(first)
     first.attach(sw.send)
     for k in OWNERS:
         first.set_owner(cookie(Owner.PORT, k), port_flows(k, k))
@@ -125,12 +125,7 @@ class ReorderingSwitch(FakeSwitch):
 
 
 def test_entries_whose_bytes_differ_are_decoded_and_still_count_as_installed():
-    rec0 = Reconciler("dp", timeout=2)
-    sw = ReorderingSwitch.for_reconciler(rec0)
-    rec0.attach(sw.send)
-    for k in OWNERS:
-        rec0.set_owner(cookie(Owner.PORT, k), port_flows(k, k))
-    assert rec0.resync() == 2 * len(OWNERS)
+    sw = installed_switch(ReorderingSwitch)
     rec = restarted(sw)
     assert rec.prefetch()
     for k in OWNERS:
