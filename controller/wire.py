@@ -93,6 +93,20 @@ for _name in FIELDS:
 # OF1.3 wants prerequisites (eth_type before ip_proto before tcp_dst …) earlier in the match;
 # os-ken's catalogue lists OpenFlow-basic fields in field-number order, which respects that.
 OXM_RANK: dict[str, int] = {f.name: i for i, f in enumerate(ofp.oxm_types)}
+# OVS writes a match's TLVs in the order of its nx_put_raw (lib/nx-match.c), which also respects
+# the prerequisites but differs from field-number order (metadata last, registers after L2-L4,
+# conj_id first, addresses before ip_proto). We encode in that order, so a flow reads back byte
+# for byte what we sent and a restart's resync finds it by its bytes (match_flow_stats).
+# Fields not listed keep their catalogue order, after these.
+_OVS_MATCH_ORDER = (
+    "conj_id", "in_port", "eth_src", "eth_dst", "eth_type", "vlan_vid", "vlan_pcp",
+    "ipv4_src", "ipv4_dst", "ipv6_src", "ipv6_dst", "ip_dscp", "nw_ttl", "ip_proto",
+    "tcp_src", "tcp_dst", "udp_src", "udp_dst", "icmpv4_type", "icmpv4_code",
+    "icmpv6_type", "icmpv6_code", "ipv6_nd_target", "ipv6_nd_sll", "ipv6_nd_tll",
+    "arp_op", "arp_spa", "arp_tpa", "arp_sha", "arp_tha",
+    "tunnel_id", "tun_ipv4_src", "tun_ipv4_dst", *(f"reg{i}" for i in range(16)),
+    "ct_state", "ct_zone", "ct_mark", "ct_label", "metadata")
+OXM_RANK.update({name: i - len(_OVS_MATCH_ORDER) for i, name in enumerate(_OVS_MATCH_ORDER)})
 
 
 def nx_field(name: str) -> str:

@@ -86,6 +86,8 @@ def restart_under_ping(bed: Bed, chassis: list[Chassis], pairs: list[tuple[Host,
         st = chassis_stats(bed, ch)
         assert st["flow_mods"] == 0, f"{ch.name}: {st['flow_mods']} flow-mods after restart: {st}"
         assert st["errors"] == 0, st
+        # read as it connected, and every flow found by its bytes: we encode matches in OVS's order
+        assert st["last_resync_by_bytes"] == st["desired_flows"], st
     for ch in chassis:
         after = flow_stats(ch)
         assert set(after) == set(before[ch.name]), (
