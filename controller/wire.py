@@ -90,14 +90,13 @@ for _name in FIELDS:
         raise ImportError(f"field {_name!r} has no OXM in os-ken")
 
 
-# OF1.3 wants prerequisites (eth_type before ip_proto before tcp_dst …) earlier in the match;
-# os-ken's catalogue lists OpenFlow-basic fields in field-number order, which respects that.
+# The order of a match's TLVs. OF1.3 wants prerequisites (eth_type before ip_proto before
+# tcp_dst …) earlier; OVS writes them in the order of its nx_put_raw (lib/nx-match.c), which
+# respects that but is not os-ken's field-number order (metadata last, registers after L2-L4,
+# conj_id first, addresses before ip_proto). We encode in OVS's order, so a flow reads back byte
+# for byte what we sent and a restart's resync finds it by its bytes (match_flow_stats); fields
+# not listed keep os-ken's catalogue order, after these.
 OXM_RANK: dict[str, int] = {f.name: i for i, f in enumerate(ofp.oxm_types)}
-# OVS writes a match's TLVs in the order of its nx_put_raw (lib/nx-match.c), which also respects
-# the prerequisites but differs from field-number order (metadata last, registers after L2-L4,
-# conj_id first, addresses before ip_proto). We encode in that order, so a flow reads back byte
-# for byte what we sent and a restart's resync finds it by its bytes (match_flow_stats).
-# Fields not listed keep their catalogue order, after these.
 _OVS_MATCH_ORDER = (
     "conj_id", "in_port", "eth_src", "eth_dst", "eth_type", "vlan_vid", "vlan_pcp",
     "ipv4_src", "ipv4_dst", "ipv6_src", "ipv6_dst", "ip_dscp", "nw_ttl", "ip_proto",

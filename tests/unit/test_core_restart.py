@@ -3,21 +3,14 @@ flows: one read of the switch, asked for as it connects when this controller is 
 only writer (Core.sole_writer), and 0 flow-mods. In HA the read follows MASTER instead."""
 from __future__ import annotations
 
-import struct
-
 import pytest
 
 from apps.registry import default_apps
 from controller import core as core_mod
-from controller import wire
 from controller.core import Core
 from topology.model.settings import Settings
 from tests.unit.test_core_faults import DPID_A, Rig
-
-
-def flow_stats_requests(sent: list[bytes]) -> int:
-    return sum(1 for buf in sent for mtype, _x, msg in wire.iter_messages(buf)
-               if mtype == wire.OFPT_MULTIPART_REQUEST and struct.unpack_from("!H", msg, 8)[0] == wire.OFPMP_FLOW)
+from tests.unit.test_reconcile_prefetch import flow_stats_requests
 
 
 @pytest.mark.parametrize("sole_writer", [True, False])
@@ -43,7 +36,7 @@ def test_a_restart_reads_the_switch_once_and_sends_nothing(monkeypatch, sole_wri
         rec = rig.core.registry.get(DPID_A).reconciler
         assert sw.table == table
         assert rec.stats.flow_mods == 0 and rec.stats.resyncs == 1
-        assert flow_stats_requests(sw.sent[since:]) == 1
+        assert flow_stats_requests(sw, since) == 1
         # prefetched: the compile kept every flow's bytes and the read matched them all
         assert rec.stats.last_resync_by_bytes == (len(table) if sole_writer else 0)
         assert rig.health(DPID_A)["healthy"]
