@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from os_ken.ofproto import nicira_ext
 from os_ken.ofproto import ofproto_v1_3 as ofp
@@ -189,12 +189,109 @@ NXAC2PT_METER_ID = 5  # OVS property os-ken 4.2 lacks
 
 
 def _serialize_action(action) -> bytes:
-    """Bytes of one apply-action; controller meter_id is appended as the (last) property, as OVS does."""
+    """Bytes of one apply-action; controller meter_id is appended as the (last) property, as OVS does.
+
+    The common kinds are packed with `struct` (`_PACK`, byte-identical to os-ken: test_wire_actions
+    compares every kind); the rest go through os-ken's classes."""
+    pack = _PACK.get(type(action))
+    if pack is not None:
+        return pack(action)
     b = _serialize(to_oskenaction(action))
     if isinstance(action, Controller) and action.meter_id:
         b = b + struct.pack("!HHI", NXAC2PT_METER_ID, 8, action.meter_id)
         b = b[:2] + struct.pack("!H", len(b)) + b[4:]
     return b
+
+
+# ------------------------------------------------------------------ struct-packed actions
+# A restart encodes every distinct action of a chassis once (≈ 84,000 at 10k ports); os-ken's
+# classes cost ≈ 10 µs each (object, dict lookups, bytearray), a struct pack well under 1 µs.
+NX_VENDOR_ID = 0x00002320
+NXAST_REG_MOVE = 6
+NXAST_RESUBMIT_TABLE = 14
+NXAST_CONJUNCTION = 34
+NXAST_CT = 35
+NXAST_NAT = 36
+NXAST_CT_CLEAR = 43
+_NX_HDR = struct.Struct("!HHIH")  # experimenter action: type 0xffff, len, vendor, subtype
+_OUTPUT = struct.Struct("!HHIH6x")
+_SET_FIELD_HDR = struct.Struct("!HH")
+_REG_MOVE = struct.Struct("!HHIHHHHII")
+_RESUBMIT = struct.Struct("!HHIHHB3x")
+_CONJUNCTION = struct.Struct("!HHIHBBI")
+_CT = struct.Struct("!HHIHHIHB3xH")
+_NAT = struct.Struct("!HHIH2xHH")
+_PUSH_VLAN = struct.Struct("!HHH2x")
+_POP_VLAN = struct.pack("!HH4x", ofp.OFPAT_POP_VLAN, 8)
+_DEC_TTL = struct.pack("!HH4x", ofp.OFPAT_DEC_NW_TTL, 8)
+_CT_CLEAR = _NX_HDR.pack(0xFFFF, 16, NX_VENDOR_ID, NXAST_CT_CLEAR) + bytes(6)
+_NX_HEADER: dict[str, int] = {}  # field → 32-bit NXM/OXM header as Nicira actions carry it
+
+
+def _nx_header(name: str) -> int:
+    hdr = _NX_HEADER.get(name)
+    if hdr is None:
+        num, size = OXM[nx_field(name)]
+        hdr = _NX_HEADER[name] = (num << 9) | size
+    return hdr
+
+
+def _pack_output(a: Output) -> bytes:
+    return _OUTPUT.pack(ofp.OFPAT_OUTPUT, 16, a.port, 0xFFFF if a.port == OFPP_CONTROLLER else 0)
+
+
+def _pack_set_field(a: SetField) -> bytes:
+    rank, hdr, size = _OXM_PLAIN[a.field]
+    length = 4 + 4 + size
+    return b"".join((_SET_FIELD_HDR.pack(ofp.OFPAT_SET_FIELD, length + (-length) % 8), hdr,
+                     a.value.to_bytes(size, "big"), _PAD[(-length) % 8]))
+
+
+def _pack_move(a: Move) -> bytes:
+    return _REG_MOVE.pack(0xFFFF, 24, NX_VENDOR_ID, NXAST_REG_MOVE, a.n_bits, a.src_ofs, a.dst_ofs,
+                          _nx_header(a.src), _nx_header(a.dst))
+
+
+def _pack_resubmit(a: Resubmit) -> bytes:
+    return _RESUBMIT.pack(0xFFFF, 16, NX_VENDOR_ID, NXAST_RESUBMIT_TABLE, a.in_port, a.table)
+
+
+def _pack_conjunction(a: Conjunction) -> bytes:
+    return _CONJUNCTION.pack(0xFFFF, 16, NX_VENDOR_ID, NXAST_CONJUNCTION, a.clause - 1, a.n_clauses, a.conj_id)
+
+
+def _pack_nat(a: NAT) -> bytes:
+    if not a.kind:
+        return _NAT.pack(0xFFFF, 16, NX_VENDOR_ID, NXAST_NAT, 0, 0)
+    flags = NX_NAT_F_SRC if a.kind == "src" else NX_NAT_F_DST
+    present = nicira_ext.NX_NAT_RANGE_IPV4_MIN | nicira_ext.NX_NAT_RANGE_IPV4_MAX
+    return _NAT.pack(0xFFFF, 24, NX_VENDOR_ID, NXAST_NAT, flags, present) + struct.pack(
+        "!II", a.ip_min, a.ip_max or a.ip_min)
+
+
+def _pack_ct(a: CT) -> bytes:
+    nested = [_pack_nat(a.nat)] if a.nat is not None else []
+    for inner in a.actions:
+        pack = _PACK.get(type(inner))
+        nested.append(pack(inner) if pack is not None else _serialize_action(inner))
+    body = b"".join(nested)
+    if a.zone_reg:
+        zone_src, zone = _nx_header(a.zone_reg), nicira_ext.ofs_nbits(0, 15)
+    else:
+        zone_src, zone = 0, a.zone
+    return _CT.pack(0xFFFF, 24 + len(body), NX_VENDOR_ID, NXAST_CT, 1 if a.commit else 0, zone_src, zone,
+                    0xFF if a.table is None else a.table, 0) + body
+
+
+def _pack_push_vlan(a: PushVlan) -> bytes:
+    return _PUSH_VLAN.pack(ofp.OFPAT_PUSH_VLAN, 8, a.ethertype)
+
+
+_PACK: dict[type, Callable[[Any], bytes]] = {
+    Output: _pack_output, SetField: _pack_set_field, Move: _pack_move, Resubmit: _pack_resubmit,
+    Conjunction: _pack_conjunction, NAT: _pack_nat, CT: _pack_ct, PushVlan: _pack_push_vlan,
+    PopVlan: lambda a: _POP_VLAN, DecTtl: lambda a: _DEC_TTL, CTClear: lambda a: _CT_CLEAR,
+}
 
 
 def _learn_spec(spec):
@@ -208,7 +305,6 @@ def _learn_spec(spec):
     raise ValueError(f"unknown learn spec kind {spec.kind!r}")
 
 
-NX_VENDOR_ID = 0x00002320
 NXAST_CHECK_PKT_LARGER = 49
 
 
