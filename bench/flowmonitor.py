@@ -32,6 +32,8 @@ class FlowMonitor:
         self.sock.sendall(struct.pack("!BBHI", 4, 0, 8, 1))  # hello
         self.updates: list[float] = []   # perf_counter of each update message
         self.acked = threading.Event()  # the request's own (empty) reply: subscribed
+        self._barriers: dict[int, float] = {}  # xid → arrival of its barrier reply
+        self._barrier_xid = 1000
         self._closed = False
         self.sock.sendall(self._REQ.pack(4, 18, self._REQ.size, 2, 0xFFFF, 0, 0x4F4E4600, 1870,
                                          1, 2 | 4 | 8, 4, 0xFFFFFFFF, 0xFF, 1, 4))  # ADD|DELETE|MODIFY, any table
@@ -63,10 +65,35 @@ class FlowMonitor:
                         return
                 elif mtype == 1:
                     raise RuntimeError(f"flow monitor refused: {msg.hex()}")
+                elif mtype == 21:  # barrier reply
+                    self._barriers[xid] = now
                 elif mtype == 19 and xid == 2:
                     self.acked.set()
                 elif mtype in (19, 4):  # updates (multipart reply, xid 0), or paused/resumed (experimenter)
                     self.updates.append(now)
+
+    def barrier_rtt(self, timeout: float = 10.0) -> float:
+        """Seconds OVS took to answer a barrier: its main loop's current latency (a reconfigure
+        after an add-port at 10,000 ports holds it ≈ 0.4 s)."""
+        self._barrier_xid += 1
+        xid = self._barrier_xid
+        t0 = time.perf_counter()
+        self.sock.sendall(struct.pack("!BBHI", 4, 20, 8, xid))
+        while xid not in self._barriers:
+            if time.perf_counter() - t0 > timeout:
+                raise RuntimeError(f"no barrier reply from the switch in {timeout}s")
+            time.sleep(0.001)
+        return self._barriers.pop(xid) - t0
+
+    def wait_quiet(self, under: float = 0.02, times: int = 3, timeout: float = 30.0) -> None:
+        """Return once `times` barriers in a row came back within `under` seconds."""
+        deadline = time.perf_counter() + timeout
+        ok = 0
+        while ok < times:
+            if time.perf_counter() > deadline:
+                raise RuntimeError(f"the switch stayed busy for {timeout}s")
+            ok = ok + 1 if self.barrier_rtt() < under else 0
+            time.sleep(0.01)
 
     def last_after(self, t0: float) -> float | None:
         return self.updates[-1] if self.updates and self.updates[-1] >= t0 else None

@@ -283,6 +283,30 @@ def _pack_ct(a: CT) -> bytes:
                     0xFF if a.table is None else a.table, 0) + body
 
 
+NXAST_CONTROLLER2 = 37
+NXAC2PT_MAX_LEN = 0
+NXAC2PT_USERDATA = 3
+
+
+def _controller_prop(kind: int, data: bytes) -> bytes:
+    length = 4 + len(data)
+    return struct.pack("!HH", kind, length) + data + bytes((-length) % 8)
+
+
+def _pack_controller(a: Controller) -> bytes:
+    """NXAST_CONTROLLER2 with its properties in type order, each padded to 8 (what OVS and
+    os-ken write); meter_id last, as OVS echoes it."""
+    props = []
+    if a.max_len != 0xFFFF:
+        props.append(struct.pack("!HHH2x", NXAC2PT_MAX_LEN, 8, a.max_len))  # os-ken declares 8 (OVS: 6)
+    if a.userdata:
+        props.append(_controller_prop(NXAC2PT_USERDATA, a.userdata))
+    if a.meter_id:
+        props.append(_controller_prop(NXAC2PT_METER_ID, struct.pack("!I", a.meter_id)))
+    body = b"".join(props)
+    return _NX_HDR.pack(0xFFFF, 16 + len(body), NX_VENDOR_ID, NXAST_CONTROLLER2) + bytes(6) + body
+
+
 def _pack_push_vlan(a: PushVlan) -> bytes:
     return _PUSH_VLAN.pack(ofp.OFPAT_PUSH_VLAN, 8, a.ethertype)
 
@@ -290,6 +314,7 @@ def _pack_push_vlan(a: PushVlan) -> bytes:
 _PACK: dict[type, Callable[[Any], bytes]] = {
     Output: _pack_output, SetField: _pack_set_field, Move: _pack_move, Resubmit: _pack_resubmit,
     Conjunction: _pack_conjunction, NAT: _pack_nat, CT: _pack_ct, PushVlan: _pack_push_vlan,
+    Controller: _pack_controller,
     PopVlan: lambda a: _POP_VLAN, DecTtl: lambda a: _DEC_TTL, CTClear: lambda a: _CT_CLEAR,
 }
 

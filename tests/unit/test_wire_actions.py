@@ -4,17 +4,24 @@ so a switch programmed before the change reads back equal and a restart sends no
 from __future__ import annotations
 
 import random
+import struct
 
 import pytest
 
 from controller import wire
 from flows.fields import FIELDS, full_mask
-from flows.flow import CT, NAT, Conjunction, CTClear, DecTtl, Move, Output, PopVlan, PushVlan, Resubmit, SetField
+from flows.flow import (CT, NAT, Conjunction, Controller, CTClear, DecTtl, Move, Output, PopVlan, PushVlan, Resubmit,
+                        SetField)
 from tests.unit.test_wire import CASES, _compiled_chassis
 
 
 def _oskens_bytes(action) -> bytes:
-    return wire._serialize(wire.to_oskenaction(action))
+    """os-ken's bytes; a controller action's meter_id appended as the last property, as OVS does."""
+    b = wire._serialize(wire.to_oskenaction(action))
+    if isinstance(action, Controller) and action.meter_id:
+        b += struct.pack("!HHI", wire.NXAC2PT_METER_ID, 8, action.meter_id)
+        b = b[:2] + struct.pack("!H", len(b)) + b[4:]
+    return b
 
 
 def _assert_same(action) -> None:
@@ -82,3 +89,12 @@ def test_random_actions_pack_like_oskens():
         _assert_same(ct)
     for a in (PushVlan(), PushVlan(0x88A8), PopVlan(), DecTtl(), CTClear()):
         _assert_same(a)
+
+
+def test_controller_actions_pack_like_oskens():
+    """Every userdata length up to 24 (os-ken pads its property in a way of its own), with and
+    without max_len and meter_id."""
+    for n in range(25):
+        for max_len in (0xFFFF, 0, 128):
+            for meter_id in (0, 1, 0xFFFF0001):
+                _assert_same(Controller(max_len=max_len, userdata=bytes(range(1, n + 1)), meter_id=meter_id))
