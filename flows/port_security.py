@@ -34,6 +34,7 @@ import ipaddress
 from typing import Any, Iterable
 
 from flows.fields import mac as mac_int
+from flows.fields import parse_net
 from flows.flow import Flow, GotoTable, flow
 from flows.tables import R, T, Owner, cookie
 from flows.view_helpers import port_cookie
@@ -114,7 +115,7 @@ def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     """ip_network(text, strict=False), cached: ipaddress objects are immutable values, and parsing
     (≈ 10 µs) was a tenth of a port's compile. ValueError (not cached) as ip_network; TypeError
     for an unhashable value (the app treats both as a malformed port)."""
-    return ipaddress.ip_network(text, strict=False)
+    return parse_net(text)
 
 
 def _masked(field: str, net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> dict:

@@ -33,7 +33,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from flows.fields import ipv4
+from flows.fields import ipv4, parse_ip, parse_net
 from flows.flow import (CheckPktLarger, DecTtl, Flow, GotoTable, Move, Output, PushVlan, SetField, WriteMetadata,
                         flow)
 from flows.tables import F, R, T, Owner, cookie
@@ -92,7 +92,7 @@ def router_cookie(router: Record) -> int:
 @functools.lru_cache(maxsize=1 << 16)
 def _parse_ip(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
-        return ipaddress.ip_address(text) if text else None
+        return parse_ip(text) if text else None
     except ValueError:
         return None
 
@@ -100,7 +100,7 @@ def _parse_ip(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address
 @functools.lru_cache(maxsize=1 << 12)
 def _parse_net(text: str | None) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
     try:
-        return ipaddress.ip_network(text, strict=False) if text else None
+        return parse_net(text) if text else None
     except ValueError:
         return None
 

@@ -60,6 +60,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Protocol
 
+from flows.fields import parse_net
 from flows.flow import CT, Conjunction, Flow, GotoTable, SetField, flow, make_match
 from flows.port_security import (ETH_ARP, ETH_IP, ETH_IPV6, PROTO_ICMPV6, SECURITY_BASE,
                                  is_secured, port_cookie)
@@ -384,7 +385,7 @@ def member_addresses(port: Record) -> list[str]:
 def address_key(address: str) -> str | None:
     """Canonical text of a member address ('10.0.0.5' and '10.0.0.5/32' are one key), None if malformed."""
     try:
-        return str(ipaddress.ip_network(address, strict=False))
+        return str(parse_net(address))
     except ValueError:
         return None
 
@@ -394,7 +395,7 @@ def _member_match(eth: int, side: str, address: str):
     """Clause-3 match of one member address (cached: a big group re-lists the same addresses
     on every membership change), or None if the address is malformed or of the other family."""
     try:
-        net = ipaddress.ip_network(address, strict=False)
+        net = parse_net(address)
     except ValueError:
         log.warning("remote group member address %r is malformed; ignored", address)
         return None

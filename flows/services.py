@@ -37,6 +37,7 @@ from typing import Any, Mapping
 
 from flows import qos
 from flows.arp_responder import mac_int, reply_actions
+from flows.fields import ipv4_int_fast
 from flows.flow import Flow, GotoTable, flow, match_item
 from flows.tables import Owner, R, T, cookie, cookie_owner
 from flows.view_helpers import local_network_cookies, network_present
@@ -112,8 +113,11 @@ def ip_int(text: str | None) -> int | None:
 def _ip_int_of_text(text: str) -> int | None:
     """ip_int of a string, cached: a port's address is parsed by its DHCP punt, its network's ARP
     index and the chassis listing, on every compile (≈ 10 µs per parse)."""
+    n = ipv4_int_fast(text)
+    if n is not None or not text:
+        return n
     try:
-        return int(ipaddress.IPv4Address(text)) if text else None
+        return int(ipaddress.IPv4Address(text))
     except ValueError:
         return None
 
