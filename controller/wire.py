@@ -194,6 +194,8 @@ def _serialize_action(action) -> bytes:
     The common kinds are packed with `struct` (`_PACK`, byte-identical to os-ken: test_wire_actions
     compares every kind); the rest go through os-ken's classes."""
     pack = _PACK.get(type(action))
+    if pack is None and isinstance(action, Controller):
+        pack = _pack_controller  # a subclass (flows/qos.py MeteredController): the same wire form
     if pack is not None:
         return pack(action)
     b = _serialize(to_oskenaction(action))

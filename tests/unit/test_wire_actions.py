@@ -10,6 +10,7 @@ import pytest
 
 from controller import wire
 from flows.fields import FIELDS, full_mask
+from flows.qos import MeteredController
 from flows.flow import (CT, NAT, Conjunction, Controller, CTClear, DecTtl, Move, Output, PopVlan, PushVlan, Resubmit,
                         SetField)
 from tests.unit.test_wire import CASES, _compiled_chassis
@@ -25,7 +26,7 @@ def _oskens_bytes(action) -> bytes:
 
 
 def _assert_same(action) -> None:
-    pack = wire._PACK[type(action)]
+    pack = wire._PACK.get(type(action), wire._pack_controller)
     assert pack(action) == _oskens_bytes(action), action
     assert wire._serialize_action(action) == _oskens_bytes(action)
 
@@ -98,3 +99,5 @@ def test_controller_actions_pack_like_oskens():
         for max_len in (0xFFFF, 0, 128):
             for meter_id in (0, 1, 0xFFFF0001):
                 _assert_same(Controller(max_len=max_len, userdata=bytes(range(1, n + 1)), meter_id=meter_id))
+    for n in (0, 3, 9):  # the metered punt of flows/qos.py: a Controller subclass, packed the same
+        _assert_same(MeteredController(userdata=bytes(range(n)), meter_id=7, rate=100, burst=10))
