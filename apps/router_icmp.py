@@ -12,8 +12,9 @@ fragment or a broadcast/multicast (RFC 1812 §4.3.2.7), and is rate-limited like
 and destination (a burst of 6, then 1/s) — both tunable (`tenantflow serve --router-icmp-*`, via configure()).
 
 It leaves from the router's address on the sender's subnet (else its gateway IP, else its first
-interface), and enters the datapath as a packet-out to OFPP_TABLE addressed to one of the
-router's MACs: the ORIGINATE classify flow puts it on the router, which routes it to the sender.
+interface), and enters the datapath as a packet-out to OFPP_TABLE addressed to
+flows.router_icmp.originate_mac(router, network): the ORIGINATE classify flow puts it on the router
+there (with the router's MAC as destination again), which routes it to the sender.
 For a packet from outside that was addressed to a floating IP, the quote gets the floating IP
 back (undoing the DNAT) and the error is sent from the VM's fixed IP, which the floating IP's own
 NAT_OUT flow turns into the floating IP and its MAC (its chassis, its uplink).
@@ -30,7 +31,7 @@ from apps import packets
 from apps.ratelimit import TokenBuckets
 from flows import routing
 from flows.fields import format_value
-from flows.router_icmp import IPPROTO_UDP, USERDATA_ROUTER_ICMP
+from flows.router_icmp import IPPROTO_UDP, USERDATA_ROUTER_ICMP, originate_mac
 from flows.tables import F, R, T
 from topology.store import FLOATINGIP, NETWORK, ROUTER
 
@@ -137,7 +138,8 @@ class RouterIcmp:
             src_ip = str(on.ip)
         inject = leg or legs[0]
         mac_ = format_value("eth_src", inject.mac)
-        frame = packets.build_icmp_error(eth_src=mac_, eth_dst=mac_, src_ip=src_ip, dst_ip=ip.src,
+        to = format_value("eth_dst", originate_mac(router["_key"], inject.network["_key"]))
+        frame = packets.build_icmp_error(eth_src=mac_, eth_dst=to, src_ip=src_ip, dst_ip=ip.src,
                                          icmp_type=icmp_type, code=code, mtu=mtu, ttl=ERROR_TTL,
                                          quote=packets.quote_of(ip, quote_dst, 1 if routed else 0))
         LOG.debug("router %s: ICMP %d/%d from %s to %s", router["id"], icmp_type, code, src_ip, ip.src)

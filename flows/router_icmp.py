@@ -14,7 +14,8 @@ Per router R (Owner.ROUTER, on every chassis where R has its routing flows):
 
   CLASSIFY    120+10 gateway chassis: uplink (+VLAN), icmp echo request to the gateway IP/MAC →
                      echo reply out of IN_PORT (the gateway IP answers ping from outside)
-              110    in_port=CONTROLLER, ip, eth_dst=<R's MAC on net> → metadata=net, goto L3_GATEWAY
+              110    in_port=CONTROLLER, ip, eth_dst=originate_mac(R, net) → eth_dst=<R's MAC on
+                     net>, metadata=net, goto L3_GATEWAY
   L3_ROUTE    3000   reg2=R, metadata=<net>, icmp echo request to any of R's IPs → echo reply
                      (eth_src = R's MAC on net), output IN_PORT
               2950   reg2=R, udp to one of R's IPs → controller (port unreachable, as Linux)
@@ -124,13 +125,25 @@ def too_big_flows(router: Record, legs: list[Leg], ext_legs: list[Leg]) -> list[
     return list(out.values())
 
 
+def originate_mac(router_key: int, network_key: int) -> int:
+    """The destination MAC of a packet the controller injects for router R on network N: locally
+    administered 0a:00:RR:RR:NN:NN (keys are 16 bits), unique per (router, network) by
+    construction. Not R's own MAC on N: Neutron keeps MACs unique per network only, so two
+    routers' legs on different networks may share one (at 10,000 ports random MACs do collide),
+    and a CLASSIFY flow keyed by that MAC alone would send one router's ICMP errors into the other."""
+    return 0x0A00_0000_0000 | (router_key & 0xFFFF) << 16 | (network_key & 0xFFFF)
+
+
 def originate_flows(router: Record, legs: list[Leg]) -> list[Flow]:
-    """CLASSIFY: a packet-out from the controller addressed to one of R's MACs enters R there."""
-    ck = router_cookie(router)
+    """CLASSIFY: a packet-out from the controller addressed to originate_mac(R, net) enters R on
+    net, with R's MAC there as its destination again."""
+    ck, rkey = router_cookie(router), router["_key"]
     out: dict[tuple, Flow] = {}
     for leg in legs:
-        f = flow(T.CLASSIFY, PRIO_ORIGINATE, ck, [WriteMetadata(leg.network["_key"]), GotoTable(T.L3_GATEWAY)],
-                 match={"in_port": OFPP_CONTROLLER, "eth_type": ETH_IP, "eth_dst": leg.mac})
+        nkey = leg.network["_key"]
+        f = flow(T.CLASSIFY, PRIO_ORIGINATE, ck,
+                 [SetField("eth_dst", leg.mac), WriteMetadata(nkey), GotoTable(T.L3_GATEWAY)],
+                 match={"in_port": OFPP_CONTROLLER, "eth_type": ETH_IP, "eth_dst": originate_mac(rkey, nkey)})
         out.setdefault(f.key, f)
     return list(out.values())
 

@@ -119,6 +119,31 @@ def test_ttl_expiring_at_the_router_gets_time_exceeded_from_its_address_on_the_s
     assert e.port == 1 and e.packet["icmpv4_type"] == 11 and e.packet["eth_dst"] == mac(VM_A1_MAC)
 
 
+def test_routers_sharing_a_mac_on_different_networks_each_get_their_own_errors():
+    """Neutron keeps MACs unique per network only: R2's leg on C has R1's MAC on A. Each
+    router's controller-originated error still enters that router (originate_mac is per router
+    and network) and reaches its own sender; no two owners claim one flow key."""
+    from flows import compiler
+    from tests.unit import test_routing
+    r = routed_topo(R2C="fa:16:3e:aa:00:01")
+    ctx = next(c for c in r.contexts() if c.name == "c1")
+    per_owner = compiler.compile_chassis(test_routing.apps(), r.topo.view(), ctx)
+    keys = [f.key for flows in per_owner.values() for f in flows]
+    assert len(keys) == len(set(keys))
+    c1 = r.sim("c1")
+    app = RouterIcmp()
+    for vm, ofport in (("vmA1", 1), ("vmC1", 3)):
+        res = c1.run(ttl_pkt(r.ports[vm], "fa:16:3e:aa:00:01", "10.2.0.11", ttl=1), in_port=ofport)
+        [punt] = res.punts
+        data = frame(r.ports[vm]["mac_address"], "fa:16:3e:aa:00:01", "10.1.0.11", "10.2.0.11", ttl=1)
+        [out] = answer(app, r, "c1", punt, data)
+        back = c1.run(as_sim_packet(out.data), in_port=OFPP_CONTROLLER)
+        [e] = back.outputs
+        assert e.port == ofport and e.packet["icmpv4_type"] == 11
+        assert e.packet["eth_dst"] == mac(r.ports[vm]["mac_address"])
+        assert e.packet["eth_src"] == mac("fa:16:3e:aa:00:01")
+
+
 def test_no_route_gets_net_unreachable():
     r = routed_topo()
     c1 = r.sim("c1")

@@ -78,7 +78,7 @@ class Routed:
         return Simulator(compiler.all_flows(compiler.compile_chassis(apps(), self.topo.view(), c)))
 
 
-def routed_topo() -> Routed:
+def routed_topo(**mac_overrides: str) -> Routed:
     t = Topo()
     r = Routed(t)
     t.chassis("c1", "10.0.0.1")
@@ -90,7 +90,7 @@ def routed_topo() -> Routed:
     r.routers["R1"] = router(t, "R1")
     r.routers["R2"] = router(t, "R2", project="p2")
     r.macs = {"R1A": "fa:16:3e:aa:00:01", "R1B": "fa:16:3e:aa:00:02",
-              "R2C": "fa:16:3e:bb:00:01", "R2D": "fa:16:3e:bb:00:02"}
+              "R2C": "fa:16:3e:bb:00:01", "R2D": "fa:16:3e:bb:00:02", **mac_overrides}
     attach(t, r.routers["R1"], r.nets["A"], r.macs["R1A"], "10.1.0.1")
     attach(t, r.routers["R1"], r.nets["B"], r.macs["R1B"], "10.2.0.1")
     attach(t, r.routers["R2"], r.nets["C"], r.macs["R2C"], "10.1.0.1")
