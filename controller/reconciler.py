@@ -126,24 +126,24 @@ class Reconciler:
         self.installed: dict[tuple, tuple | Flow] = {}
         self.installed_known = False
         self._desired: dict[int, tuple[Flow, ...]] = {}   # owner → its flows (one per key)
-        self._want: dict[tuple, Flow] = {}                # key → the winning owner's flow there
-        # key → its instruction bytes (the encoder's cached object): the body of `_want[key]` is
-        # (f.cookie, f.idle_timeout, f.hard_timeout, _instr[key]) without the encoder's lookup by
-        # action list (a cache hit compares the actions field by field: µs per flow)
-        self._instr: dict[tuple, bytes] = {}
+        # key → the winning owner's flow there. Its body is `encoder.body(f)`: the encoder's cache by
+        # action list, not a dict of instruction bytes per key here (≈ 5 MB at 170,000 flows; a
+        # lookup by the actions costs about what one by the key did).
+        self._want: dict[tuple, Flow] = {}
         # key → owner, only where the winning owner is not the flow's cookie (the compiler checks
         # that every flow carries its owner's cookie, so this is normally empty); see _owner
         self._odd_owner: dict[tuple, int] = {}
         self._conflicts: dict[tuple, dict[int, Flow]] = {}  # contested key → every claimant's flow
-        self._dirty: set[tuple] = set()
         self._rejected: dict[tuple, tuple] = {}  # key → body the switch refused (not resent until it changes)
-        # The flow-mod bytes (after the header) set_owner encoded while the switch's state is known,
-        # for the flush that follows: one contiguous buffer and key → offset << 16 | length, both
-        # dropped whole by that flush. Not a bytes object per flow: 170,000 of them, freed after a
-        # first sync, stayed in the allocator's half-used arenas (≈ 40 MB of RSS at 10,000 ports).
-        # An entry is for `_want[key]` as it is now (_set_winner and _release drop it).
+        # The keys the next flush diffs, each → where its flow-mod bytes (after the header) are in
+        # `_enc_buf`, as offset << 16 | length, or 0: none held. set_owner encodes them while the
+        # switch's state is known, for the flush that follows, which drops both whole. Not a bytes
+        # object per flow: 170,000 of them, freed after a first sync, stayed in the allocator's
+        # half-used arenas (≈ 40 MB of RSS at 10,000 ports). Not a set of dirty keys beside a dict
+        # of places either: a compile marks every key dirty and the set cost 8 MB more at 10,000
+        # ports. Bytes are for `_want[key]` as it is now (_set_winner and _release zero the place).
+        self._dirty: dict[tuple, int] = {}
         self._enc_buf = bytearray()
-        self._enc_at: dict[tuple, int] = {}
         self.meters = MeterTable(name)  # meters declared by the flows that use them (flows/qos.py)
         # A flow-stats read sent before the resync that uses it (see prefetch): (xid, its wait,
         # the transport it went out on).
@@ -164,30 +164,30 @@ class Reconciler:
             if new == old:
                 return
             enc = self.encoder
-            changed: dict[tuple, tuple[Flow, bytes, bytes]] = {}
+            changed: dict[tuple, tuple[Flow, bytes]] = {}
             for key, f in new.items():
                 o = old.get(key)
                 if o is not None and o == f:
                     new[key] = o
                     continue
                 try:
-                    body = enc.body(f)
-                    b = enc.encoded(f, body)
+                    b = enc.encoded(f, enc.body(f))
                 except Exception as exc:  # noqa: BLE001 — any encoder failure is this owner's
                     raise FlowEncodeError(owner, f, exc) from exc
-                changed[key] = (f, body[3], b)
+                changed[key] = (f, b)
             for key in old.keys() - new.keys():
                 self._release(key, owner)
             # a flush follows and sends these bytes (else they are encoded again then), or a resync
             # whose read is already on its way and finds its flows by them (see prefetch)
             keep = self.installed_known or self._prefetched is not None
-            buf, at, want = self._enc_buf, self._enc_at, self._want
-            for key, (f, instr, b) in changed.items():
-                self._claim(key, owner, f, instr)
-                self._dirty.add(key)
+            buf, dirty, want = self._enc_buf, self._dirty, self._want
+            for key, (f, b) in changed.items():
+                self._claim(key, owner, f)
                 if keep and want[key] is f:
-                    at[key] = len(buf) << 16 | len(b)
+                    dirty[key] = len(buf) << 16 | len(b)
                     buf += b
+                else:
+                    dirty.setdefault(key, 0)  # lost to another claim: the winner's bytes stay
             self.meters.set_owner(owner, new, changed.keys())
             if new:
                 self._desired[owner] = tuple(new.values())
@@ -198,14 +198,6 @@ class Reconciler:
         """The body of an `installed` value."""
         return self.encoder.body(have) if isinstance(have, Flow) else have
 
-    def _want_body(self, key: tuple, f: Flow) -> tuple:
-        """The body of `f` = `_want[key]` (what a flow-stats entry must equal)."""
-        return (f.cookie, f.idle_timeout, f.hard_timeout, self._instr[key])
-
-    def _flow_body(self, key: tuple, f: Flow) -> tuple:
-        """The body of `f`, a flow wanted at `key` now or earlier (an op being sent)."""
-        return self._want_body(key, f) if self._want.get(key) is f else self.encoder.body(f)
-
     def _owner(self, key: tuple) -> int | None:
         """The owner whose flow `_want[key]` is (None: nobody wants the key)."""
         f = self._want.get(key)
@@ -214,11 +206,10 @@ class Reconciler:
         odd = self._odd_owner
         return odd.get(key, f.cookie) if odd else f.cookie
 
-    def _set_winner(self, key: tuple, owner: int, f: Flow, instr: bytes) -> None:
+    def _set_winner(self, key: tuple, owner: int, f: Flow) -> None:
+        """`f` is now wanted at `key`: dirty, and no bytes held for it yet."""
         self._want[key] = f
-        self._instr[key] = instr
-        if self._enc_at:
-            self._enc_at.pop(key, None)
+        self._dirty[key] = 0
         if owner != f.cookie:
             self._odd_owner[key] = owner
         elif self._odd_owner:
@@ -227,7 +218,7 @@ class Reconciler:
     def rejected_count(self) -> int:
         """Flows (and meters) the switch refused and we still want: the datapath is not what we declared."""
         return sum(1 for key, b in list(self._rejected.items())
-                   if (f := self._want.get(key)) is not None and self._want_body(key, f) == b) \
+                   if (f := self._want.get(key)) is not None and self.encoder.body(f) == b) \
             + (self.meters.rejected_count() if self.meters.rejected else 0)
 
     def owners(self) -> set[int]:
@@ -246,14 +237,14 @@ class Reconciler:
                 return sorted(self._desired.get(owner, ()), key=_sort_key)
             return sorted(self._want.values(), key=_sort_key)
 
-    def _claim(self, key: tuple, owner: int, f: Flow, instr: bytes) -> None:
-        """`f`: `owner`'s new (already encoded) flow at `key`, `instr` its instruction bytes."""
+    def _claim(self, key: tuple, owner: int, f: Flow) -> None:
+        """`f`: `owner`'s new (already encoded) flow at `key`."""
         cur = self._owner(key)
         claims = self._conflicts.get(key)
         if claims is not None:
             claims[owner] = f
         if cur is None or cur == owner:
-            self._set_winner(key, owner, f, instr)
+            self._set_winner(key, owner, f)
             return
         if claims is None:
             claims = self._conflicts[key] = {cur: self._want[key], owner: f}
@@ -262,13 +253,12 @@ class Reconciler:
                   self.name, key[0], key[1], key[2], sorted(owner_label(o) for o in claims),
                   owner_label(winner))
         if winner == owner:
-            self._set_winner(key, owner, f, instr)
+            self._set_winner(key, owner, f)
         elif winner != cur:  # cannot happen (the winner is the smallest claim): kept for clarity
-            w = claims[winner]
-            self._set_winner(key, winner, w, self.encoder.instructions(w.actions))  # encoded fine when claimed
+            self._set_winner(key, winner, claims[winner])
 
     def _release(self, key: tuple, owner: int) -> None:
-        self._dirty.add(key)
+        self._dirty.setdefault(key, 0)
         claims = self._conflicts.get(key)
         if claims:
             claims.pop(owner, None)
@@ -277,14 +267,11 @@ class Reconciler:
             if claims:
                 winner = min(claims)
                 if winner != self._owner(key):
-                    w = claims[winner]
-                    self._set_winner(key, winner, w, self.encoder.instructions(w.actions))
+                    self._set_winner(key, winner, claims[winner])
                 return
         if self._owner(key) == owner:
             del self._want[key]
-            del self._instr[key]
-            if self._enc_at:
-                self._enc_at.pop(key, None)
+            self._dirty[key] = 0
             if self._odd_owner:
                 self._odd_owner.pop(key, None)
 
@@ -449,8 +436,8 @@ class Reconciler:
             w = self._read_flows()
             # flows we still hold the encoded bytes of (a prefetch, or set_owner before a flush):
             # an entry equal to them byte for byte is that flow; the rest is decoded
-            buf, want = self._enc_buf, self._want
-            known = {bytes(buf[o >> 16:(o >> 16) + (o & 0xFFFF)]): key for key, o in self._enc_at.items()}
+            buf, want, held = self._enc_buf, self._want, self._dirty
+            known = {bytes(buf[o >> 16:(o >> 16) + (o & 0xFFFF)]): key for key, o in held.items() if o}
             hits: list[tuple] = []
             decoded: list[wire.InstalledFlow] = []
             read: dict[tuple, tuple] = {}
@@ -468,16 +455,22 @@ class Reconciler:
             self.stats.last_resync_by_bytes = len(hits)
             # a flow found by its bytes is installed exactly as wanted: the diff looks only at the
             # decoded entries and at the wanted flows not found. All found (a restart onto a switch
-            # that kept its flows): `installed` is a copy of `_want` (no key hashed again).
-            dirty = set(read)
+            # that kept its flows): `installed` is a copy of `_want` (no key hashed again). The
+            # wanted flows not found keep the places of their bytes (the flush sends those).
             found: dict[tuple, tuple | Flow]
+            rest: list[tuple] = []  # the wanted keys not found, as `_want` holds them
             if len(hits) == len(want):
                 found = dict(want)
             else:
                 found = {k: want[k] for k in hits}
-                dirty.update([k for k in want if k not in found])
+                rest = [k for k in want if k not in found]
             del hits
-            installed = self._installed_from(read, found)
+            dirty = dict.fromkeys(read, 0)
+            if rest:
+                place = held.get
+                dirty.update({k: place(k, 0) for k in rest})
+            installed = self._installed_from(read, found, rest)
+            del rest
             LOG.info("resync %s: switch has %d of our flows (%d by their bytes; %d learned/foreign left alone),"
                      " we want %d", self.name, len(installed), self.stats.last_resync_by_bytes, foreign,
                      len(self._want))
@@ -489,27 +482,30 @@ class Reconciler:
             self.stats.resyncs += 1
             return self.flush()
 
-    def _installed_from(self, read: dict[tuple, tuple],
-                        found: dict[tuple, tuple | Flow] | None = None) -> dict[tuple, tuple | Flow]:
+    def _installed_from(self, read: dict[tuple, tuple], found: dict[tuple, tuple | Flow],
+                        rest: list[tuple]) -> dict[tuple, tuple | Flow]:
         """`installed` from a flow-stats read: `found` (key → the wanted Flow, entries matched by
-        their bytes) and `read` (key → body, entries decoded): a flow read back with the body of
-        the flow we want there is recorded as that Flow, under the key object `_want` holds, so the
-        read's own keys, matches and bodies are not kept (≈ 550 bytes a flow at 10,000 ports)."""
-        installed: dict[tuple, tuple | Flow] = found if found is not None else {}
+        their bytes), `rest` (the other wanted keys) and `read` (key → body, entries decoded): a
+        flow read back with the body of the flow we want there is recorded as that Flow, under the
+        key object `_want` holds, so the read's own keys, matches and bodies are not kept (≈ 550
+        bytes a flow at 10,000 ports). Only a few entries decoded and none found by their bytes
+        (a switch that lost most flows) keep the read's keys: looking each up beats a walk of `_want`."""
+        installed = found
         if not read:
             return installed
-        instr, want = self._instr, self._want
+        ins, want = self.encoder.instructions, self._want
         pop = read.pop
-        if len(read) * 4 < len(want):  # a few decoded entries: look each up
+        if found or len(read) * 4 >= len(want):
+            wanted: Iterable[tuple[tuple, Flow]] = ((k, want[k]) for k in rest) if found else want.items()
+            for key, f in wanted:
+                got = pop(key, None)
+                if got is not None:
+                    installed[key] = f if got == (f.cookie, f.idle_timeout, f.hard_timeout, ins(f.actions)) else got
+        else:  # nothing found by bytes, a few decoded entries: look each up
             for key in [k for k in read if k in want]:
                 f = want[key]
                 b = pop(key)
-                installed[key] = f if b == (f.cookie, f.idle_timeout, f.hard_timeout, instr[key]) else b
-        else:
-            for key, f in want.items():
-                got = pop(key, None)
-                if got is not None:
-                    installed[key] = f if got == (f.cookie, f.idle_timeout, f.hard_timeout, instr[key]) else got
+                installed[key] = f if b == (f.cookie, f.idle_timeout, f.hard_timeout, ins(f.actions)) else b
         installed.update(read)  # ours, not wanted (or not as read): deleted by the flush
         return installed
 
@@ -518,7 +514,7 @@ class Reconciler:
         for a DELETE_STRICT (see Op)."""
         ops: list[Op] = []
         append = ops.append
-        want, rejected, body_of, instr = self._want.get, self._rejected, self.encoder.body, self._instr
+        want, rejected, body_of = self._want.get, self._rejected, self.encoder.body
         installed = self.installed.get if self.installed else None  # an empty switch: no lookups
         for key in self._dirty:
             f = want(key)
@@ -527,7 +523,7 @@ class Reconciler:
                 if have is f:
                     continue  # installed as this very flow
                 if have is not None or rejected:
-                    body = (f.cookie, f.idle_timeout, f.hard_timeout, instr[key])
+                    body = body_of(f)
                     if have is not None and (body_of(have) if isinstance(have, Flow) else have) == body:
                         continue
                     if rejected and rejected.get(key) == body:
@@ -549,7 +545,6 @@ class Reconciler:
             ops = self.pending()
             meters_before, meters_after = self.meters.pending() if self.meters.dirty else ((), ())
             if not ops and not meters_before and not meters_after:
-                self._dirty.clear()
                 self._drop_encoded()
                 self.meters.dirty.clear()
                 self.stats.last_flush_mods = 0
@@ -570,7 +565,6 @@ class Reconciler:
                                      f"{type(exc).__name__}: {exc}") from exc
             finally:
                 self._xid_ops = []
-            self._dirty.clear()
             self._drop_encoded()
             self.meters.dirty.clear()
             st = self.stats
@@ -583,8 +577,10 @@ class Reconciler:
             return sent
 
     def _drop_encoded(self) -> None:
-        if self._enc_at:
-            self._enc_buf, self._enc_at = bytearray(), {}
+        """After a flush: nothing dirty, no bytes held."""
+        self._dirty.clear()
+        if self._enc_buf:
+            self._enc_buf = bytearray()
 
     def _send_slices(self, ops: list) -> int:
         """One bundle, or, on a first sync (the switch holds none of our flows, so every op is an
@@ -614,14 +610,14 @@ class Reconciler:
             add = wire.bundle_add
             xid = first
             add_flow, delete_strict, encode = wire.bundle_add_encoded, enc.delete_strict, enc.encoded
-            buf, cached = self._enc_buf, self._enc_at.get
+            buf, cached = self._enc_buf, self._dirty.get
 
-            body_of = self._flow_body
+            body_of = enc.body
 
             def encoded(f: Flow, key: tuple) -> bytes | bytearray:
                 at = cached(key)
-                if at is None:
-                    return encode(f, body_of(key, f))
+                if not at:
+                    return encode(f, body_of(f))
                 start = at >> 16
                 return buf[start:start + (at & 0xFFFF)]
             for start in range(0, n, SEND_CHUNK):
@@ -697,7 +693,7 @@ class Reconciler:
         for i in failed_idx:
             _o, f, key = ops[i]
             if f is not None:
-                self._rejected[key] = self._flow_body(key, f)
+                self._rejected[key] = self.encoder.body(f)
 
     # ------------------------------------------------------------------ inspection
     def diff(self) -> dict[str, list]:
@@ -708,7 +704,7 @@ class Reconciler:
                 have = self.installed.get(key)
                 if have is None:
                     missing.append(f)
-                elif have is not f and self._body(have) != self._want_body(key, f):
+                elif have is not f and self._body(have) != self.encoder.body(f):
                     changed.append(f)
             for key, have in self.installed.items():
                 if key not in self._want:

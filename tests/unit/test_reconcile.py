@@ -334,6 +334,11 @@ def test_conflicting_owners_whose_flows_carry_other_cookies(rig, caplog):
     assert rec.resync() == 0
 
 
+def held_bytes(rec: Reconciler) -> dict[tuple, int]:
+    """key → place in rec._enc_buf of the flow-mod bytes the reconciler holds for the next flush."""
+    return {key: at for key, at in rec._dirty.items() if at}
+
+
 def _sent_adds(sw: FakeSwitch, since: int) -> dict[tuple, bytes]:
     """key → the flow-mod (inside its bundle-add) of every ADD written since sw.sent[since]."""
     out = {}
@@ -361,13 +366,13 @@ def test_flows_encoded_by_set_owner_on_a_known_switch_are_sent_as_encoded_once(r
     b = Flow(40, 5, make_match(metadata=1), (Output(2),), cookie(Owner.PORT, 6))
     rec.set_owner(a.cookie, [a])
     rec.set_owner(b.cookie, [b])                                   # wins: the lower owner
-    assert len(rec._enc_at) == 9  # in_port=2 went before it was sent; the contested key once
+    assert len(held_bytes(rec)) == 9  # in_port=2 went before it was sent; the contested key once
     calls = []
     real = rec.encoder.encoded
     monkeypatch.setattr(rec.encoder, "encoded", lambda f, body: calls.append(f) or real(f, body))
     since = len(sw.sent)
     assert rec.flush() == 9
-    assert calls == [] and not rec._enc_at and not rec._enc_buf
+    assert calls == [] and not held_bytes(rec) and not rec._enc_buf
     sent = _sent_adds(sw, since)
     ref = wire.Encoder()
     assert len(sent) == 9
@@ -382,7 +387,7 @@ def test_flows_set_while_the_switch_state_is_unknown_are_encoded_when_sent(rig, 
     rec, sw = rig
     for k in range(1, 3):
         rec.set_owner(cookie(Owner.PORT, k), port_flows(k, k))
-    assert not rec._enc_at
+    assert not held_bytes(rec)
     since = len(sw.sent)
     assert rec.resync() == 4
     ref = wire.Encoder()
