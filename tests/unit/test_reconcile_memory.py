@@ -7,17 +7,11 @@ from __future__ import annotations
 
 from controller import wire
 from controller.reconciler import Reconciler
-from flows.flow import Flow, GotoTable, Output, SetField, make_match
+from flows.flow import Flow, Output, make_match
 from flows.tables import Owner, cookie
 from tests.unit.fakeswitch import FakeSwitch
+from tests.unit.test_reconcile_prefetch import OWNERS, installed_switch, port_flows
 
-OWNERS = range(1, 9)
-
-
-def port_flows(key: int, out: int) -> list[Flow]:
-    ck = cookie(Owner.PORT, key)
-    return [Flow(0, 100, make_match(in_port=out), (SetField("reg6", key), GotoTable(10)), ck),
-            Flow(60, 100, make_match(reg7=key), (Output(out),), ck)]
 
 
 def per_key_containers(rec: Reconciler, n: int) -> set[str]:
@@ -75,15 +69,10 @@ def test_a_compile_onto_a_known_switch_keeps_one_dict_per_key_sharing_the_key_ob
 def test_a_restart_resync_keeps_the_places_of_the_flows_it_did_not_find(monkeypatch):
     """A prefetched resync finds most flows by their bytes; the wanted flows it did not find are
     sent with the bytes set_owner encoded (not encoded again), and `installed` uses `_want`'s keys."""
-    first = Reconciler("dp", timeout=2)
-    sw = FakeSwitch.for_reconciler(first)
-    first.attach(sw.send)
-    for k in OWNERS:
-        first.set_owner(cookie(Owner.PORT, k), port_flows(k, k))
-    assert first.resync() == 2 * len(OWNERS)
-    changed = port_flows(2, 2)[1]
-    sw.table[changed.key] = first.encoder.body(Flow(60, 100, changed.match, (Output(99),), changed.cookie))
-    missing = port_flows(3, 3)[0]
+    sw = installed_switch()
+    changed = next(f for f in port_flows(2, 2) if f.table == 60)
+    sw.table[changed.key] = wire.Encoder().body(Flow(60, 100, changed.match, (Output(99),), changed.cookie))
+    missing = next(f for f in port_flows(3, 3) if f.table == 0)
     del sw.table[missing.key]
     rec = Reconciler("dp", timeout=2)
     sw.on_error, sw.on_barrier, sw.on_flow_stats = rec.on_error, rec.on_barrier, rec.on_flow_stats
