@@ -47,6 +47,10 @@ OPTS = [
     cfg.ListOpt("network-vlan-ranges", default=["physnet1:100:199"],
                 help="Neutron syntax: PHYSNET[:VLAN_MIN:VLAN_MAX], comma separated"),
     cfg.ListOpt("flat-networks", default=["physnet1"], help="physnets usable by flat networks"),
+    cfg.StrOpt("port-cache", default=None,
+               help="file keeping each chassis' switch ports across restarts, so a restart compiles "
+                    "before the switches reconnect (controller/portcache.py); default: beside an "
+                    "SQLite store's database, none for other stores; '' turns it off"),
     cfg.StrOpt("policy-file", default=None,
                help="policy.yaml overriding Neutron's default API policy rules (oslo.policy; see docs/api.md)"),
 ]
@@ -276,6 +280,7 @@ class ServeConfig:
     conf: object = None  # the ConfigOpts: keystonemiddleware reads [keystone_authtoken] from it
     ha: HaConfig = field(default_factory=HaConfig)
     gateway: object = None  # controller.gateway.GatewayConfig
+    port_cache: str | None = None  # controller/portcache.py file (None: none)
 
 
 def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
@@ -320,7 +325,15 @@ def load(argv: list[str], conf: cfg.ConfigOpts | None = None) -> ServeConfig:
                        admin_password=os.environ.get(ADMIN_PASSWORD_ENV) or conf.identity.admin_password,
                        token_expiration=conf.identity.token_expiration,
                        public_endpoint=conf.identity.public_endpoint, conf=conf, ha=ha,
-                       gateway=gateway_config(conf))
+                       gateway=gateway_config(conf), port_cache=port_cache_path(conf))
+
+
+def port_cache_path(conf: cfg.ConfigOpts) -> str | None:
+    """--port-cache as given ('' = off), else beside an SQLite store's database."""
+    from controller.portcache import derived_path
+    if conf.port_cache is not None:
+        return conf.port_cache or None
+    return derived_path(conf.store)
 
 
 def to_settings(conf: cfg.ConfigOpts):

@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Iterator
 from os_ken.lib import hub
 
 from apps.base import ChassisContext
-from controller import metrics, wire
+from controller import metrics, portcache, wire
 from controller.reconciler import FlowEncodeError, Reconciler, ReconcileError, XidSource
 from controller.gateway import GatewayConfig, Liveness, binding_updates
 from flows import gateway as gateway_selection
@@ -80,7 +80,11 @@ FLUSH_DEFER_MAX = float(os.environ.get("TENANTFLOW_FLUSH_DEFER", "1.0"))
 WARM_LATER, WARM_LATER_MAX = 0.1, 5.0
 BIG_BATCH = 1000  # changes or flow-mods after which the worker hands freed memory back to the OS
 # batches that may compile or read back a whole chassis: cyclic GC paused (cyclic_gc_paused)
-HEAVY_ITEMS = frozenset({"connected", "reset", "resync"})
+HEAVY_ITEMS = frozenset({"connected", "reset", "resync", "prewarm"})
+# seconds between writes of the port cache (controller/portcache.py) while ports keep changing
+PORT_CACHE_EVERY = 2.0
+# seconds a chassis compiled from the port cache waits for its switch before that compile is dropped
+PREWARM_MAX = 60.0
 STATS_READ_ATTEMPTS = 5  # lock-free stats: reads again if a dict changed size under it
 
 
@@ -200,6 +204,7 @@ class _ContextWork:
     names: set[str] = field(default_factory=set)                 # their interface names, old and new
     hosts: set[str] = field(default_factory=set)                 # their binding:host_id, old and new
     switch_names: dict[int, set[str]] = field(default_factory=dict)  # dpid → switch ports that changed
+    rebuild: set[int] = field(default_factory=set)               # dpids whose context is built afresh
 
     def port_written(self, *records: dict | None) -> None:
         for rec in records:
@@ -210,7 +215,8 @@ class _ContextWork:
 
     def touches(self, e: DatapathEntry) -> bool:
         ctx = e.ctx
-        return bool(self.full or ctx is None or self.switch_names.get(e.dpid) or e.chassis in self.hosts
+        return bool(self.full or ctx is None or e.dpid in self.rebuild or self.switch_names.get(e.dpid)
+                    or e.chassis in self.hosts
                     or any(n in e.ports for n in self.names) or any(p in ctx.local_ports for p in self.port_ids))
 
     def small(self) -> bool:
@@ -219,7 +225,8 @@ class _ContextWork:
 
 @dataclass
 class _Item:
-    kind: str  # changes | connected | port | disconnected | resync | retry | reset | warm | rebind | stop
+    kind: str  # changes | connected | port | disconnected | resync | retry | reset | warm | rebind |
+    #            prewarm | prewarm-expire | portcache | stop
     dpid: int = 0
     payload: Any = None
 
@@ -241,9 +248,10 @@ def _configure(apps: list, settings) -> None:
 class Core:
     def __init__(self, store, service, apps: list, settings, *, feed_timeout: float = 1.0,
                  check_with: Callable[[], list] | None = None, is_master: Callable[[int], bool] | None = None,
-                 gateway: GatewayConfig | None = None) -> None:
+                 gateway: GatewayConfig | None = None, port_cache: str | None = None) -> None:
         """`check_with`: a factory of fresh app instances turns on check mode (see check_compile).
-        `is_master(dpid)` (HA, controller/ownership.py): False = this controller is slave there."""
+        `is_master(dpid)` (HA, controller/ownership.py): False = this controller is slave there.
+        `port_cache`: file of the switches' ports across restarts (controller/portcache.py)."""
         self.store = store
         self.service = service
         self.settings = settings
@@ -298,6 +306,10 @@ class Core:
         self._announce: dict[int, list] = {}   # dpid → GARPs waiting for the flush
         self._liveness_wake: float | None = None
         self.gateway_stats = {"liveness_writes": 0, "binding_writes": 0, "garps_sent": 0}
+        self.port_cache = port_cache
+        self._ports_changed = False      # a switch's ports changed since the port cache was written
+        self._ports_saved_at = 0.0
+        self._port_cache_wake = False    # a "portcache" item is scheduled
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -306,9 +318,53 @@ class Core:
             self.view = controller_view(rev, data)
         self._rev = rev
         LOG.info("topology loaded at revision %d", rev)
+        self._prewarm()
         self._threads = [hub.spawn(self._feed_loop), hub.spawn(self._work_loop), hub.spawn(self._bind_loop)]
         self.liveness.started = time.monotonic()
         self._wake_liveness_at(self.liveness.started + self.gateway.startup_grace)
+
+    def _prewarm(self) -> None:
+        """Before the worker starts: each chassis of the port cache that the topology still
+        knows under that datapath gets its ports back, and the first batch compiles it (not
+        sent: no switch yet), so a restart's compile overlaps the switches' reconnect. One
+        controller only: in HA the ownership decides what we compile, after it is known."""
+        if not self.port_cache or not self.sole_writer:
+            return
+        cached = portcache.load(self.port_cache)
+        n = 0
+        for dpid, (chassis, ports) in cached.items():
+            rec = self.view.chassis_by_datapath(dpid)
+            if rec is None or rec.get("name") != chassis:
+                continue
+            e = self.registry.entry(dpid)
+            e.ports, e.chassis, e.prewarm = ports, chassis, True
+            e.reconciler.keep_encoded = True  # the resync on connect finds the switch's flows by them
+            n += 1
+            hub.spawn_after(PREWARM_MAX, self._q.put, _Item("prewarm-expire", dpid))
+        if n:
+            LOG.info("port cache %s: compiling %d chassis before their switches connect", self.port_cache, n)
+            self._q.put(_Item("prewarm"))
+
+    def _save_port_cache(self) -> None:
+        """Write the switches' ports (worker thread), at most every PORT_CACHE_EVERY seconds:
+        one write for a burst of taps, a wake-up for the last of it."""
+        path = self.port_cache
+        if not path:
+            return
+        now = time.monotonic()
+        wait = self._ports_saved_at + PORT_CACHE_EVERY - now
+        if wait > 0:
+            if not self._port_cache_wake:
+                self._port_cache_wake = True
+                hub.spawn_after(wait, self._q.put, _Item("portcache"))
+            return
+        datapaths = {e.dpid: (e.chassis, dict(e.ports)) for e in self.registry.all()
+                     if e.connected and e.chassis is not None}
+        if not datapaths:
+            return  # nothing connected (yet): keep what the file has
+        self._ports_changed = False
+        self._ports_saved_at = now
+        portcache.save(path, datapaths)
 
     def stop(self) -> None:
         self._stopping = True
@@ -319,6 +375,11 @@ class Core:
 
     # ------------------------------------------------------------------ events (any thread)
     def datapath_connected(self, datapath, dpid: int, ports: Iterable[SwitchPort]) -> None:
+        e = self.registry.get(dpid)
+        if e is not None and e.prewarm and self.sole_writer:
+            # the worker may be in the middle of this chassis' compile from the port cache: the
+            # switch dumps its flows meanwhile (attach_datapath attached this connection)
+            e.reconciler.prefetch()
         self._q.put(_Item("connected", dpid, (datapath, {p.name: p for p in ports})))
 
     def port_status(self, dpid: int, reason: str, port: SwitchPort) -> None:
@@ -474,11 +535,21 @@ class Core:
                 datapath, ports = it.payload
                 e = self.registry.entry(it.dpid)
                 e.datapath, e.ports = datapath, ports
-                e.reconciler.attach(datapath.send, echo_patience(datapath, e.reconciler.timeout))
+                if not e.reconciler.attached_to(datapath.send):
+                    e.reconciler.attach(datapath.send, echo_patience(datapath, e.reconciler.timeout))
                 if self.sole_writer and self.compiles(e.dpid) and self.is_master(e.dpid):
                     e.reconciler.prefetch()  # the switch dumps its flows while we compile (resync)
-                e.needs_resync = e.needs_full = True
-                e.ctx = None
+                e.needs_resync = True
+                e.compiled_early = e.prewarm and e.compiled and e.ctx is not None
+                if e.compiled_early:
+                    # compiled from the port cache: the real ports diff against the cached ones
+                    work.rebuild.add(e.dpid)
+                    LOG.info("datapath %s: compiled before it connected; diffing its ports", dpid_name(e.dpid))
+                else:
+                    e.needs_full = True
+                    e.ctx = None
+                e.prewarm = False
+                self._ports_changed = True
                 self._ensure_chassis(e)
                 if e.chassis:
                     self.liveness.connected(e.chassis)
@@ -493,6 +564,7 @@ class Core:
                 else:
                     e.ports[sp.name] = sp
                 work.switch_names.setdefault(e.dpid, set()).add(sp.name)
+                self._ports_changed = True
             elif it.kind == "rebind":  # a binding write failed: every context and binding looked at again
                 self._rebind_pending = False
                 work.full = True
@@ -501,12 +573,23 @@ class Core:
                 if e is not None and e.datapath is it.payload:
                     LOG.info("datapath %s (%s) disconnected", dpid_name(it.dpid), e.chassis)
                     e.datapath = None
-                    e.reconciler.detach()
+                    e.reconciler.detach(it.payload.send)  # not a newer connection already attached
                     if e.chassis:
                         self.liveness.disconnected(e.chassis, time.monotonic())
                         self._wake_liveness_at(time.monotonic() + self.gateway.dead_after)
             elif it.kind == "warm":
                 self._warm_wake = False
+            elif it.kind == "portcache":
+                self._port_cache_wake = False
+            elif it.kind == "prewarm-expire":
+                e = self.registry.get(it.dpid)
+                if e is not None and e.prewarm and not e.connected:
+                    LOG.info("datapath %s did not connect within %.0fs of start; its compile from the port"
+                             " cache is dropped", dpid_name(e.dpid), PREWARM_MAX)
+                    e.prewarm = False
+                    e.drop_compiled()
+                    e.reconciler.drop_kept_bytes()
+                    e.ctx = None
             elif it.kind == "liveness":
                 gateway_due = True
             elif it.kind == "resync":
@@ -527,7 +610,7 @@ class Core:
             self._carry = (dirty, inputs, work)
             return
         sends: list[tuple[DatapathEntry, Callable[[], None]]] = []
-        entries = list(self.registry.connected())
+        entries = [e for e in self.registry.all() if e.connected or e.prewarm]
         warm = [e for e in entries if self.standby(e.dpid)]
         own = [e for e in entries if not self.standby(e.dpid)]
         waiting = bool(warm) and any(self.compiles(e.dpid) and not self.is_master(e.dpid) for e in own)
@@ -568,6 +651,8 @@ class Core:
             # is never ACTIVE before its flows are there (a deferred flush keeps them waiting)
             self._bind_q.put(self._bindings_pending)
             self._bindings_pending = []
+        if self._ports_changed and self.port_cache:
+            self._save_port_cache()
 
     def _convergence_failed(self, e: DatapathEntry, exc: Exception) -> None:
         LOG.error("convergence of datapath %s (%s) failed; full recompute and resync",
@@ -722,7 +807,8 @@ class Core:
                 return set(), set()
             old = e.ctx
             updated = None
-            if work is not None and old is not None and not work.full and work.small() and old.name == e.chassis:
+            if work is not None and old is not None and not work.full and work.small() and old.name == e.chassis \
+                    and e.dpid not in work.rebuild:
                 updated = update_context(old, e.up, e.plugged, rec, e.ports,
                                          work.names | work.switch_names.get(e.dpid, set()), work.port_ids,
                                          lambda n: list(self.view.find_ids(IFNAME_INDEX, n)), self.view.port)
@@ -751,7 +837,8 @@ class Core:
                     moved = engine.location_inputs(before, after)
                 LOG.info("chassis %s: %d local ports, uplinks %s, tunnels %s", ctx.name, len(ctx.local_ports),
                          ctx.uplinks, ctx.tunnel_ports)
-        self._update_bindings(e, up, old, only, old_up)
+        if e.connected:  # ports from the port cache (prewarm) are not the switch's word
+            self._update_bindings(e, up, old, only, old_up)
         return extra, moved
 
     def _location_owners(self, before: dict[str, int | None], after: dict[str, int | None],
@@ -899,6 +986,10 @@ class Core:
                     e.needs_full = True
         t1 = time.monotonic()
         metrics.observe_compile(dpid_name(e.dpid), t1 - t0)
+        if not e.connected:  # compiled from the port cache (prewarm): the switch comes later
+            e.needs_resync = True
+            LOG.info("chassis %s compiled before its switch connected in %.3fs", e.ctx.name, t1 - t0)
+            return None
         if not self.is_master(e.dpid) or not e.compiled:
             # HA: slave (or owner still waiting for the switch's MASTER) — warm, never sends;
             # resync when made master. Never compiled (its listing failed): sending would delete
@@ -1026,7 +1117,8 @@ class Core:
                                           healthy=not (problems := e.problems()), problems=problems,
                                           compile_errors=e.compile_errors,
                                           reconcile_errors=e.reconcile_errors,
-                                          master=self.is_master(e.dpid), compiled=e.compiled)
+                                          master=self.is_master(e.dpid), compiled=e.compiled,
+                                          compiled_before_connect=e.compiled_early)
         return {"datapaths": out, "revision": getattr(self, "_rev", 0), "batches": self.batches,
                 "deferred_flushes": self.deferred_flushes, "check_failures": self.check_failures, "ha": self.ha_stats(),
                 "gateway": self._gateway_report(),

@@ -148,6 +148,9 @@ class Reconciler:
         # A flow-stats read sent before the resync that uses it (see prefetch): (xid, its wait,
         # the transport it went out on).
         self._prefetched: tuple[int, _Wait, Callable[[bytes], bool]] | None = None
+        # set_owner keeps encoded bytes although the switch is not attached yet: a compile before
+        # the switch connects (controller/portcache.py), for the resync that follows (see prefetch)
+        self.keep_encoded = False
 
     # ------------------------------------------------------------------ desired state
     def set_owner(self, owner: int, flows: Iterable[Flow]) -> None:
@@ -179,7 +182,7 @@ class Reconciler:
                 self._release(key, owner)
             # a flush follows and sends these bytes (else they are encoded again then), or a resync
             # whose read is already on its way and finds its flows by them (see prefetch)
-            keep = self.installed_known or self._prefetched is not None
+            keep = self.installed_known or self._prefetched is not None or self.keep_encoded
             buf, dirty, want = self._enc_buf, self._dirty, self._want
             for key, (f, b) in changed.items():
                 self._claim(key, owner, f)
@@ -302,6 +305,17 @@ class Reconciler:
     @property
     def connected(self) -> bool:
         return self._send is not None
+
+    def drop_kept_bytes(self) -> None:
+        """The resync `keep_encoded` kept bytes for will not come (the switch never connected)."""
+        with self._lock:
+            self.keep_encoded = False
+            if not self.installed_known:
+                self._drop_encoded()
+
+    def attached_to(self, send: Callable[[bytes], bool]) -> bool:
+        """Already attached to this transport (a second attach would drop its prefetched read)."""
+        return self._send is not None and self._send == send
 
     # replies, called from the datapath's receive thread
     def on_error(self, err: wire.ErrorMsg) -> bool:
@@ -477,6 +491,7 @@ class Reconciler:
             self.installed = installed
             self._read_meters()
             self.installed_known = True
+            self.keep_encoded = False
             self._rejected.clear()
             self._dirty = dirty
             self.stats.resyncs += 1
@@ -774,10 +789,12 @@ class MeterTable:
         prev = self._by_flow.get(owner)
         found: dict[tuple, tuple] = {}
         changed = list(changed)
-        for key in changed:
-            ms = tuple(a for a in new[key].actions if type(a) in METER_TYPES)
-            if ms:
-                found[key] = ms
+        for key in changed:  # hot (every changed flow): no generator unless a meter is there
+            acts = new[key].actions
+            for a in acts:
+                if type(a) in METER_TYPES:
+                    found[key] = tuple(a for a in acts if type(a) in METER_TYPES)
+                    break
         if prev is None and not found:
             return
         if prev:

@@ -74,6 +74,10 @@ class DatapathEntry:
     retry_attempt: int = 0
     retry_scheduled: bool = False
     flush_deferred: bool = False           # compiled flows wait for the next, already queued batch
+    # compiled before its switch connected, from the ports a previous process saw
+    # (controller/portcache.py): on connect the real ports diff against them, no full compile
+    prewarm: bool = False
+    compiled_early: bool = False  # this connection's compile was the prewarm one (stats)
 
     @property
     def connected(self) -> bool:

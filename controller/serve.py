@@ -108,7 +108,8 @@ def build(cfg):
     store = open_store(cfg.store)
     service = Service(store, cfg.settings)
     check_with = (lambda: _load_apps(cfg.apps, announce=False)) if getattr(cfg, "check_compile", False) else None
-    core = Core(store, service, apps, cfg.settings, check_with=check_with, gateway=getattr(cfg, "gateway", None))
+    core = Core(store, service, apps, cfg.settings, check_with=check_with, gateway=getattr(cfg, "gateway", None),
+                port_cache=getattr(cfg, "port_cache", None))
     dispatcher = Dispatcher(core)
     try:
         from topology.api.app import create_app, serve_in_thread

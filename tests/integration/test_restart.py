@@ -88,6 +88,8 @@ def restart_under_ping(bed: Bed, chassis: list[Chassis], pairs: list[tuple[Host,
         assert st["errors"] == 0, st
         # read as it connected, and every flow found by its bytes: we encode matches in OVS's order
         assert st["last_resync_by_bytes"] == st["desired_flows"], st
+        # compiled from the port cache the previous process wrote, before the switch reconnected
+        assert st["compiled_before_connect"], st
     for ch in chassis:
         after = flow_stats(ch)
         assert set(after) == set(before[ch.name]), (
