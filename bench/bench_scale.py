@@ -501,7 +501,7 @@ class Bench:
         while time.monotonic() < deadline:
             st = self.stats()
             d = next((v for v in st["datapaths"].values() if v.get("chassis") == CHASSIS), {})
-            if connected_s is None and d.get("connected"):
+            if connected_s is None and d.get("switch_connected", d.get("connected")):
                 connected_s = time.perf_counter() - t0  # OVS's reconnect backoff ends here
             if (st.get("idle") and d.get("connected") and d.get("resyncs", 0) >= 1
                     and d.get("desired_flows") == d.get("installed_flows") == self.counter.count()):

@@ -9,7 +9,6 @@ receive loop.
 """
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import ctypes.util
 import gc
@@ -19,7 +18,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable
 
 from os_ken.lib import hub
 
@@ -79,12 +78,13 @@ FLUSH_DEFER_MAX = float(os.environ.get("TENANTFLOW_FLUSH_DEFER", "1.0"))
 # this long (then retried): the takeover's resync goes first (docs/ha.md, "Standby share")
 WARM_LATER, WARM_LATER_MAX = 0.1, 5.0
 BIG_BATCH = 1000  # changes or flow-mods after which the worker hands freed memory back to the OS
-# batches that may compile or read back a whole chassis: cyclic GC paused (cyclic_gc_paused)
+# batches that may compile or read back a whole chassis: cyclic GC paused (CyclicGcPause)
 HEAVY_ITEMS = frozenset({"connected", "reset", "resync", "prewarm"})
 # seconds between writes of the port cache (controller/portcache.py) while ports keep changing
 PORT_CACHE_EVERY = 2.0
 # seconds a chassis compiled from the port cache waits for its switch before that compile is dropped
 PREWARM_MAX = 60.0
+GC_HOLD_MAX = 30.0  # seconds the cyclic GC may stay paused across queued batches (CyclicGcPause)
 STATS_READ_ATTEMPTS = 5  # lock-free stats: reads again if a dict changed size under it
 
 
@@ -99,23 +99,30 @@ def _load_malloc_trim():
 _MALLOC_TRIM = _load_malloc_trim()
 
 
-@contextlib.contextmanager
-def cyclic_gc_paused(pause: bool) -> Iterator[None]:
-    """No cyclic garbage collection while a big batch runs (process-wide, bounded by the batch).
+class CyclicGcPause:
+    """No cyclic garbage collection while big batches run (process-wide, bounded).
 
     Why: a 10,000-port batch allocates millions of objects that stay alive (flows, their encoded
     bodies), and CPython runs a full collection each time the long-lived objects grow by a
     quarter — 8 of them, 1.35 s of a 5.0 s compile in-process, walking every live object while
     holding the GIL. What the batch throws away is freed by reference counting (flows, records
-    and messages hold no cycles); the cycles a batch does make are collected once it is over."""
-    if not pause or not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
+    and messages hold no cycles); the cycles a batch does make are collected once it is over.
+    The pause lasts while more work is queued (at most GC_HOLD_MAX): turned on between two heavy
+    batches — a restart's compile from the port cache, then the switch's connect — the GC walked
+    the first batch's millions of young objects once there and once more after the second."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None  # paused by us since (monotonic)
+
+    def pause(self) -> None:
+        if self.since is None and gc.isenabled():
+            gc.disable()
+            self.since = time.monotonic()
+
+    def resume(self, more_queued: bool) -> None:
+        if self.since is not None and (not more_queued or time.monotonic() - self.since > GC_HOLD_MAX):
+            gc.enable()
+            self.since = None
 
 
 def release_memory() -> None:
@@ -280,6 +287,8 @@ class Core:
         self._carry: tuple[set[int], set[tuple], _ContextWork] | None = None  # (dirty, inputs, ctx work) left over
         self._defer_since: float | None = None
         self._busy = False
+        self._release_due = False  # a big batch's garbage waits for release_memory (see _process)
+        self._gc_pause = CyclicGcPause()
         self._binding = False
         self._rebind_pending = False  # a "rebind" item is scheduled (a binding write failed)
         # HA hooks: a slave datapath is never sent to; becoming master calls request_resync,
@@ -479,11 +488,23 @@ class Core:
         carried = len(self._carry[0]) if self._carry is not None else 0
         heavy = (work + carried >= BIG_BATCH or any(it.kind in HEAVY_ITEMS for it in items)
                  or any((e.needs_full or e.needs_resync) and self.compiles(e.dpid) for e in self.registry.connected()))
-        with cyclic_gc_paused(heavy):
+        if heavy:
+            self._gc_pause.pause()
+        try:
             self._process_items(items)
-        work += sum(e.reconciler.stats.flow_mods for e in self.registry.all()) - mods_before
-        if work >= BIG_BATCH or heavy:  # a restart's compile + resync sends nothing, frees much
-            release_memory()
+        finally:
+            more_queued = not self._q.empty()
+            work += sum(e.reconciler.stats.flow_mods for e in self.registry.all()) - mods_before
+            if work >= BIG_BATCH or heavy:  # a restart's compile + resync sends nothing, frees much
+                self._release_due = True
+            if self._release_due and not more_queued:
+                # not while more work waits (a restart's compile from the port cache, then the
+                # switch's connect), and before the GC is back on: one walk of the batches'
+                # young objects (collect(1) moves them on), not one when the GC resumes (its
+                # first young collection) and a second one here
+                self._release_due = False
+                release_memory()
+            self._gc_pause.resume(more_queued)
 
     def _process_items(self, items: list[_Item]) -> None:
         # dirty: owners the changes name (created, deleted, moved); inputs: what the changes touched
@@ -1109,6 +1130,9 @@ class Core:
         for e in self.registry.all():
             out[dpid_name(e.dpid)] = dict(e.reconciler.stats.as_dict(), chassis=e.chassis,
                                           connected=e.connected, packet_ins=e.packet_ins,
+                                          # the OpenFlow connection is up (receive thread); `connected`:
+                                          # the worker has taken it in (after a compile under way)
+                                          switch_connected=e.reconciler.connected,
                                           packet_in_errors=e.packet_in_errors, packet_outs=e.packet_outs,
                                           desired_flows=e.reconciler.desired_count(),
                                           installed_flows=len(e.reconciler.installed),

@@ -462,7 +462,7 @@ def test_stats_read_again_when_the_worker_resizes_a_dict_mid_read(rig, monkeypat
 
 def test_cyclic_gc_paused_while_a_big_batch_compiles_and_back_on_after(rig, monkeypatch):
     """A connect compiles the whole chassis with the cyclic GC off (controller.core
-    cyclic_gc_paused: full collections walk every live object); a one-port batch keeps it on,
+    CyclicGcPause: full collections walk every live object); a one-port batch keeps it on,
     and it is on again once the worker is idle."""
     seen: list[bool] = []
     real = rig.core.compiler.compile_owner
@@ -483,3 +483,32 @@ def test_cyclic_gc_paused_while_a_big_batch_compiles_and_back_on_after(rig, monk
     rig.settle()
     assert seen and all(seen), "a one-port batch paused the GC"
     assert core_mod.gc.isenabled()
+
+
+def test_gc_pause_holds_across_queued_heavy_batches_and_is_bounded(monkeypatch):
+    """Back-to-back heavy batches (a restart's compile from the port cache, then the switch's
+    connect) keep the cyclic GC paused between them: turned on in between, it walked the first
+    batch's young objects once there and again after the second. Bounded by GC_HOLD_MAX, and a
+    GC someone else turned off is left alone."""
+    gc = core_mod.gc
+    assert gc.isenabled()
+    p = core_mod.CyclicGcPause()
+    try:
+        p.pause()
+        assert not gc.isenabled()
+        p.resume(more_queued=True)
+        assert not gc.isenabled(), "resumed although another batch was queued"
+        p.pause()
+        p.resume(more_queued=False)
+        assert gc.isenabled()
+        monkeypatch.setattr(core_mod, "GC_HOLD_MAX", 0.0)
+        p.pause()
+        time.sleep(0.01)
+        p.resume(more_queued=True)
+        assert gc.isenabled(), "held past GC_HOLD_MAX"
+        gc.disable()
+        p.pause()
+        p.resume(more_queued=False)
+        assert not gc.isenabled(), "turned on a GC it had not paused"
+    finally:
+        gc.enable()
