@@ -184,7 +184,20 @@ class Reconciler:
             # whose read is already on its way and finds its flows by them (see prefetch)
             keep = self.installed_known or self._prefetched is not None or self.keep_encoded
             buf, dirty, want = self._enc_buf, self._dirty, self._want
+            odd, conflicts = self._odd_owner, self._conflicts
             for key, (f, b) in changed.items():
+                cur = want.get(key)
+                if f.cookie == owner and (cur is None or (cur.cookie == owner and not (odd and key in odd))) \
+                        and not (conflicts and key in conflicts):
+                    # uncontested, nobody else's (a full compile: every key): what _claim does then,
+                    # inline — hot, once per flow
+                    want[key] = f
+                    if keep:
+                        dirty[key] = len(buf) << 16 | len(b)
+                        buf += b
+                    else:
+                        dirty[key] = 0
+                    continue
                 self._claim(key, owner, f)
                 if keep and want[key] is f:
                     dirty[key] = len(buf) << 16 | len(b)
