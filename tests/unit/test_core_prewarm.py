@@ -154,3 +154,16 @@ def test_derived_path():
         "/var/lib/tenantflow/tenantflow.db.ports"
     assert portcache.derived_path("etcd://127.0.0.1:2379") is None
     assert portcache.derived_path("memory://") is None
+
+
+def test_ha_does_not_compile_from_the_port_cache(rig, tmp_path):
+    """With several controllers the ownership decides what this one compiles, after it is
+    known: nothing is compiled at start from the cache."""
+    path = str(tmp_path / "tf.db.ports")
+    _first_run(rig, path, rig.ports)
+    rig.core.stop()
+    rig.core = Core(rig.store, rig.service, default_apps(), Settings(), feed_timeout=0.05,
+                    check_with=default_apps, port_cache=path)
+    rig.core.sole_writer = False
+    rig.core.start()
+    assert rig.core.registry.get(DPID_A) is None
