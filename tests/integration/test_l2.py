@@ -50,11 +50,13 @@ def flows_diff(bed: Bed, ch: Chassis) -> dict[str, Any]:
     """Desired vs installed on the switch, as the controller sees it (`tenantflow flows --diff`).
 
     Not in sync while the controller has not seen the chassis yet (404 ChassisNotFound, e.g. just
-    after a restart, when OVS already reports the connection but the registry has no datapath)."""
+    after a restart, when OVS already reports the connection but the registry has no datapath),
+    or knows it but has not taken its connection in yet (409: a restart compiling the chassis
+    from the port cache takes the connect in after that compile)."""
     try:
         return bed.api.get("tenantflow/flows", chassis=ch.name, diff="true")["diff"]
     except NeutronApiError as err:
-        if err.status != 404:
+        if err.status != 404 and not (err.status == 409 and "not connected" in str(err)):
             raise
         return {"in_sync": False, "error": str(err)}
 
