@@ -37,15 +37,29 @@ class Rig:
         self.ports = [self.service.create_port({"network_id": net["id"]}) for _ in range(4)]
         self.core.start()
 
-    def connect(self, dpid: int, ports: list[dict]) -> FakeSwitch:
+    def connect(self, dpid: int, ports: list[dict], taps: list[SwitchPort] | None = None) -> FakeSwitch:
+        """The switch `dpid` (re)connects with a tap per port (ofports 10, 11, …), or with `taps`."""
         sw = self.switches.get(dpid) or FakeSwitch.for_core(self.core, dpid)
         sw.connected = True
         self.switches[dpid] = sw
         self.core.attach_datapath(sw, dpid)
         self.core.registry.get(dpid).reconciler.timeout = 0.3
-        taps = [SwitchPort("tap" + p["id"][:11], i + 10, True) for i, p in enumerate(ports)]
+        if taps is None:
+            taps = [SwitchPort("tap" + p["id"][:11], i + 10, True) for i, p in enumerate(ports)]
         self.core.datapath_connected(sw, dpid, taps)
         return sw
+
+    def restart_core(self, sole_writer: bool = True, **core_kw) -> None:
+        """A new controller process: a new Core on the same store, the switches (which kept
+        their flows: fail-mode secure) answering it."""
+        self.core.stop()
+        self.core = Core(self.store, self.service, default_apps(), Settings(), feed_timeout=0.05, **core_kw)
+        self.core.sole_writer = sole_writer
+        self.core.start()
+        for dpid, sw in self.switches.items():
+            sw.on_error = lambda err, d=dpid: self.core.on_error(d, err)
+            sw.on_barrier = lambda xid, d=dpid: self.core.on_barrier(d, xid)
+            sw.on_flow_stats = lambda xid, body, more, d=dpid: self.core.on_flow_stats(d, xid, body, more)
 
     def settle(self, timeout: float = 10.0) -> None:
         """Until the core has applied every store change and its queue is empty."""

@@ -12,9 +12,7 @@ import pytest
 from apps.registry import default_apps
 from controller import core as core_mod
 from controller import portcache
-from controller.core import Core
 from controller.registry import SwitchPort
-from topology.model.settings import Settings
 from tests.unit.test_core_faults import DPID_A, Rig
 from tests.unit.test_reconcile_prefetch import flow_stats_requests
 
@@ -32,16 +30,8 @@ def _taps(ports: list[dict], first_ofport: int = 10) -> list[SwitchPort]:
     return [SwitchPort("tap" + p["id"][:11], first_ofport + i, True) for i, p in enumerate(ports)]
 
 
-def _restart(rig: Rig, path: str) -> None:
-    """A new Core on the same store and switch (it kept its flows: fail-mode secure)."""
-    rig.core.stop()
-    rig.core = Core(rig.store, rig.service, default_apps(), Settings(), feed_timeout=0.05,
-                    check_with=default_apps, port_cache=path)
-    rig.core.start()
-    for dpid, sw in rig.switches.items():
-        sw.on_error = lambda err, d=dpid: rig.core.on_error(d, err)
-        sw.on_barrier = lambda xid, d=dpid: rig.core.on_barrier(d, xid)
-        sw.on_flow_stats = lambda xid, body, more, d=dpid: rig.core.on_flow_stats(d, xid, body, more)
+def _restart(rig: Rig, path: str, sole_writer: bool = True) -> None:
+    rig.restart_core(sole_writer=sole_writer, check_with=default_apps, port_cache=path)
 
 
 def _first_run(rig: Rig, path: str, ports: list[dict]):
@@ -51,13 +41,6 @@ def _first_run(rig: Rig, path: str, ports: list[dict]):
     rig.settle()
     _wait(lambda: DPID_A in portcache.load(path), what="the port cache")
     return sw
-
-
-def _connect(rig: Rig, sw, taps: list[SwitchPort]) -> None:
-    sw.connected = True
-    rig.core.attach_datapath(sw, DPID_A)
-    rig.core.registry.get(DPID_A).reconciler.timeout = 0.3
-    rig.core.datapath_connected(sw, DPID_A, taps)
 
 
 @pytest.fixture
@@ -82,7 +65,7 @@ def test_a_restart_compiles_before_the_switch_connects_and_sends_nothing(rig, tm
     assert not e.connected and rec.desired_count() == len(table)
     compiled_before = e.engine.compiles
     since = len(sw.sent)
-    _connect(rig, sw, _taps(rig.ports))
+    rig.connect(DPID_A, [], _taps(rig.ports))
     rig.settle()
     assert sw.table == table
     assert rec.stats.flow_mods == 0 and rec.stats.resyncs == 1
@@ -103,7 +86,7 @@ def test_ports_that_changed_while_it_was_down_are_diffed_on_connect(rig, tmp_pat
     compiled_before = e.engine.compiles
     taps = _taps(rig.ports[:3])
     taps[1] = SwitchPort(taps[1].name, 77, True)
-    _connect(rig, sw, taps)
+    rig.connect(DPID_A, [], taps)
     rig.settle()
     _wait(lambda: rig.health(DPID_A)["healthy"] and sw.table == rig.expected(DPID_A), what="convergence")
     assert e.ctx.local_ports[rig.ports[1]["id"]] == 77
@@ -133,7 +116,7 @@ def test_an_unusable_port_cache_only_costs_the_head_start(rig, tmp_path, content
     path.write_bytes(content)
     _restart(rig, str(path))
     assert rig.core.registry.get(DPID_A) is None  # nothing prewarmed
-    _connect(rig, sw, _taps(rig.ports))
+    rig.connect(DPID_A, [], _taps(rig.ports))
     rig.settle()
     rec = rig.core.registry.get(DPID_A).reconciler
     assert sw.table == table and rec.stats.flow_mods == 0
@@ -161,9 +144,5 @@ def test_ha_does_not_compile_from_the_port_cache(rig, tmp_path):
     known: nothing is compiled at start from the cache."""
     path = str(tmp_path / "tf.db.ports")
     _first_run(rig, path, rig.ports)
-    rig.core.stop()
-    rig.core = Core(rig.store, rig.service, default_apps(), Settings(), feed_timeout=0.05,
-                    check_with=default_apps, port_cache=path)
-    rig.core.sole_writer = False
-    rig.core.start()
+    _restart(rig, path, sole_writer=False)
     assert rig.core.registry.get(DPID_A) is None

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from apps.registry import default_apps
 from controller import core as core_mod
-from controller.core import Core
-from topology.model.settings import Settings
 from tests.unit.test_core_faults import DPID_A, Rig
 from tests.unit.test_reconcile_prefetch import flow_stats_requests
 
@@ -22,14 +19,7 @@ def test_a_restart_reads_the_switch_once_and_sends_nothing(monkeypatch, sole_wri
         rig.settle()
         table = dict(sw.table)
         assert table == rig.expected(DPID_A)
-        rig.core.stop()
-        # the new process: same store, same switch (it kept its flows: fail-mode secure)
-        rig.core = Core(rig.store, rig.service, default_apps(), Settings(), feed_timeout=0.05)
-        rig.core.sole_writer = sole_writer
-        rig.core.start()
-        sw.on_error = lambda err: rig.core.on_error(DPID_A, err)
-        sw.on_barrier = lambda xid: rig.core.on_barrier(DPID_A, xid)
-        sw.on_flow_stats = lambda xid, body, more: rig.core.on_flow_stats(DPID_A, xid, body, more)
+        rig.restart_core(sole_writer=sole_writer)  # same store, same switch
         since = len(sw.sent)
         rig.connect(DPID_A, rig.ports)
         rig.settle()
