@@ -263,10 +263,11 @@ class Registry:
         return self._entries.get(dpid)
 
     def by_chassis(self, name: str) -> DatapathEntry | None:
-        for e in self._entries.values():
-            if e.chassis == name:
-                return e
-        return None
+        """The entry of chassis `name`, the connected one first: after a restart a port-cache entry
+        of the chassis' old datapath id can linger uncompiled until it expires (controller/core.py
+        PREWARM_MAX) while the switch is back under a new id."""
+        found = [e for e in self._entries.values() if e.chassis == name]
+        return max(found, key=lambda e: (e.connected, e.compiled), default=None)
 
     def all(self) -> list[DatapathEntry]:
         return list(self._entries.values())
