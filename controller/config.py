@@ -33,6 +33,10 @@ CLI_OPTS = [
     cfg.BoolOpt("check-compile", default=False,
                 help="check mode: after every batch, compile everything afresh with new app instances "
                      "and log (and count in stats) any difference from the incremental result; slow"),
+    cfg.StrOpt("port-cache", default=None,
+               help="file keeping each chassis' switch ports across restarts, so a restart compiles "
+                    "before the switches reconnect (controller/portcache.py); default: beside an "
+                    "SQLite store's database, none for other stores; '' turns it off"),
 ]
 
 OPTS = [
@@ -47,10 +51,6 @@ OPTS = [
     cfg.ListOpt("network-vlan-ranges", default=["physnet1:100:199"],
                 help="Neutron syntax: PHYSNET[:VLAN_MIN:VLAN_MAX], comma separated"),
     cfg.ListOpt("flat-networks", default=["physnet1"], help="physnets usable by flat networks"),
-    cfg.StrOpt("port-cache", default=None,
-               help="file keeping each chassis' switch ports across restarts, so a restart compiles "
-                    "before the switches reconnect (controller/portcache.py); default: beside an "
-                    "SQLite store's database, none for other stores; '' turns it off"),
     cfg.StrOpt("policy-file", default=None,
                help="policy.yaml overriding Neutron's default API policy rules (oslo.policy; see docs/api.md)"),
 ]

@@ -146,3 +146,11 @@ def test_ha_does_not_compile_from_the_port_cache(rig, tmp_path):
     _first_run(rig, path, rig.ports)
     _restart(rig, path, sole_writer=False)
     assert rig.core.registry.get(DPID_A) is None
+
+
+def test_port_cache_on_the_command_line(tmp_path):
+    from controller import config
+    db = f"sqlite:///{tmp_path}/tf.db"
+    assert config.load(["--store", db]).port_cache == f"{tmp_path}/tf.db.ports"
+    assert config.load(["--store", db, "--port-cache", str(tmp_path / "p")]).port_cache == str(tmp_path / "p")
+    assert config.load(["--store", db, "--port-cache", ""]).port_cache is None
