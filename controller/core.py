@@ -9,9 +9,6 @@ receive loop.
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import gc
 import logging
 import os
 import random
@@ -23,7 +20,7 @@ from typing import Any, Callable, Iterable
 from os_ken.lib import hub
 
 from apps.base import ChassisContext
-from controller import metrics, portcache, wire
+from controller import heap, metrics, portcache, wire
 from controller.reconciler import FlowEncodeError, Reconciler, ReconcileError, XidSource
 from controller.gateway import GatewayConfig, Liveness, binding_updates
 from flows import gateway as gateway_selection
@@ -84,56 +81,7 @@ HEAVY_ITEMS = frozenset({"connected", "reset", "resync", "prewarm"})
 PORT_CACHE_EVERY = 2.0
 # seconds a chassis compiled from the port cache waits for its switch before that compile is dropped
 PREWARM_MAX = 60.0
-GC_HOLD_MAX = 30.0  # seconds the cyclic GC may stay paused across queued batches (CyclicGcPause)
 STATS_READ_ATTEMPTS = 5  # lock-free stats: reads again if a dict changed size under it
-
-
-def _load_malloc_trim():
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return libc.malloc_trim
-    except (OSError, AttributeError):  # not glibc: nothing to trim
-        return None
-
-
-_MALLOC_TRIM = _load_malloc_trim()
-
-
-class CyclicGcPause:
-    """No cyclic garbage collection while big batches run (process-wide, bounded).
-
-    Why: a 10,000-port batch allocates millions of objects that stay alive (flows, their encoded
-    bodies), and CPython runs a full collection each time the long-lived objects grow by a
-    quarter — 8 of them, 1.35 s of a 5.0 s compile in-process, walking every live object while
-    holding the GIL. What the batch throws away is freed by reference counting (flows, records
-    and messages hold no cycles); the cycles a batch does make are collected once it is over.
-    The pause lasts while more work is queued (at most GC_HOLD_MAX): turned on between two heavy
-    batches — a restart's compile from the port cache, then the switch's connect — the GC walked
-    the first batch's millions of young objects once there and once more after the second."""
-
-    def __init__(self) -> None:
-        self.since: float | None = None  # paused by us since (monotonic)
-
-    def pause(self) -> None:
-        if self.since is None and gc.isenabled():
-            gc.disable()
-            self.since = time.monotonic()
-
-    def resume(self, more_queued: bool) -> None:
-        if self.since is not None and (not more_queued or time.monotonic() - self.since > GC_HOLD_MAX):
-            gc.enable()
-            self.since = None
-
-
-def release_memory() -> None:
-    """After a big burst (1,000 ports' JSON, records, compiles) most of the peak is garbage that
-    glibc keeps in its per-thread arenas; give free pages back, so the resident size reflects the
-    state we keep rather than the largest burst so far. Only the young generations are collected:
-    the burst's garbage is freed by reference counting, and a full collection walks every live
-    object (≈ 0.3 s per million at 10,000 ports, holding the GIL on the path to the switch)."""
-    gc.collect(1)
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
 
 
 def echo_patience(datapath, horizon: float) -> Callable[[bool], None] | None:
@@ -255,10 +203,12 @@ def _configure(apps: list, settings) -> None:
 class Core:
     def __init__(self, store, service, apps: list, settings, *, feed_timeout: float = 1.0,
                  check_with: Callable[[], list] | None = None, is_master: Callable[[int], bool] | None = None,
-                 gateway: GatewayConfig | None = None, port_cache: str | None = None) -> None:
+                 gateway: GatewayConfig | None = None, port_cache: str | None = None,
+                 freeze_gc: bool = False) -> None:
         """`check_with`: a factory of fresh app instances turns on check mode (see check_compile).
         `is_master(dpid)` (HA, controller/ownership.py): False = this controller is slave there.
-        `port_cache`: file of the switches' ports across restarts (controller/portcache.py)."""
+        `port_cache`: file of the switches' ports across restarts (controller/portcache.py).
+        `freeze_gc`: freeze what big batches built out of the cyclic GC's walks (controller/heap.py)."""
         self.store = store
         self.service = service
         self.settings = settings
@@ -288,7 +238,8 @@ class Core:
         self._defer_since: float | None = None
         self._busy = False
         self._release_due = False  # a big batch's garbage waits for release_memory (see _process)
-        self._gc_pause = CyclicGcPause()
+        self._gc_pause = heap.CyclicGcPause()
+        self._gc_freeze = heap.LongLivedFreeze(freeze_gc)
         self._binding = False
         self._rebind_pending = False  # a "rebind" item is scheduled (a binding write failed)
         # HA hooks: a slave datapath is never sent to; becoming master calls request_resync,
@@ -503,7 +454,7 @@ class Core:
                 # young objects (collect(1) moves them on), not one when the GC resumes (its
                 # first young collection) and a second one here
                 self._release_due = False
-                release_memory()
+                heap.release_memory(self._gc_freeze)
             self._gc_pause.resume(more_queued)
 
     def _process_items(self, items: list[_Item]) -> None:
@@ -922,7 +873,7 @@ class Core:
                     todo = [(pid, h, s) for pid, (h, s) in latest.items() if self._binding_differs(pid, h, s)]
                 self._write_bindings(todo)
                 if len(todo) >= BIG_BATCH:
-                    release_memory()
+                    heap.release_memory(self._gc_freeze)
             finally:
                 self._binding = False
 
@@ -1145,5 +1096,5 @@ class Core:
                                           compiled_before_connect=e.compiled_early)
         return {"datapaths": out, "revision": getattr(self, "_rev", 0), "batches": self.batches,
                 "deferred_flushes": self.deferred_flushes, "check_failures": self.check_failures, "ha": self.ha_stats(),
-                "gateway": self._gateway_report(),
+                "gateway": self._gateway_report(), "gc": self._gc_freeze.stats(),
                 "idle": self._q.empty() and not self._busy and self._bind_q.empty() and not self._binding}

@@ -109,7 +109,7 @@ def build(cfg):
     service = Service(store, cfg.settings)
     check_with = (lambda: _load_apps(cfg.apps, announce=False)) if getattr(cfg, "check_compile", False) else None
     core = Core(store, service, apps, cfg.settings, check_with=check_with, gateway=getattr(cfg, "gateway", None),
-                port_cache=getattr(cfg, "port_cache", None))
+                port_cache=getattr(cfg, "port_cache", None), freeze_gc=True)
     dispatcher = Dispatcher(core)
     try:
         from topology.api.app import create_app, serve_in_thread
@@ -200,6 +200,8 @@ def start_openflow(core, dispatcher, ownership=None):
 
 
 def main(argv: list[str] | None = None) -> int:
+    from controller import heap
+    heap.limit_arenas()  # before any thread allocates (controller/heap.py)
     _patch_hub()
     from controller import config
 

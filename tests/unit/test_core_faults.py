@@ -6,6 +6,7 @@ the fault clears, the switch's table must equal it exactly, and every datapath m
 """
 from __future__ import annotations
 
+import gc
 import threading
 import time
 
@@ -13,6 +14,7 @@ import pytest
 
 from apps.registry import default_apps
 from controller import core as core_mod
+from controller import heap
 from controller.core import Core, controller_view
 from controller.registry import SwitchPort
 from flows import compiler
@@ -482,21 +484,21 @@ def test_cyclic_gc_paused_while_a_big_batch_compiles_and_back_on_after(rig, monk
     real = rig.core.compiler.compile_owner
 
     def spy(view, ctx, owner):  # the core's own compiles (check mode's fresh ones are not spied)
-        seen.append(core_mod.gc.isenabled())
+        seen.append(gc.isenabled())
         return real(view, ctx, owner)
 
     monkeypatch.setattr(rig.core.compiler, "compile_owner", spy)
-    assert core_mod.gc.isenabled()
+    assert gc.isenabled()
     rig.connect(DPID_A, rig.ports)
     rig.settle()
     owners = len(rig.core.registry.get(DPID_A).reconciler.owners())
     assert owners and seen.count(False) >= owners, "the connect's full compile ran with the GC on"
-    assert core_mod.gc.isenabled()
+    assert gc.isenabled()
     seen.clear()
     rig.service.update("port", rig.ports[0]["id"], {"name": "renamed"})
     rig.settle()
     assert seen and all(seen), "a one-port batch paused the GC"
-    assert core_mod.gc.isenabled()
+    assert gc.isenabled()
 
 
 def test_gc_pause_holds_across_queued_heavy_batches_and_is_bounded(monkeypatch):
@@ -504,9 +506,8 @@ def test_gc_pause_holds_across_queued_heavy_batches_and_is_bounded(monkeypatch):
     connect) keep the cyclic GC paused between them: turned on in between, it walked the first
     batch's young objects once there and again after the second. Bounded by GC_HOLD_MAX, and a
     GC someone else turned off is left alone."""
-    gc = core_mod.gc
     assert gc.isenabled()
-    p = core_mod.CyclicGcPause()
+    p = heap.CyclicGcPause()
     try:
         p.pause()
         assert not gc.isenabled()
@@ -515,7 +516,7 @@ def test_gc_pause_holds_across_queued_heavy_batches_and_is_bounded(monkeypatch):
         p.pause()
         p.resume(more_queued=False)
         assert gc.isenabled()
-        monkeypatch.setattr(core_mod, "GC_HOLD_MAX", 0.0)
+        monkeypatch.setattr(heap, "GC_HOLD_MAX", 0.0)
         p.pause()
         time.sleep(0.01)
         p.resume(more_queued=True)
@@ -526,3 +527,18 @@ def test_gc_pause_holds_across_queued_heavy_batches_and_is_bounded(monkeypatch):
         assert not gc.isenabled(), "turned on a GC it had not paused"
     finally:
         gc.enable()
+
+
+def test_serve_core_freezes_what_a_big_batch_built(rig):
+    """With freeze_gc (tenantflow serve), a connect's full compile ends with its flows frozen out
+    of the cyclic GC's walks (controller/heap.py LongLivedFreeze); stats say so."""
+    try:
+        rig.restart_core(freeze_gc=True)
+        rig.connect(DPID_A, rig.ports)
+        rig.settle()
+        st = rig.core.stats()["gc"]
+        assert st["freezes"] >= 1 and st["frozen_objects"] > 0, st
+        flow = next(iter(rig.core.registry.get(DPID_A).reconciler._want.values()))
+        assert gc.is_tracked(flow) and not any(o is flow for o in gc.get_objects())
+    finally:
+        gc.unfreeze()
