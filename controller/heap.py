@@ -95,8 +95,9 @@ class LongLivedFreeze:
     machine, at moments set by allocation counts: a port created then waited for it (one more
     port's flows: 25–40 ms, and 0.5–0.7 s when a collection fell in; the bulk's API writes paid
     36 of them, 4.2 s). The frozen objects are still freed by reference counting, as nearly all
-    of ours are; only a reference cycle among objects alive at a freeze waits, for the full walk
-    a big batch does at most every FULL_WALK_EVERY seconds (unfreeze, collect, freeze again).
+    of ours are; only a reference cycle among objects alive at a freeze (young garbage included:
+    release_memory does not walk them first) waits, for the full walk a big batch does at most
+    every FULL_WALK_EVERY seconds (unfreeze, collect, freeze again).
     Off by default (a process that embeds the Core, the unit tests, keeps its GC as it is);
     `tenantflow serve` turns it on."""
 
@@ -130,11 +131,16 @@ class LongLivedFreeze:
 def release_memory(freeze: LongLivedFreeze | None = None) -> None:
     """After a big burst (1,000 ports' JSON, records, compiles) most of the peak is garbage that
     glibc keeps in its arenas; give free pages back, so the resident size reflects the state we
-    keep rather than the largest burst so far. Only the young generations are collected: the
-    burst's garbage is freed by reference counting, and a full collection walks every live
-    object (≈ 0.3 s per million at 10,000 ports, holding the GIL on the path to the switch);
-    then what is left is frozen (LongLivedFreeze), so that no later collection walks it either."""
-    gc.collect(1)
-    if freeze is not None:
+    keep rather than the largest burst so far.
+
+    With a LongLivedFreeze on (serve), what is alive is frozen without a walk: the young
+    generations' walk found no cyclic garbage after any big batch of the 10,000-port bench and
+    cost 0.3-0.5 s of each (a restart's included); a cycle there waits for the hourly full walk.
+    Otherwise only the young generations are collected: the burst's garbage is freed by
+    reference counting, and a full collection walks every live object (≈ 0.3 s per million at
+    10,000 ports, holding the GIL on the path to the switch)."""
+    if freeze is not None and freeze.enabled:
         freeze.after_big_batch()
+    else:
+        gc.collect(1)
     trim()

@@ -99,3 +99,22 @@ def test_off_by_default(unfrozen) -> None:
     heap.release_memory(heap.LongLivedFreeze())
     heap.release_memory(None)
     assert gc.get_freeze_count() == before and not frozen(state)
+
+
+def test_young_garbage_cycles_are_frozen_without_a_walk_and_freed_by_the_due_one(unfrozen) -> None:
+    now = [0.0]
+    keep = heap.LongLivedFreeze(enabled=True, clock=lambda: now[0])
+    ring = Cycle()
+    ring_ref = weakref.ref(ring)
+    del ring                                   # garbage already, in the young generation
+    gc.disable()                               # no automatic collection in between
+    try:
+        walks = gc.get_stats()[1]["collections"]
+        heap.release_memory(keep)
+        assert gc.get_stats()[1]["collections"] == walks, "the young generations were walked"
+    finally:
+        gc.enable()
+    assert ring_ref() is not None
+    now[0] = heap.FULL_WALK_EVERY
+    heap.release_memory(keep)
+    assert ring_ref() is None
