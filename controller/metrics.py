@@ -16,13 +16,18 @@ import re
 import time
 from typing import Any, Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, make_wsgi_app
+from prometheus_client import (CollectorRegistry, Counter, GCCollector, Histogram, ProcessCollector,
+                               make_wsgi_app)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 LOG = logging.getLogger(__name__)
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+# the process's own (issue 14's RSS target is watched as process_resident_memory_bytes) and the
+# cyclic GC's collections per generation (python_gc_*; frozen state: tenantflow_gc_frozen_objects)
+ProcessCollector(registry=REGISTRY)
+GCCollector(registry=REGISTRY)
 PATH = "/metrics"
 
 BUNDLE_SECONDS = Histogram("tenantflow_bundle_commit_seconds",
@@ -104,6 +109,10 @@ class CoreCollector(Collector):
         out.append(CounterMetricFamily("tenantflow_check_failures",
                                        "Check-mode differences between incremental and fresh compiles",
                                        value=stats.get("check_failures", 0)))
+        if "gc" in stats:
+            out.append(GaugeMetricFamily("tenantflow_gc_frozen_objects",
+                                         "Objects frozen out of the cyclic GC's walks after big batches",
+                                         value=stats["gc"].get("frozen_objects", 0)))
         out.extend(self._feed(stats))
         out.extend(self._packet_ins())
         return out

@@ -50,6 +50,10 @@ def test_metrics_move_with_changes_and_traffic(bed):
     assert total(before, "tenantflow_compile_seconds_count", datapath=next(
         dict(lv)["datapath"] for (n, lv) in before if n == "tenantflow_desired_flows")) >= 1
     assert total(before, "tenantflow_feed_lag_revisions") >= 0
+    # the process's own: its RSS, the cyclic GC, and what serve froze out of it after the connect
+    assert total(before, "process_resident_memory_bytes") > 10e6
+    assert ("python_gc_collections_total", (("generation", "2"),)) in before
+    assert total(before, "tenantflow_gc_frozen_objects") > 0
 
     # a change: one more port with a VM → flow-mods and bundles go up, desired flows too
     p3 = bed.api.port(net)
