@@ -450,9 +450,9 @@ class Core:
                 self._release_due = True
             if self._release_due and not more_queued:
                 # not while more work waits (a restart's compile from the port cache, then the
-                # switch's connect), and before the GC is back on: one walk of the batches'
-                # young objects (collect(1) moves them on), not one when the GC resumes (its
-                # first young collection) and a second one here
+                # switch's connect), and before the GC is back on: the batches' young objects
+                # are frozen (serve) or walked once by collect(1), not walked when the GC
+                # resumes (its first young collection) and again here
                 self._release_due = False
                 heap.release_memory(self._gc_freeze)
             self._gc_pause.resume(more_queued)
