@@ -46,10 +46,13 @@ class Rig:
         self.switches[dpid] = sw
         self.core.attach_datapath(sw, dpid)
         self.core.registry.get(dpid).reconciler.timeout = 0.3
-        if taps is None:
-            taps = [SwitchPort("tap" + p["id"][:11], i + 10, True) for i, p in enumerate(ports)]
-        self.core.datapath_connected(sw, dpid, taps)
+        self.core.datapath_connected(sw, dpid, self.taps(ports) if taps is None else taps)
         return sw
+
+    @staticmethod
+    def taps(ports: list[dict]) -> list[SwitchPort]:
+        """A tap per port, named as Nova names them, on ofports 10, 11, …"""
+        return [SwitchPort("tap" + p["id"][:11], i + 10, True) for i, p in enumerate(ports)]
 
     def restart_core(self, sole_writer: bool = True, **core_kw) -> None:
         """A new controller process: a new Core on the same store, the switches (which kept

@@ -26,10 +26,6 @@ def _wait(cond, timeout: float = 10.0, what: str = "condition") -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def _taps(ports: list[dict], first_ofport: int = 10) -> list[SwitchPort]:
-    return [SwitchPort("tap" + p["id"][:11], first_ofport + i, True) for i, p in enumerate(ports)]
-
-
 def _restart(rig: Rig, path: str, sole_writer: bool = True) -> None:
     rig.restart_core(sole_writer=sole_writer, check_with=default_apps, port_cache=path)
 
@@ -65,7 +61,7 @@ def test_a_restart_compiles_before_the_switch_connects_and_sends_nothing(rig, tm
     assert not e.connected and rec.desired_count() == len(table)
     compiled_before = e.engine.compiles
     since = len(sw.sent)
-    rig.connect(DPID_A, [], _taps(rig.ports))
+    rig.connect(DPID_A, rig.ports)
     rig.settle()
     assert sw.table == table
     assert rec.stats.flow_mods == 0 and rec.stats.resyncs == 1
@@ -84,7 +80,7 @@ def test_ports_that_changed_while_it_was_down_are_diffed_on_connect(rig, tmp_pat
     e = rig.core.registry.get(DPID_A)
     _wait(lambda: e.compiled, what="the compile from the port cache")
     compiled_before = e.engine.compiles
-    taps = _taps(rig.ports[:3])
+    taps = Rig.taps(rig.ports[:3])
     taps[1] = SwitchPort(taps[1].name, 77, True)
     rig.connect(DPID_A, [], taps)
     rig.settle()
@@ -116,7 +112,7 @@ def test_an_unusable_port_cache_only_costs_the_head_start(rig, tmp_path, content
     path.write_bytes(content)
     _restart(rig, str(path))
     assert rig.core.registry.get(DPID_A) is None  # nothing prewarmed
-    rig.connect(DPID_A, [], _taps(rig.ports))
+    rig.connect(DPID_A, rig.ports)
     rig.settle()
     rec = rig.core.registry.get(DPID_A).reconciler
     assert sw.table == table and rec.stats.flow_mods == 0
