@@ -37,6 +37,10 @@ CLI_OPTS = [
                help="file keeping each chassis' switch ports across restarts, so a restart compiles "
                     "before the switches reconnect (controller/portcache.py); default: beside an "
                     "SQLite store's database, none for other stores; '' turns it off"),
+    cfg.StrOpt("compile-checkpoint", default=None,
+               help="file keeping each chassis' compiled flows across a clean stop, so a restart onto an "
+                    "unchanged topology does not compile again (controller/checkpoint.py; needs the port "
+                    "cache); default: beside an SQLite store's database, none for other stores; '' turns it off"),
 ]
 
 OPTS = [
@@ -281,6 +285,7 @@ class ServeConfig:
     ha: HaConfig = field(default_factory=HaConfig)
     gateway: object = None  # controller.gateway.GatewayConfig
     port_cache: str | None = None  # controller/portcache.py file (None: none)
+    compile_checkpoint: str | None = None  # controller/checkpoint.py file (None: none)
 
 
 def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
@@ -325,7 +330,8 @@ def load(argv: list[str], conf: cfg.ConfigOpts | None = None) -> ServeConfig:
                        admin_password=os.environ.get(ADMIN_PASSWORD_ENV) or conf.identity.admin_password,
                        token_expiration=conf.identity.token_expiration,
                        public_endpoint=conf.identity.public_endpoint, conf=conf, ha=ha,
-                       gateway=gateway_config(conf), port_cache=port_cache_path(conf))
+                       gateway=gateway_config(conf), port_cache=port_cache_path(conf),
+                       compile_checkpoint=compile_checkpoint_path(conf))
 
 
 def port_cache_path(conf: cfg.ConfigOpts) -> str | None:
@@ -333,6 +339,14 @@ def port_cache_path(conf: cfg.ConfigOpts) -> str | None:
     from controller.portcache import derived_path
     if conf.port_cache is not None:
         return conf.port_cache or None
+    return derived_path(conf.store)
+
+
+def compile_checkpoint_path(conf: cfg.ConfigOpts) -> str | None:
+    """--compile-checkpoint as given ('' = off), else beside an SQLite store's database."""
+    from controller.checkpoint import derived_path
+    if conf.compile_checkpoint is not None:
+        return conf.compile_checkpoint or None
     return derived_path(conf.store)
 
 

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable
 from os_ken.lib import hub
 
 from apps.base import ChassisContext
-from controller import heap, metrics, portcache, wire
+from controller import checkpoint, heap, metrics, portcache, wire
 from controller.reconciler import FlowEncodeError, Reconciler, ReconcileError, XidSource
 from controller.gateway import GatewayConfig, Liveness, binding_updates
 from flows import gateway as gateway_selection
@@ -81,6 +81,8 @@ HEAVY_ITEMS = frozenset({"connected", "reset", "resync", "prewarm"})
 PORT_CACHE_EVERY = 2.0
 # seconds a chassis compiled from the port cache waits for its switch before that compile is dropped
 PREWARM_MAX = 60.0
+# seconds `stop` waits for the worker to write the compile checkpoint (≈ 2 s at 10,000 ports)
+CHECKPOINT_STOP_WAIT = 30.0
 STATS_READ_ATTEMPTS = 5  # lock-free stats: reads again if a dict changed size under it
 
 
@@ -204,10 +206,12 @@ class Core:
     def __init__(self, store, service, apps: list, settings, *, feed_timeout: float = 1.0,
                  check_with: Callable[[], list] | None = None, is_master: Callable[[int], bool] | None = None,
                  gateway: GatewayConfig | None = None, port_cache: str | None = None,
-                 freeze_gc: bool = False) -> None:
+                 checkpoint_file: str | None = None, freeze_gc: bool = False) -> None:
         """`check_with`: a factory of fresh app instances turns on check mode (see check_compile).
         `is_master(dpid)` (HA, controller/ownership.py): False = this controller is slave there.
         `port_cache`: file of the switches' ports across restarts (controller/portcache.py).
+        `checkpoint_file`: each chassis' compiled state across a clean restart (controller/checkpoint.py;
+        used with the port cache only).
         `freeze_gc`: freeze what big batches built out of the cyclic GC's walks (controller/heap.py)."""
         self.store = store
         self.service = service
@@ -270,6 +274,13 @@ class Core:
         self._ports_changed = False      # a switch's ports changed since the port cache was written
         self._ports_saved_at = 0.0
         self._port_cache_wake = False    # a "portcache" item is scheduled
+        self.checkpoint_file = checkpoint_file
+        self._checkpoint_fp = checkpoint.fingerprint(settings, apps, self.gateway) if checkpoint_file else ""
+        self._checkpointed: dict[int, dict] = {}  # dpid → its saved compile, until the prewarm uses it
+        self._checkpoint_rev = -1                 # the revision that saved compile is of
+        self.checkpoint_stats: dict[str, Any] = {"file": checkpoint_file, "loaded": None, "restored": 0,
+                                                 "saved": None}
+        self._worker_done = threading.Event()
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -303,7 +314,78 @@ class Core:
             hub.spawn_after(PREWARM_MAX, self._q.put, _Item("prewarm-expire", dpid))
         if n:
             LOG.info("port cache %s: compiling %d chassis before their switches connect", self.port_cache, n)
+            self._load_checkpoint()
             self._q.put(_Item("prewarm"))
+
+    def _load_checkpoint(self) -> None:
+        """The previous process's compile of the prewarmed chassis, if it is of this very
+        topology revision and code (controller/checkpoint.py); _converge uses it instead of a compile."""
+        path = self.checkpoint_file
+        if not path:
+            return
+        t0 = time.monotonic()
+        cp, why = checkpoint.load(path, self._checkpoint_fp)
+        if cp is not None and cp.revision != self._rev:
+            why = f"written at revision {cp.revision}, the store is at {self._rev}"
+            cp = None
+        if cp is not None:
+            self._checkpointed = {dpid: st for dpid, st in cp.datapaths.items()
+                                  if (e := self.registry.get(dpid)) is not None and e.prewarm
+                                  and st.get("chassis") == e.chassis}
+            self._checkpoint_rev = cp.revision
+            why = f"{len(self._checkpointed)} chassis"
+        self.checkpoint_stats["loaded"] = why
+        LOG.info("compile checkpoint %s: %s (%.3fs)", path, why, time.monotonic() - t0)
+
+    def _restore_checkpoint(self, e: DatapathEntry) -> bool:
+        """Take the saved compile of `e` instead of compiling it: only if nothing changed since it
+        was saved (the view at its revision, the context equal, no state held here yet)."""
+        saved = self._checkpointed.pop(e.dpid, None)
+        if saved is None:
+            return False
+        name = e.ctx.name if e.ctx is not None else dpid_name(e.dpid)
+        if self.view.revision != self._checkpoint_rev or saved["ctx"] != e.ctx \
+                or e.reconciler.owners() or e.engine.owners() or e.failed_owners:
+            LOG.info("chassis %s: its compile checkpoint no longer fits (revision %d vs %d, context %s); compiling",
+                     name, self.view.revision, self._checkpoint_rev,
+                     "equal" if saved["ctx"] == e.ctx else "differs")
+            return False
+        try:
+            e.engine.restore_state(saved["engine"])
+            e.reconciler.restore_desired(saved["reconciler"])
+        except Exception:  # noqa: BLE001 — a checkpoint that does not fit this code: compile instead
+            LOG.exception("chassis %s: restoring its compile checkpoint failed; compiling", name)
+            e.engine.clear()
+            for owner in e.reconciler.owners():
+                e.reconciler.set_owner(owner, ())
+            return False
+        self.checkpoint_stats["restored"] += 1
+        LOG.info("chassis %s: %d owners, %d flows taken from the compile checkpoint", name,
+                 len(e.reconciler.owners()), e.reconciler.desired_count())
+        return True
+
+    def _write_checkpoint(self) -> None:
+        """At a clean stop (worker thread, nothing compiling): every chassis whose compile is
+        complete and matches the view, with its context, engine state and desired flows."""
+        path = self.checkpoint_file
+        if not path or not self.sole_writer or self._carry is not None:
+            return
+        t0 = time.monotonic()
+        datapaths = {}
+        for e in self.registry.all():
+            if e.compiled and not e.needs_full and e.ctx is not None and not e.failed_owners \
+                    and e.listing_failed is None and e.chassis and self.compiles(e.dpid):
+                datapaths[e.dpid] = {"chassis": e.chassis, "ctx": e.ctx, "engine": e.engine.export_state(),
+                                     "reconciler": e.reconciler.export_desired()}
+        if not datapaths:
+            return
+        if self._ports_changed and self.port_cache:  # the context the next start rebuilds from it
+            self._ports_saved_at = 0.0
+            self._save_port_cache()
+        if checkpoint.save(path, self._checkpoint_fp, self.view.revision, datapaths):
+            self.checkpoint_stats["saved"] = len(datapaths)
+            LOG.info("compile checkpoint %s: %d chassis at revision %d written in %.3fs", path, len(datapaths),
+                     self.view.revision, time.monotonic() - t0)
 
     def _save_port_cache(self) -> None:
         """Write the switches' ports (worker thread), at most every PORT_CACHE_EVERY seconds:
@@ -332,6 +414,9 @@ class Core:
         self._bind_q.put(None)
         for e in self.registry.all():
             e.reconciler.detach()
+        if self.checkpoint_file and self._threads:  # the worker writes it as it stops: wait for that
+            if not self._worker_done.wait(CHECKPOINT_STOP_WAIT):
+                LOG.warning("worker did not stop within %.0fs; no compile checkpoint written", CHECKPOINT_STOP_WAIT)
 
     # ------------------------------------------------------------------ events (any thread)
     def datapath_connected(self, datapath, dpid: int, ports: Iterable[SwitchPort]) -> None:
@@ -410,6 +495,12 @@ class Core:
                 except hub.QueueEmpty:
                     break
             if any(i.kind == "stop" for i in items):
+                try:
+                    self._write_checkpoint()
+                except Exception:  # noqa: BLE001 — stopping anyway; the next start compiles
+                    LOG.exception("writing the compile checkpoint failed")
+                finally:
+                    self._worker_done.set()
                 return
             self._busy = True
             try:
@@ -934,7 +1025,12 @@ class Core:
             pending = self._announce.setdefault(e.dpid, [])
             sink = _ReconcilerSink(e, self.compiler, pending if self.gateway.garp_count > 0 else None)
             full = e.needs_full
+            if full and e.prewarm and self._checkpointed and self._restore_checkpoint(e):
+                full = e.needs_full = False  # the previous process's compile of this very state
+                e.listing_failed = None
+                e.compiled = e.from_checkpoint = True
             if full:
+                e.from_checkpoint = False
                 # per owner, not compile_chassis: one broken owner must not block all the others
                 try:
                     e.engine.full(self.compiler, self.view, e.ctx, sink)
@@ -1093,8 +1189,10 @@ class Core:
                                           compile_errors=e.compile_errors,
                                           reconcile_errors=e.reconcile_errors,
                                           master=self.is_master(e.dpid), compiled=e.compiled,
-                                          compiled_before_connect=e.compiled_early)
+                                          compiled_before_connect=e.compiled_early,
+                                          from_checkpoint=e.from_checkpoint)
         return {"datapaths": out, "revision": getattr(self, "_rev", 0), "batches": self.batches,
                 "deferred_flushes": self.deferred_flushes, "check_failures": self.check_failures, "ha": self.ha_stats(),
                 "gateway": self._gateway_report(), "gc": self._gc_freeze.stats(),
+                "checkpoint": dict(self.checkpoint_stats),
                 "idle": self._q.empty() and not self._busy and self._bind_q.empty() and not self._binding}

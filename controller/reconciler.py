@@ -210,6 +210,37 @@ class Reconciler:
             else:
                 self._desired.pop(owner, None)
 
+    # ------------------------------------------------------------------ checkpoint
+    def export_desired(self) -> dict:
+        """The desired state as plain data for a restarted controller (controller/checkpoint.py),
+        with every wanted flow's flow-mod bytes, so its first resync finds the switch's entries by
+        them as after a compile (see prefetch)."""
+        with self._lock:
+            enc = self.encoder
+            buf = bytearray()
+            places: dict[tuple, int] = {}
+            for key, f in self._want.items():
+                b = enc.encoded(f, enc.body(f))
+                places[key] = len(buf) << 16 | len(b)
+                buf += b
+            return {"desired": self._desired, "want": self._want, "odd_owner": self._odd_owner,
+                    "conflicts": self._conflicts, "meter_flows": self.meters._by_flow,
+                    "meter_claims": self.meters._claims, "places": places, "bytes": buf}
+
+    def restore_desired(self, state: dict) -> None:
+        """Take `export_desired`'s state as if every owner had just been compiled here: all of it
+        dirty, nothing known of the switch (the next resync reads it). Only for a reconciler that
+        holds nothing yet (a restart)."""
+        with self._lock:
+            if self._desired or self.installed_known:
+                raise RuntimeError(f"{self.name}: restore into a reconciler that already holds state")
+            self._desired, self._want = state["desired"], state["want"]
+            self._odd_owner, self._conflicts = state["odd_owner"], state["conflicts"]
+            self.meters._by_flow, self.meters._claims = state["meter_flows"], state["meter_claims"]
+            self.meters.dirty = set(self.meters._claims)
+            self._dirty, self._enc_buf = state["places"], state["bytes"]
+            self.keep_encoded = True
+
     def _body(self, have: tuple | Flow) -> tuple:
         """The body of an `installed` value."""
         return self.encoder.body(have) if isinstance(have, Flow) else have

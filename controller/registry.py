@@ -78,6 +78,7 @@ class DatapathEntry:
     # (controller/portcache.py): on connect the real ports diff against them, no full compile
     prewarm: bool = False
     compiled_early: bool = False  # this connection's compile was the prewarm one (stats)
+    from_checkpoint: bool = False  # its last full compile was taken from the checkpoint (controller/checkpoint.py)
 
     @property
     def connected(self) -> bool:

@@ -109,7 +109,8 @@ def build(cfg):
     service = Service(store, cfg.settings)
     check_with = (lambda: _load_apps(cfg.apps, announce=False)) if getattr(cfg, "check_compile", False) else None
     core = Core(store, service, apps, cfg.settings, check_with=check_with, gateway=getattr(cfg, "gateway", None),
-                port_cache=getattr(cfg, "port_cache", None), freeze_gc=True)
+                port_cache=getattr(cfg, "port_cache", None),
+                checkpoint_file=getattr(cfg, "compile_checkpoint", None), freeze_gc=True)
     dispatcher = Dispatcher(core)
     try:
         from topology.api.app import create_app, serve_in_thread

@@ -397,6 +397,24 @@ class ChassisEngine:
     def forget(self, owner: int) -> None:
         self._unread(owner, self.reads.pop(owner, ()))
 
+    # ---------------------------------------------------------------- checkpoint
+    def export_state(self) -> dict[str, Any]:
+        """What a later process needs to carry on from this engine's last compile without
+        compiling again (controller/checkpoint.py): plain data only. A fact's function goes by
+        its name (the module attribute is the @fact wrapper, not the function kept here)."""
+        return {"reads": self.reads, "readers": self.readers, "canon": self._canon,
+                "facts": [(key, f.args, f.value, f.reads) for key, f in self.facts.items()],
+                "fact_readers": self.fact_readers}
+
+    def restore_state(self, state: Mapping[str, Any]) -> None:
+        """The state `export_state` gave, from the same code over the same view and context.
+        Raises KeyError for a fact this code does not define (nothing is changed then)."""
+        fns = {name: fn for fn, name in _FACT_NAMES.items()}
+        facts = {key: _Fact(fns[key[1]], args, value, reads) for key, args, value, reads in state["facts"]}
+        self.clear()
+        self.reads, self.readers, self._canon = state["reads"], state["readers"], state["canon"]
+        self.facts, self.fact_readers = facts, state["fact_readers"]
+
     def readers_of(self, i: Input) -> set[int]:
         """The owners whose last compile read input `i`."""
         got = self.readers.get(i)

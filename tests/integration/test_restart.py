@@ -68,7 +68,9 @@ def wait_resynced(bed: Bed, chassis: list[Chassis], timeout: float = 30.0) -> No
 
 
 def restart_under_ping(bed: Bed, chassis: list[Chassis], pairs: list[tuple[Host, Host]],
-                       sig: int) -> None:
+                       sig: int, from_checkpoint: bool | None = None) -> None:
+    """`from_checkpoint`: whether the restarted controller must have taken each chassis' compile
+    from the compile checkpoint the stopped one wrote (None: either; controller/checkpoint.py)."""
     before = {ch.name: flow_stats(ch) for ch in chassis}
     pings = [start_ping(a, b) for a, b in pairs]
     time.sleep(1.0)
@@ -90,6 +92,8 @@ def restart_under_ping(bed: Bed, chassis: list[Chassis], pairs: list[tuple[Host,
         assert st["last_resync_by_bytes"] == st["desired_flows"], st
         # compiled from the port cache the previous process wrote, before the switch reconnected
         assert st["compiled_before_connect"], st
+        if from_checkpoint is not None:
+            assert st["from_checkpoint"] == from_checkpoint, st
     for ch in chassis:
         after = flow_stats(ch)
         assert set(after) == set(before[ch.name]), (
@@ -119,6 +123,8 @@ def restart_with_stale_cache(bed: Bed, chassis: list[Chassis], mover: Host, to: 
     bed.start_controller(args, bed.controller.env)
     wait_resynced(bed, chassis)
     assert all(chassis_stats(bed, ch)["compiled_before_connect"] for ch in chassis), stats(bed)
+    # the checkpoint fits the cached ports (both written at the stop): taken, then the real ports diff
+    assert all(chassis_stats(bed, ch)["from_checkpoint"] for ch in chassis), stats(bed)
     assert eventually(lambda: bed.api.show("ports", mover.port["id"])["binding:host_id"] == to.name, 15, 0.3), \
         bed.api.show("ports", mover.port["id"])
     settle(bed, chassis)
@@ -135,6 +141,7 @@ def restart_with_stale_cache(bed: Bed, chassis: list[Chassis], mover: Host, to: 
     for ch in chassis:
         st = chassis_stats(bed, ch)
         assert not st["compiled_before_connect"], st       # this one compiled afresh on connect
+        assert not st["from_checkpoint"], st
         assert st["flow_mods"] == 0, f"{ch.name}: the stale-cache restart left flows a fresh compile changes: {st}"
     bed.controller.extra_args = tuple(args)
 
@@ -162,8 +169,10 @@ def test_restart_no_flow_mods_no_loss(bed: Bed) -> None:
                 static_neigh(a, b.ip, b.mac)
     pairs = [(v1, v3), (v2, v1)]                 # across the tunnel, and local
 
-    restart_under_ping(bed, chassis, pairs, signal.SIGTERM)
-    restart_under_ping(bed, chassis, pairs, signal.SIGKILL)    # a crash, too
+    # a clean stop writes the compile checkpoint and the next start takes it; a crash writes none
+    # (the file of the last clean stop is taken only if the store did not move since)
+    restart_under_ping(bed, chassis, pairs, signal.SIGTERM, from_checkpoint=True)
+    restart_under_ping(bed, chassis, pairs, signal.SIGKILL)
 
     restart_with_stale_cache(bed, chassis, mover=v2, to=c2, observers=[v1, v3])
 
