@@ -314,12 +314,13 @@ class Core:
             hub.spawn_after(PREWARM_MAX, self._q.put, _Item("prewarm-expire", dpid))
         if n:
             LOG.info("port cache %s: compiling %d chassis before their switches connect", self.port_cache, n)
-            self._load_checkpoint()
             self._q.put(_Item("prewarm"))
 
     def _load_checkpoint(self) -> None:
         """The previous process's compile of the prewarmed chassis, if it is of this very
-        topology revision and code (controller/checkpoint.py); _converge uses it instead of a compile."""
+        topology revision and code (controller/checkpoint.py); _converge uses it instead of a compile.
+        Worker thread, in the prewarm batch: the OpenFlow listener is not held up by it (≈ 1 s at
+        10,000 ports), and the batch is heavy, so the cyclic GC does not walk what is unpickled."""
         path = self.checkpoint_file
         if not path:
             return
@@ -330,8 +331,7 @@ class Core:
             cp = None
         if cp is not None:
             self._checkpointed = {dpid: st for dpid, st in cp.datapaths.items()
-                                  if (e := self.registry.get(dpid)) is not None and e.prewarm
-                                  and st.get("chassis") == e.chassis}
+                                  if (e := self.registry.get(dpid)) is not None and st.get("chassis") == e.chassis}
             self._checkpoint_rev = cp.revision
             why = f"{len(self._checkpointed)} chassis"
         self.checkpoint_stats["loaded"] = why
@@ -653,6 +653,8 @@ class Core:
                     e.drop_compiled()
                     e.reconciler.drop_kept_bytes()
                     e.ctx = None
+            elif it.kind == "prewarm":
+                self._load_checkpoint()
             elif it.kind == "liveness":
                 gateway_due = True
             elif it.kind == "resync":
@@ -707,6 +709,7 @@ class Core:
             else:
                 self._after_converge(e)
         self._send_all(sends)
+        self._checkpointed.clear()  # its one chance was this (the prewarm) batch: free it
         if gateway_due:
             self._gateway_duties()
         if self._bindings_pending and not any(e.flush_deferred for e in self.registry.connected()):
@@ -1025,7 +1028,7 @@ class Core:
             pending = self._announce.setdefault(e.dpid, [])
             sink = _ReconcilerSink(e, self.compiler, pending if self.gateway.garp_count > 0 else None)
             full = e.needs_full
-            if full and e.prewarm and self._checkpointed and self._restore_checkpoint(e):
+            if full and self._checkpointed and self._restore_checkpoint(e):
                 full = e.needs_full = False  # the previous process's compile of this very state
                 e.listing_failed = None
                 e.compiled = e.from_checkpoint = True
