@@ -325,10 +325,7 @@ class Core:
         if not path:
             return
         t0 = time.monotonic()
-        cp, why = checkpoint.load(path, self._checkpoint_fp)
-        if cp is not None and cp.revision != self._rev:
-            why = f"written at revision {cp.revision}, the store is at {self._rev}"
-            cp = None
+        cp, why = checkpoint.load(path, self._checkpoint_fp, self._rev)
         if cp is not None:
             self._checkpointed = {dpid: st for dpid, st in cp.datapaths.items()
                                   if (e := self.registry.get(dpid)) is not None and st.get("chassis") == e.chassis}

@@ -159,3 +159,18 @@ def test_derived_path_beside_an_sqlite_database():
     assert checkpoint.derived_path("sqlite:////var/lib/tf.db") == "/var/lib/tf.db.compiled"
     assert checkpoint.derived_path("sqlite:///:memory:") is None
     assert checkpoint.derived_path("etcd://127.0.0.1:2379") is None
+
+
+def test_a_checkpoint_that_does_not_fit_is_refused_by_its_header_alone(tmp_path):
+    """Other code or another revision is refused before the (large) body is unpickled: the body
+    here is cut short, which only a read of it would notice."""
+    path = str(tmp_path / "tf.db.compiled")
+    assert checkpoint.save(path, "fp", 7, {1: {"chassis": "a", "ctx": None}})
+    cp, why = checkpoint.load(path, "fp", 7)
+    assert why == "ok" and cp is not None and cp.revision == 7 and cp.datapaths[1]["chassis"] == "a"
+    with open(path, "r+b") as fh:
+        fh.truncate(os.path.getsize(path) - 5)
+    assert checkpoint.load(path, "other fp", 7) == (None, "written by other code or settings")
+    assert checkpoint.load(path, "fp", 8) == (None, "written at revision 7, the store is at 8")
+    cp, why = checkpoint.load(path, "fp", 7)
+    assert cp is None and why.startswith("unusable")
