@@ -166,18 +166,22 @@ class Reconciler:
             old = {f.key: f for f in held} if held else {}
             if new == old:
                 return
-            enc = self.encoder
-            changed: dict[tuple, tuple[Flow, bytes]] = {}
+            encode = self.encoder.encoded_with_meters
+            changed: list[tuple[tuple, Flow, bytes]] = []
+            metered: dict[tuple, tuple] = {}  # changed key → its meter-declaring actions
             for key, f in new.items():
-                o = old.get(key)
-                if o is not None and o == f:
-                    new[key] = o
-                    continue
+                if old:
+                    o = old.get(key)
+                    if o is not None and o == f:
+                        new[key] = o
+                        continue
                 try:
-                    b = enc.encoded(f, enc.body(f))
+                    b, ms = encode(f)
                 except Exception as exc:  # noqa: BLE001 — any encoder failure is this owner's
                     raise FlowEncodeError(owner, f, exc) from exc
-                changed[key] = (f, b)
+                changed.append((key, f, b))
+                if ms:
+                    metered[key] = ms
             for key in old.keys() - new.keys():
                 self._release(key, owner)
             # a flush follows and sends these bytes (else they are encoded again then), or a resync
@@ -185,7 +189,7 @@ class Reconciler:
             keep = self.installed_known or self._prefetched is not None or self.keep_encoded
             buf, dirty, want = self._enc_buf, self._dirty, self._want
             odd, conflicts = self._odd_owner, self._conflicts
-            for key, (f, b) in changed.items():
+            for key, f, b in changed:
                 cur = want.get(key)
                 if f.cookie == owner and (cur is None or (cur.cookie == owner and not (odd and key in odd))) \
                         and not (conflicts and key in conflicts):
@@ -204,7 +208,7 @@ class Reconciler:
                     buf += b
                 else:
                     dirty.setdefault(key, 0)  # lost to another claim: the winner's bytes stay
-            self.meters.set_owner(owner, new, changed.keys())
+            self.meters.set_owner(owner, new, (c[0] for c in changed), metered)
             if new:
                 self._desired[owner] = tuple(new.values())
             else:
@@ -827,20 +831,14 @@ class MeterTable:
         self.reading_xid = 0  # xid of the meter config request in flight
 
     # ---------------------------------------------------------------- desired
-    def set_owner(self, owner: int, new: dict, changed: Iterable[tuple]) -> None:
-        """`new` = the owner's flows by key; `changed` = keys whose flow is new or different."""
-        from flows.qos import METER_TYPES  # local: controller/ may import flows/, kept off the import path
+    def set_owner(self, owner: int, new: dict, changed: Iterable[tuple], found: dict[tuple, tuple]) -> None:
+        """`new` = the owner's flows by key; `changed` = keys whose flow is new or different, of
+        which `found` = those that declare meters, with their meter actions (Encoder.
+        encoded_with_meters). `changed` is read only if the owner held meters before."""
         prev = self._by_flow.get(owner)
-        found: dict[tuple, tuple] = {}
-        changed = list(changed)
-        for key in changed:  # hot (every changed flow): no generator unless a meter is there
-            acts = new[key].actions
-            for a in acts:
-                if type(a) in METER_TYPES:
-                    found[key] = tuple(a for a in acts if type(a) in METER_TYPES)
-                    break
         if prev is None and not found:
             return
+        found = dict(found)
         if prev:
             changed = set(changed)
             for key, ms in prev:

@@ -148,20 +148,20 @@ def test_clean_start_matches_a_fresh_compile(rig):
 
 def test_encode_error_in_one_owner_withdraws_it_keeps_the_rest_then_heals(rig):
     enc = rig.core.encoder
-    real_body = enc.body
+    real_encode = enc.encoded_with_meters  # what Reconciler.set_owner encodes each flow with
     victim = {"cookie": None}
 
-    def body(f):
+    def encode(f):
         if victim["cookie"] is None and f.cookie >> OWNER_SHIFT == Owner.PORT:
             victim["cookie"] = f.cookie
         if f.cookie == victim["cookie"]:
             raise ValueError("reg7 value 1099511627776 does not fit 32 bits")
-        return real_body(f)
+        return real_encode(f)
 
-    enc.body = body
+    enc.encoded_with_meters = encode
     sw = rig.connect(DPID_A, rig.ports[:2])
     rig.settle()
-    enc.body = real_body
+    enc.encoded_with_meters = real_encode
     bad = victim["cookie"]
     assert bad is not None
     # the broken owner has no flow (fail closed), every other owner's flows are on the switch
@@ -175,9 +175,9 @@ def test_encode_error_in_one_owner_withdraws_it_keeps_the_rest_then_heals(rig):
 
 def test_encode_error_reported_unhealthy_while_it_lasts(rig):
     enc = rig.core.encoder
-    real_body = enc.body
-    enc.body = lambda f: (_ for _ in ()).throw(ValueError("boom")) if f.cookie >> OWNER_SHIFT == Owner.PORT \
-        else real_body(f)
+    real_encode = enc.encoded_with_meters
+    enc.encoded_with_meters = lambda f: (_ for _ in ()).throw(ValueError("boom")) \
+        if f.cookie >> OWNER_SHIFT == Owner.PORT else real_encode(f)
     sw = rig.connect(DPID_A, rig.ports[:2])
     rig.settle()
     time.sleep(0.3)  # several retries, all failing
@@ -185,7 +185,7 @@ def test_encode_error_reported_unhealthy_while_it_lasts(rig):
     assert not h["healthy"] and any("compile failed" in p for p in h["problems"])
     assert h["compile_errors"] >= 2  # retried
     assert not port_owner_of(sw.table, Owner.PORT)
-    enc.body = real_body
+    enc.encoded_with_meters = real_encode
     rig.wait_healthy(DPID_A)
 
 

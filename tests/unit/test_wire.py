@@ -245,6 +245,8 @@ def _assert_cached_path_identical(enc: wire.Encoder, f: Flow, xid: int, bundle_i
     assert wire.flow_mod_encoded(cached, xid) == reference
     assert wire.bundle_add_encoded(bundle_id, cached, xid) == wire.bundle_add(bundle_id, reference, xid) \
         == enc.bundle_add_flow(bundle_id, f, body, xid)
+    from flows.qos import METER_TYPES
+    assert enc.encoded_with_meters(f) == (cached, tuple(a for a in f.actions if type(a) in METER_TYPES))
 
 
 def test_cached_encoding_is_byte_identical_for_every_compiled_flow():
@@ -277,6 +279,20 @@ def test_cached_encoding_is_byte_identical_for_random_flows():
         _assert_cached_path_identical(enc, f, rnd.randint(0, 0xFFFF_FFFF), rnd.randint(0, 0x7FFF_FFFF))
 
 
+def test_encoded_with_meters_names_the_meter_declaring_actions():
+    """The reconciler's MeterTable takes a flow's meters from `encoded_with_meters` (one cache
+    lookup per flow): the metered instruction and the metered punt, not a plain meter or punt."""
+    from flows.qos import MeteredController, MeterUse
+    use = MeterUse(7, rate=1000, burst=100)
+    punt = MeteredController(userdata=b"\x01", meter_id=9, rate=50, burst=10)
+    enc = wire.Encoder()
+    for acts, metered in (((use, Output(1)), (use,)), ((punt,), (punt,)), ((use, punt), (use, punt)),
+                          ((Meter(7), Output(1)), ()), ((Output(2),), ())):
+        f = Flow(40, 5, make_match(metadata=1), acts, 1)
+        assert enc.encoded_with_meters(f) == (enc.encoded(f, enc.body(f)), metered)
+        assert enc.encoded_with_meters(f)[1] == metered  # and from the cache
+
+
 def test_reconciler_sends_the_per_flow_encoding():
     """What a resync writes, flow-mod by flow-mod, equals a fresh encoder's bytes of the flow."""
     for flows in _compiled_chassis():
@@ -304,3 +320,15 @@ def _check_resync_bytes(flows: list[Flow]) -> None:
             assert want is not None and wire.unwrap_bundle_add(msg) == _reference_flow_mod(want, xid)
             seen += 1
     assert seen == len(flows) and sw.table == {f.key: ref.body(f) for f in flows}
+
+
+def test_the_encoders_caches_are_bounded(monkeypatch):
+    """Action lists carry ports' own values: a cache that only grew would keep every deleted
+    port's entries forever. At the bound a cache starts again; the bytes do not change."""
+    monkeypatch.setattr(wire, "ENCODER_CACHE_MAX", 10)
+    enc = wire.Encoder()
+    for i in range(100):
+        f = Flow(40, 5, make_match(metadata=i), (SetField("reg7", i), Output(i + 1), GotoTable(60)), 1)
+        assert enc.encoded_with_meters(f) == (wire.Encoder().encoded(f, wire.Encoder().body(f)), ())
+        assert enc.instructions(f.actions) == wire.Encoder().instructions(f.actions)
+        assert len(enc._instr) <= 10 and len(enc._action) <= 10
