@@ -129,7 +129,7 @@ class SecurityGroupsApp:
         remote groups follow it appearing on / vanishing from a chassis through the engine's
         group_active fact, so a port change names only itself, its address sharers and groups."""
         owners: set[int] = set()
-        recs = [r for r in (change.old, change.new) if r is not None]
+        recs = change.records()
         if change.kind == PORT:
             gids: set[str] = set()
             for r in recs:

@@ -131,9 +131,7 @@ def _net_cookie(view: View, net_id: str | None) -> set[int]:
 def owners_changed(view: View, change: Change) -> set[int]:
     """A network's punts change with the network itself, its subnets and its (router) ports."""
     out: set[int] = set()
-    for r in (change.old, change.new):
-        if not r:
-            continue
+    for r in change.records():
         if change.kind == NETWORK and r.get("_key") is not None:
             out.add(cookie(Owner.NETWORK, int(r["_key"])))
         elif change.kind in (SUBNET, PORT):

@@ -128,9 +128,7 @@ def owners_for_change(view: View, change) -> set[int]:
     kind, old, new = change.kind, change.old, change.new
     owners: set[int] = set()
     if kind == "port":
-        for rec in (old, new):
-            if rec is None:
-                continue
+        for rec in change.records():
             if rec.get("_key") is not None:
                 owners.add(port_cookie(rec))
             net = view.network(rec.get("network_id"))

@@ -176,8 +176,8 @@ def owners_on_chassis(view: View, ctx) -> list[int]:
 def owners_changed(change: Change) -> Iterable[int]:
     """A port's own flows, a network's ARP flow (old and new keys)."""
     out: set[int] = set()
-    for rec in (change.old, change.new):
-        if not rec or rec.get("_key") is None:
+    for rec in change.records():
+        if rec.get("_key") is None:
             continue
         if change.kind == PORT:
             out.add(cookie(Owner.PORT, int(rec["_key"])))

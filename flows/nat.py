@@ -356,7 +356,7 @@ def _ext_cookie(view: View, net_id: str | None) -> set[int]:
 
 def owners_for_change(view: View, change: Change) -> set[int]:
     """FIP, router (SNAT/gateway) and external-network owners touched by `change`."""
-    recs = [r for r in (change.old, change.new) if r]
+    recs = change.records()
     out: set[int] = set()
     if change.kind == FLOATINGIP:
         for r in recs:

@@ -152,9 +152,7 @@ def owners_on_chassis(view: View, ctx) -> list[int]:
 def owners_changed(view: View, change: Change) -> set[int]:
     """A port's addresses (or MAC, owner, pairs) are its network's; a network names itself."""
     out: set[int] = set()
-    for r in (change.old, change.new):
-        if not r:
-            continue
+    for r in change.records():
         if change.kind == NETWORK and r.get("_key") is not None:
             out.add(cookie(Owner.NETWORK, int(r["_key"])))
         elif change.kind == PORT:

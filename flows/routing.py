@@ -453,7 +453,7 @@ def owners_for_change(view: View, change: Change) -> set[int]:
     """Router owners, and port owners for their neighbour entries (port_neighbor_flows), whose
     flows may differ after `change` (over-approximates). A plain port names itself only: its
     entries are its own, and the router's flows do not read its network's ports."""
-    recs = [r for r in (change.old, change.new) if r]
+    recs = change.records()
     out: set[int] = set()
     if change.kind == ROUTER:
         out |= {router_cookie(r) for r in recs if r.get("_key") is not None}

@@ -283,7 +283,7 @@ def _net_cookie(view: View, net_id: str | None) -> list[int]:
 
 def owners_changed(view: View, change: Change, feature: str) -> set[int]:
     """Owners whose ARP or DHCP flows may differ after `change` (old and new state both)."""
-    recs = [r for r in (change.old, change.new) if r]
+    recs = change.records()
     out: set[int] = set()
     if change.kind == NETWORK:
         for r in recs:

@@ -54,6 +54,17 @@ class Change:
     old: Record | None
     new: Record | None
 
+    def records(self) -> tuple[Record, ...]:
+        """The change's records, old then new, without None, and once when old is new (the
+        re-sync change flows.compiler.owners_for_port_location builds for a tap plugged: the
+        apps' owners of one record, not of the same record twice)."""
+        old, new = self.old, self.new
+        if old is new:
+            return () if old is None else (old,)
+        if old is None:
+            return (new,)  # type: ignore[return-value]  # not both None: handled above
+        return (old,) if new is None else (old, new)
+
 
 class Compacted(Exception):
     """The feed no longer holds changes after the asked revision: re-read a snapshot."""
