@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from topology.store.backends import beside_database
+
 LOG = logging.getLogger(__name__)
 
 VERSION = 2  # 2: a header pickle (version, fingerprint, revision) before the datapaths' pickle
@@ -40,13 +42,9 @@ _ROOT = Path(__file__).resolve().parent.parent
 
 
 def derived_path(store_url: str) -> str | None:
-    """Default file: beside an SQLite store's database (sqlite:////var/lib/x.db →
-    /var/lib/x.db.compiled); other stores keep none unless `--compile-checkpoint` names one."""
-    prefix = "sqlite:///"
-    if not store_url.startswith(prefix):
-        return None
-    path = store_url[len(prefix):]
-    return path + ".compiled" if path and path != ":memory:" else None
+    """Default file: beside an SQLite store's database (…/x.db → …/x.db.compiled); other stores keep
+    none unless `--compile-checkpoint` names one."""
+    return beside_database(store_url, ".compiled")
 
 
 _code_digest: str | None = None

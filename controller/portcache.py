@@ -16,6 +16,8 @@ import tempfile
 
 from typing import TYPE_CHECKING
 
+from topology.store.backends import beside_database
+
 if TYPE_CHECKING:  # the registry pulls in the apps; config.load (before the early listener) must not
     from controller.registry import SwitchPort
 
@@ -25,13 +27,9 @@ VERSION = 1
 
 
 def derived_path(store_url: str) -> str | None:
-    """Default cache file: beside an SQLite store's database (sqlite:////var/lib/x.db →
-    /var/lib/x.db.ports); other stores keep none unless `--port-cache` names one."""
-    prefix = "sqlite:///"
-    if not store_url.startswith(prefix):
-        return None
-    path = store_url[len(prefix):]
-    return path + ".ports" if path and path != ":memory:" else None
+    """Default file: beside an SQLite store's database (…/x.db → …/x.db.ports); other stores keep
+    none unless `--port-cache` names one."""
+    return beside_database(store_url, ".ports")
 
 
 def load(path: str) -> dict[int, tuple[str, dict[str, SwitchPort]]]:

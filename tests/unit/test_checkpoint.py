@@ -8,33 +8,17 @@ the restore from scratch and counts any difference (the rig fixture asserts none
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 
 from apps.registry import default_apps
 from controller import checkpoint
-from controller import core as core_mod
 from controller import portcache
 from tests.unit.test_core_faults import DPID_A, Rig
+from tests.unit import test_core_prewarm
+from tests.unit.test_core_prewarm import _wait
 
-
-def _wait(cond, timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-@pytest.fixture
-def rig(monkeypatch):
-    monkeypatch.setattr(core_mod, "RETRY_FIRST", 0.05)
-    r = Rig()
-    yield r
-    r.close()
-    assert r.core.check_failures == 0, "check mode found the incremental compile differing from a fresh one"
+rig = test_core_prewarm.rig  # the fixture: a Core in check mode, asserted clean at the end
 
 
 @pytest.fixture

@@ -29,3 +29,14 @@ def open_store(url: str) -> Store:
         prefix = parsed.path.rstrip("/") or "/tenantflow"
         return EtcdStore(parsed.hostname, parsed.port or 2379, prefix)
     raise ValueError(f"unknown store URL {url!r} (expected sqlite:///path, memory:// or etcd://host:port[/prefix])")
+
+
+def beside_database(url: str, suffix: str) -> str | None:
+    """A file next to an SQLite store's database (`sqlite:////var/lib/x.db`, ".ports" →
+    /var/lib/x.db.ports): where the controller keeps its own restart files by default. Other
+    stores (and the in-memory one) have no such place: None."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        return None
+    path = url[len(prefix):]
+    return path + suffix if path and path != ":memory:" else None
